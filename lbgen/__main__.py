@@ -1,0 +1,4 @@
+"""`python -m lbgen`."""
+from lbgen.cli import main
+
+main()

@@ -1,0 +1,372 @@
+"""lbgen.yaml -> frozen dataclasses. Unknown keys, wrong types and bad values are ConfigErrors naming the
+key path and, where YAML gives one, the line."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from lbgen import grammar
+from lbgen.errors import ConfigError
+
+DEFAULT_CONFIG_PATHS = {
+    "nginx": "/etc/nginx/conf.d/lbgen.conf",
+    "haproxy": "/usr/local/etc/haproxy/haproxy.cfg",
+}
+DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """`500ms`, `2s`, `1m`, `1h` or a number of seconds -> seconds (float)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration (e.g. 500ms, 2s, 1m)")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = DURATION_RE.fullmatch(str(value).strip()) if isinstance(value, str) else None
+        if not match:
+            raise ValueError(f"{grammar._show(value)} is not a duration (e.g. 500ms, 2s, 1m)")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not 0 < seconds <= 86400:
+        raise ValueError(f"{grammar._show(value)} is out of range (more than 0, at most 24h)")
+    return seconds
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    path: str = "/health"
+    expect_status: str = "200"
+    interval: float = 1.0
+    timeout: float = 2.0
+    rise: int = 2
+    fall: int = 3
+
+    def status_ok(self, status: int) -> bool:
+        if self.expect_status.endswith("xx"):
+            return str(status)[:1] == self.expect_status[0]
+        return status == int(self.expect_status)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    name: str
+    listen: int = 80
+    hosts: tuple[str, ...] = ()
+    algorithm: str = "round_robin"
+    hash_key: str | None = None
+    default_env: str | None = None
+    health: HealthConfig = field(default_factory=HealthConfig)
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    retries: int = 2
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    kind: str
+    container: str
+    config_path: str
+    status_port: int = 9180
+    state_dir: str = "/var/lib/lbgen"
+
+
+@dataclass(frozen=True)
+class Config:
+    network: str
+    proxy: ProxyConfig
+    services: Mapping[str, ServiceConfig]
+    label_prefix: str = "lbgen"
+    templates_dir: Path | None = None
+    source: str = "lbgen.yaml"
+
+    def service(self, name: str | None) -> ServiceConfig:
+        """The named service, or the only one when name is None."""
+        from lbgen.errors import UsageError
+
+        if name is None:
+            if len(self.services) != 1:
+                raise UsageError(f"{self.source} has {len(self.services)} services; name one with --service "
+                                 f"({', '.join(self.services)})")
+            return next(iter(self.services.values()))
+        if name not in self.services:
+            raise UsageError(f"no service {name!r} in {self.source} (services: {', '.join(self.services)})")
+        return self.services[name]
+
+
+def find_config_path(explicit: str | None) -> Path:
+    """--config PATH, else $LBGEN_CONFIG, else ./lbgen.yaml."""
+    return Path(explicit or os.environ.get("LBGEN_CONFIG") or "lbgen.yaml")
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (give --config PATH or set LBGEN_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from e
+    return parse_config(text, source=str(path), base_dir=path.resolve().parent)
+
+
+def parse_config(text: str, source: str = "lbgen.yaml", base_dir: Path | None = None) -> Config:
+    data = load_yaml(text, source)
+    return _Parser(source, base_dir or Path.cwd()).config(data)
+
+
+# --- YAML with line numbers -------------------------------------------------------------------------
+
+class LineDict(dict):
+    """A YAML mapping that remembers the line of each key (1-based)."""
+
+    lines: dict
+    line: int = 0
+
+
+class LineList(list):
+    lines: list
+    line: int = 0
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML safely; mappings and lists remember their lines for error messages."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: Loader, node: Any) -> LineDict:
+        result = LineDict()
+        result.lines = {}
+        result.line = node.start_mark.line + 1
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: mapping keys must be strings")
+            if key in result:
+                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
+            result[key] = loader.construct_object(value_node, deep=True)
+            result.lines[key] = key_node.start_mark.line + 1
+        return result
+
+    def sequence(loader: Loader, node: Any) -> LineList:
+        result = LineList(loader.construct_object(child, deep=True) for child in node.value)
+        result.lines = [child.start_mark.line + 1 for child in node.value]
+        result.line = node.start_mark.line + 1
+        return result
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, sequence)
+    try:
+        return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{source}{where}: invalid YAML: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: invalid YAML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
+
+
+class _Parser:
+    """Walks the YAML tree with the key path, so every error can say where it is."""
+
+    def __init__(self, source: str, base_dir: Path) -> None:
+        self.source = source
+        self.base_dir = base_dir
+
+    def fail(self, path: str, message: str, parent: Any = None, key: Any = None) -> ConfigError:
+        line = None
+        if isinstance(parent, LineDict):
+            line = parent.lines.get(key, parent.line)
+        elif isinstance(parent, LineList) and isinstance(key, int) and key < len(parent.lines):
+            line = parent.lines[key]
+        where = f"{self.source}:{line}" if line else self.source
+        return ConfigError(f"{where}: {path}: {message}")
+
+    def mapping(self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = (),
+                parent: Any = None, key: Any = None) -> dict:
+        if value is None and not required:
+            return LineDict()
+        if not isinstance(value, dict):
+            raise self.fail(path or "(top level)", f"expected a mapping, got {_kind(value)}", parent, key)
+        for k in value:
+            if k not in allowed:
+                sub = f"{path}.{k}" if path else str(k)
+                raise self.fail(sub, f"unknown key (expected one of: {', '.join(allowed)})", value, k)
+        for k in required:
+            if k not in value:
+                raise self.fail(path or "(top level)", f"missing required key {k!r}", parent, key)
+        return value
+
+    def field(self, data: dict, key: str, path: str, check: Callable[[Any], Any], default: Any = None) -> Any:
+        if key not in data:
+            return default
+        sub = f"{path}.{key}" if path else key
+        try:
+            return check(data[key])
+        except ValueError as e:
+            raise self.fail(sub, str(e), data, key) from None
+
+    def config(self, data: Any) -> Config:
+        top = self.mapping(data, "", ("network", "label_prefix", "templates_dir", "proxy", "services"),
+                           ("network", "proxy", "services"))
+        network = self.field(top, "network", "", _string("a Docker network name or id", r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"))
+        prefix = self.field(top, "label_prefix", "", grammar.label_prefix, "lbgen")
+        templates_dir = self.field(top, "templates_dir", "", _string("a directory path"))
+        proxy = self.proxy(top["proxy"], top)
+        services_raw = top["services"]
+        if not isinstance(services_raw, dict) or not services_raw:
+            raise self.fail("services", "expected a mapping of service names to settings, with at least one",
+                            top, "services")
+        services: dict[str, ServiceConfig] = {}
+        for name, raw in services_raw.items():
+            path = f"services.{name}"
+            try:
+                grammar.name(name)
+            except ValueError as e:
+                raise self.fail(path, str(e), services_raw, name) from None
+            services[name] = self.service(name, raw, path, services_raw)
+        self.check_routes(services, proxy, services_raw)
+        return Config(
+            network=network,
+            proxy=proxy,
+            services=services,
+            label_prefix=prefix,
+            templates_dir=(self.base_dir / templates_dir) if templates_dir else None,
+            source=self.source,
+        )
+
+    def proxy(self, raw: Any, parent: dict) -> ProxyConfig:
+        data = self.mapping(raw, "proxy", ("kind", "container", "config_path", "status_port", "state_dir"),
+                            ("kind", "container"), parent, "proxy")
+        kind = self.field(data, "kind", "proxy", _choice(grammar.PROXY_KINDS))
+        return ProxyConfig(
+            kind=kind,
+            container=self.field(data, "container", "proxy", grammar.container_name),
+            config_path=self.field(data, "config_path", "proxy", _abs_path, DEFAULT_CONFIG_PATHS[kind]),
+            status_port=self.field(data, "status_port", "proxy", grammar.port, 9180),
+            state_dir=self.field(data, "state_dir", "proxy", _abs_path, "/var/lib/lbgen"),
+        )
+
+    def service(self, name: str, raw: Any, path: str, parent: dict) -> ServiceConfig:
+        data = self.mapping(raw, path, ("listen", "hosts", "algorithm", "hash_key", "default_env", "health",
+                                        "connect_timeout", "read_timeout", "retries"), (), parent, name)
+        algorithm = self.field(data, "algorithm", path, _choice(grammar.ALGORITHMS), "round_robin")
+        hash_key = self.field(data, "hash_key", path, grammar.hash_key)
+        if algorithm == "hash" and hash_key is None:
+            raise self.fail(f"{path}.algorithm", "algorithm hash needs hash_key (e.g. $request_uri)", data, "algorithm")
+        if algorithm != "hash" and hash_key is not None:
+            raise self.fail(f"{path}.hash_key", "hash_key is only for algorithm: hash", data, "hash_key")
+        hosts = self.field(data, "hosts", path, _list_of(grammar.host), ())
+        return ServiceConfig(
+            name=name,
+            listen=self.field(data, "listen", path, _int_port, 80),
+            hosts=tuple(hosts),
+            algorithm=algorithm,
+            hash_key=hash_key,
+            default_env=self.field(data, "default_env", path, grammar.name),
+            health=self.health(data.get("health"), f"{path}.health", data),
+            connect_timeout=self.field(data, "connect_timeout", path, parse_duration, 5.0),
+            read_timeout=self.field(data, "read_timeout", path, parse_duration, 60.0),
+            retries=self.field(data, "retries", path, _int_range(0, 10), 2),
+        )
+
+    def health(self, raw: Any, path: str, parent: dict) -> HealthConfig:
+        data = self.mapping(raw, path, ("path", "expect_status", "interval", "timeout", "rise", "fall"), (),
+                            parent, "health")
+        return HealthConfig(
+            path=self.field(data, "path", path, grammar.http_path, "/health"),
+            expect_status=self.field(data, "expect_status", path, grammar.expect_status, "200"),
+            interval=self.field(data, "interval", path, parse_duration, 1.0),
+            timeout=self.field(data, "timeout", path, parse_duration, 2.0),
+            rise=self.field(data, "rise", path, _int_range(1, 100), 2),
+            fall=self.field(data, "fall", path, _int_range(1, 100), 3),
+        )
+
+    def check_routes(self, services: dict[str, ServiceConfig], proxy: ProxyConfig, raw: dict) -> None:
+        """Two services may share a port only when their hosts tell them apart."""
+        seen: dict[tuple[int, str], str] = {}
+        for svc in services.values():
+            if svc.listen == proxy.status_port:
+                raise self.fail(f"services.{svc.name}.listen",
+                                f"port {svc.listen} is proxy.status_port, which lbgen keeps for itself",
+                                raw.get(svc.name), "listen")
+            for host in svc.hosts or ("",):
+                other = seen.get((svc.listen, host))
+                if other:
+                    what = f"host {host}" if host else "no hosts (the default server)"
+                    raise self.fail(f"services.{svc.name}.hosts",
+                                    f"port {svc.listen} with {what} is already routed to service {other}",
+                                    raw.get(svc.name), "hosts" if host else "listen")
+                seen[(svc.listen, host)] = svc.name
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _string(what: str, pattern: str | None = None) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not value or (pattern and not re.fullmatch(pattern, value)):
+            raise ValueError(f"expected {what}, got {grammar._show(value)}")
+        return value
+    return check
+
+
+def _abs_path(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"/[A-Za-z0-9._/-]{1,255}", value) or "/../" in value + "/":
+        raise ValueError(f"expected an absolute path of [A-Za-z0-9._/-], got {grammar._show(value)}")
+    return value
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"{grammar._show(value)} is not one of: {', '.join(options)}")
+        return value
+    return check
+
+
+def _int_range(low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"expected an integer {low}-{high}, got {grammar._show(value)}")
+        return value
+    return check
+
+
+def _int_port(value: Any) -> int:
+    if isinstance(value, str):
+        raise ValueError(f"expected a port number 1-65535, got {grammar._show(value)}")
+    return grammar.port(value)
+
+
+def _list_of(check: Callable[[Any], Any]) -> Callable[[Any], list]:
+    def inner(value: Any) -> list:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {_kind(value)}")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(check(item))
+            except ValueError as e:
+                raise ValueError(f"item {i}: {e}") from None
+        return out
+    return inner

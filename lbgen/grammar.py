@@ -1,0 +1,125 @@
+"""The grammar of every untrusted value (labels, inventory, lbgen.yaml) that may reach a rendered config.
+
+Each check returns the clean value or raises ValueError with a short reason; callers add the context
+(container, label, key path). Nothing reaches a template except through one of these.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+CONTAINER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+CONTAINER_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+HOST_RE = re.compile(rf"(?:\*\.)?{HOST_LABEL}(?:\.{HOST_LABEL})*")
+PATH_RE = re.compile(r"/[A-Za-z0-9._~/%?=&+-]{0,255}")
+LABEL_PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+# The hash keys lbgen knows how to express in both nginx and HAProxy.
+HASH_KEY_RE = re.compile(r"\$(request_uri|uri|remote_addr|(http|cookie|arg)_([a-z0-9_]{1,64}))")
+ALGORITHMS = ("round_robin", "least_conn", "ip_hash", "hash", "random")
+PROXY_KINDS = ("nginx", "haproxy")
+
+
+def name(value: str) -> str:
+    """A service or env name: `[a-z0-9][a-z0-9_-]{0,62}`."""
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        raise ValueError(f"{_show(value)} is not a valid name (expected [a-z0-9][a-z0-9_-]{{0,62}})")
+    return value
+
+
+def container_name(value: str) -> str:
+    if not isinstance(value, str) or not CONTAINER_NAME_RE.fullmatch(value):
+        raise ValueError(f"{_show(value)} is not a valid container name (expected [A-Za-z0-9][A-Za-z0-9_.-]*)")
+    return value
+
+
+def container_id(value: str) -> str:
+    if not isinstance(value, str) or not CONTAINER_ID_RE.fullmatch(value):
+        raise ValueError(f"{_show(value)} is not a valid container id")
+    return value
+
+
+def port(value: object) -> int:
+    """1-65535, given as an int or a string of digits."""
+    if isinstance(value, bool):
+        raise ValueError(f"{_show(value)} is not a port (expected 1-65535)")
+    if isinstance(value, str):
+        if not re.fullmatch(r"[0-9]{1,5}", value):
+            raise ValueError(f"{_show(value)} is not a port (expected 1-65535)")
+        value = int(value)
+    if not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError(f"{_show(value)} is not a port (expected 1-65535)")
+    return value
+
+
+def weight(value: object) -> int:
+    """1-256, given as an int or a string of digits."""
+    if isinstance(value, bool):
+        raise ValueError(f"{_show(value)} is not a weight (expected an integer 1-256)")
+    if isinstance(value, str):
+        if not re.fullmatch(r"[0-9]{1,3}", value):
+            raise ValueError(f"{_show(value)} is not a weight (expected an integer 1-256)")
+        value = int(value)
+    if not isinstance(value, int) or not 1 <= value <= 256:
+        raise ValueError(f"{_show(value)} is not a weight (expected an integer 1-256)")
+    return value
+
+
+def boolean(value: object) -> bool:
+    """`true`/`false` (labels are strings; YAML/JSON may give real booleans)."""
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise ValueError(f"{_show(value)} is not a boolean (expected true or false)")
+
+
+def address(value: object) -> str:
+    """An IPv4 or IPv6 address, normalised."""
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise ValueError(f"{_show(value)} is not an IP address") from None
+
+
+def host(value: object) -> str:
+    """A DNS host name, lower case, optionally with a leading `*.` wildcard."""
+    if not isinstance(value, str) or len(value) > 253 or not HOST_RE.fullmatch(value):
+        raise ValueError(f"{_show(value)} is not a host name (lower-case DNS name, optionally *.example.com)")
+    return value
+
+
+def http_path(value: object) -> str:
+    if not isinstance(value, str) or not PATH_RE.fullmatch(value):
+        raise ValueError(f"{_show(value)} is not a health path (expected / followed by [A-Za-z0-9._~/%?=&+-])")
+    return value
+
+
+def hash_key(value: object) -> str:
+    if not isinstance(value, str) or not HASH_KEY_RE.fullmatch(value):
+        raise ValueError(
+            f"{_show(value)} is not a supported hash key "
+            "($request_uri, $uri, $remote_addr, $http_NAME, $cookie_NAME or $arg_NAME)"
+        )
+    return value
+
+
+def label_prefix(value: object) -> str:
+    if not isinstance(value, str) or not LABEL_PREFIX_RE.fullmatch(value):
+        raise ValueError(f"{_show(value)} is not a valid label prefix")
+    return value
+
+
+def expect_status(value: object) -> str:
+    """An HTTP status (200) or a class (2xx); returned as text."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not re.fullmatch(r"[1-5](?:[0-9]{2}|xx)", text):
+        raise ValueError(f"{_show(value)} is not an HTTP status (expected e.g. 200 or 2xx)")
+    return text
+
+
+def _show(value: object) -> str:
+    """A safe, short rendering of an untrusted value for an error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,173 @@
+"""Jinja2 environment and render(): turns a Config and its Pools into proxy config text. Pure: writes nothing.
+
+Every value a template prints has passed lbgen.grammar; the `nginx_str` / `haproxy_str` filters quote
+anything textual once more for the target syntax, so a template bug cannot become an injection.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from lbgen import __version__
+from lbgen.config import Config, ServiceConfig
+from lbgen.errors import ConfigError
+from lbgen.model import Backend, Pool
+
+BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATE_NAMES = {"nginx": "nginx.conf.j2", "haproxy": "haproxy.cfg.j2"}
+GENERATION_PLACEHOLDER = "LBGEN_GENERATION_PLACEHOLDER"
+META_PREFIX = "# lbgen-meta: "
+META_RE = re.compile(r"^# lbgen-meta: (\{.*\})$", re.M)
+# Algorithms that nginx forbids `backup` servers with.
+NGINX_NO_BACKUP = ("ip_hash", "hash", "random")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    generation: str
+    active: dict[str, str | None]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """What a template sees of one service."""
+
+    name: str
+    config: ServiceConfig
+    active_env: str | None
+    servers: tuple[Backend, ...]  # primaries first, then backups
+
+    @property
+    def upstream(self) -> str:
+        return f"lbgen_{self.name}"
+
+    @property
+    def primary(self) -> tuple[Backend, ...]:
+        return tuple(s for s in self.servers if not s.backup)
+
+    @property
+    def backups(self) -> tuple[Backend, ...]:
+        return tuple(s for s in self.servers if s.backup)
+
+
+@dataclass(frozen=True)
+class PortView:
+    """One listening port: the services on it, with the host-less one (if any) as the default."""
+
+    port: int
+    services: tuple[ServiceView, ...]
+    default: ServiceView | None
+
+
+@dataclass(frozen=True)
+class LiveMeta:
+    """What lbgen wrote into a config's header: its generation and the active env per service."""
+
+    generation: str
+    active: dict[str, str | None]
+
+
+def parse_meta(text: str) -> LiveMeta | None:
+    """Read the `# lbgen-meta:` header of a config lbgen rendered, or None."""
+    match = META_RE.search(text or "")
+    if not match:
+        return None
+    try:
+        data = json.loads(match.group(1))
+        return LiveMeta(generation=str(data["generation"]), active=dict(data.get("active", {})))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def nginx_str(value: Any) -> str:
+    """Quote a value as an nginx string literal (double quotes; backslash, quote and $ escaped)."""
+    text = str(value)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ConfigError(f"control character in a value bound for the nginx config: {text!r}")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "${dollar}") + '"'
+
+
+def haproxy_str(value: Any) -> str:
+    """Quote a value as a HAProxy string argument (double quotes; backslash, quote, $ and # escaped)."""
+    text = str(value)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ConfigError(f"control character in a value bound for the HAProxy config: {text!r}")
+    out = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("#", "\\#")
+    return f'"{out}"'
+
+
+def duration_ms(seconds: float) -> str:
+    """Seconds -> `1500ms`, a unit both nginx and HAProxy accept."""
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def make_environment(templates_dir: Path | None = None) -> Any:
+    import jinja2
+
+    search = [str(templates_dir)] if templates_dir else []
+    search.append(str(BUILTIN_TEMPLATES))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(search),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["nginx_str"] = nginx_str
+    env.filters["haproxy_str"] = haproxy_str
+    env.filters["ms"] = duration_ms
+    return env
+
+
+def render(config: Config, pools: Sequence[Pool]) -> Rendered:
+    """Render the config for `config.proxy.kind`; identical input gives byte-identical output."""
+    import jinja2
+
+    by_name = {p.service: p for p in pools}
+    warnings: list[str] = []
+    views = []
+    for name, service in config.services.items():
+        pool = by_name.get(name) or Pool(service=name, active_env=None)
+        servers = pool.primary + pool.backups
+        if config.proxy.kind == "nginx" and service.algorithm in NGINX_NO_BACKUP and pool.backups:
+            warnings.append(
+                f"service {name}: nginx cannot use backup servers with {service.algorithm}; "
+                f"left out {', '.join(b.name for b in pool.backups)}"
+            )
+            servers = pool.primary
+        views.append(ServiceView(name=name, config=service, active_env=pool.active_env, servers=servers))
+    ports = []
+    for port in sorted({v.config.listen for v in views}):
+        on_port = tuple(v for v in views if v.config.listen == port)
+        default = next((v for v in on_port if not v.config.hosts), None)
+        ports.append(PortView(port=port, services=on_port, default=default))
+    active = {v.name: v.active_env for v in views}
+    meta = {"generation": GENERATION_PLACEHOLDER, "active": active}
+    context = {
+        "lbgen_version": __version__,
+        "config": config,
+        "proxy": config.proxy,
+        "services": views,
+        "ports": ports,
+        "meta_comment": META_PREFIX + json.dumps(meta, sort_keys=True, separators=(",", ":")),
+        "status_body": "lbgen generation=" + GENERATION_PLACEHOLDER + "".join(
+            f" {v.name}={v.active_env or '-'}" for v in views),
+        "generation": GENERATION_PLACEHOLDER,
+    }
+    env = make_environment(config.templates_dir)
+    template_name = TEMPLATE_NAMES[config.proxy.kind]
+    try:
+        text = env.get_template(template_name).render(context)
+    except jinja2.TemplateError as e:
+        where = f" line {e.lineno}" if getattr(e, "lineno", None) else ""
+        raise ConfigError(f"template {template_name}{where}: {e.message or e}") from e
+    generation = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return Rendered(text=text.replace(GENERATION_PLACEHOLDER, generation), generation=generation,
+                    active=active, warnings=tuple(warnings))

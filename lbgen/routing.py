@@ -1,0 +1,42 @@
+"""Which env is active for a service, and which backends each service's pool holds. Pure.
+
+This is the one place that decides the active env: a recorded switch wins, then the service's
+`default_env`, then the only env present.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+from lbgen.config import Config, ServiceConfig
+from lbgen.errors import ConfigError
+from lbgen.model import Inventory, Pool
+
+
+def resolve_active_env(service: ServiceConfig, inventory: Inventory, recorded: str | None = None) -> str | None:
+    if recorded is not None:
+        return recorded
+    if service.default_env is not None:
+        return service.default_env
+    envs = inventory.envs(service.name)
+    if len(envs) <= 1:
+        return envs[0] if envs else None
+    raise ConfigError(
+        f"service {service.name} has envs {', '.join(envs)} and no active env: set "
+        f"services.{service.name}.default_env, or run `lbgen switch --service {service.name} --env ENV`"
+    )
+
+
+def build_pools(config: Config, inventory: Inventory, active: Mapping[str, str | None] | None = None) -> list[Pool]:
+    """One Pool per configured service, in config order; `active` holds recorded or requested envs."""
+    active = active or {}
+    pools = []
+    for name, service in config.services.items():
+        env = resolve_active_env(service, inventory, active.get(name))
+        servers = tuple(
+            sorted(
+                (b for b in inventory.for_service(name) if b.env is None or b.env == env),
+                key=lambda b: (b.backup, b.name, b.address, b.port),
+            )
+        )
+        pools.append(Pool(service=name, active_env=env, servers=servers))
+    return pools

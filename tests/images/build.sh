@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Build the one image lbgen's tests and demo run (proxies and backends alike), without a registry:
+# debootstrap a minimal Debian 12 root with nginx, haproxy and python3, then `docker import` it.
+# The tag carries a hash of this folder, so a rebuild happens only when the recipe changes.
+# Prints the image tag on stdout.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+mirror=${LBGEN_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+hash=$(cat "$here/build.sh" "$here/backend.py" "$here/haproxy.cfg" | sha256sum | cut -c1-12)
+tag="lbgen-test:$hash"
+if docker image inspect "$tag" >/dev/null 2>&1; then
+  echo "$tag"
+  exit 0
+fi
+work=$(mktemp -d /var/tmp/lbgen-rootfs.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+echo "building $tag (debootstrap from $mirror; takes a few minutes once)" >&2
+debootstrap --variant=minbase --include=nginx-light,haproxy,python3 \
+  bookworm "$work/root" "$mirror" >&2
+root="$work/root"
+rm -f "$root/etc/nginx/sites-enabled/default"
+install -m 0755 "$here/backend.py" "$root/usr/local/bin/lbgen-test-backend"
+# The official haproxy image reads /usr/local/etc/haproxy/haproxy.cfg; do the same.
+install -D -m 0644 "$here/haproxy.cfg" "$root/usr/local/etc/haproxy/haproxy.cfg"
+chroot "$root" apt-get clean
+rm -rf "$root/var/lib/apt/lists"/* "$root/usr/share/doc" "$root/usr/share/man" "$root/usr/share/locale" \
+  "$root/var/cache/debconf"/*-old "$root/var/log"/*.log
+tar --numeric-owner -C "$root" -c . | docker import \
+  --change 'CMD ["/usr/local/bin/lbgen-test-backend"]' \
+  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  - "$tag" >&2
+docker tag "$tag" lbgen-test:latest >&2
+echo "$tag"
