@@ -65,6 +65,9 @@ class Engine(Protocol):
     def signal(self, container: str, signal: str) -> None:
         """Send a signal (e.g. HUP, USR2) to the container's PID 1."""
 
+    def stop_container(self, ref: str, timeout: float = 10.0) -> None:
+        """Stop a container gracefully (SIGTERM, then SIGKILL after `timeout`)."""
+
     def create_marker(self, name: str, image: str, labels: Mapping[str, str]) -> str | None:
         """Create (not start) a container named `name`; its id, or None when the name is taken.
 

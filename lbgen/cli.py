@@ -1,0 +1,336 @@
+"""click commands: parse options, build the core object, call one method, print the result.
+The only module that exits; every LbgenError becomes `Error: ...` on stderr and its exit code.
+
+Heavy imports (docker, requests, jinja2, yaml) happen inside the commands, so --help stays fast.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+import click
+
+from lbgen import __version__
+from lbgen.errors import EXIT_CODES, LbgenError
+
+EXIT_CODES_HELP = "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+
+
+class LbgenGroup(click.Group):
+    """Turns lbgen's errors into one line on stderr and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LbgenError as e:
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            ctx.exit(130)
+
+
+class Duration(click.ParamType):
+    name = "duration"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        from lbgen.config import parse_duration
+
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+DURATION = Duration()
+
+
+def _app(ctx: click.Context) -> Any:
+    from lbgen.app import Lbgen
+
+    return Lbgen(_config(ctx))
+
+
+def _config(ctx: click.Context) -> Any:
+    from lbgen.config import find_config_path, load_config
+
+    return load_config(find_config_path(ctx.obj["config"]))
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+@click.group(cls=LbgenGroup, epilog=f"Exit codes (every command):\n\n\b\n{EXIT_CODES_HELP}",
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="lbgen")
+@click.option("-c", "--config", "config", metavar="PATH", envvar="LBGEN_CONFIG",
+              help="lbgen.yaml to use [env: LBGEN_CONFIG; default: ./lbgen.yaml]")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """Put Docker containers behind nginx or HAProxy and switch traffic between releases.
+
+    \b
+    Example:
+      lbgen discover                 # what is routable on the network
+      lbgen apply                    # render, validate and hot-reload the proxy
+      lbgen switch --env green       # health-gated blue-green cutover
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+@cli.command()
+@click.option("--service", "-s", metavar="S", envvar="LBGEN_SERVICE", help="Only this service.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_context
+def discover(ctx: click.Context, service: str | None, as_json: bool) -> None:
+    """List the backends found on the network; skipped containers and why go to stderr.
+
+    \b
+    Example:
+      lbgen discover --service web --json | jq '.[].address'
+    """
+    app = _app(ctx)
+    if service is not None:
+        app.config.service(service)
+    inventory = app.discover()
+    backends = [b for b in inventory.backends if service is None or b.service == service]
+    if as_json:
+        _print_json([b.to_dict() for b in backends])
+        return
+    for b in backends:
+        flags = ",".join(f for f in ("backup" if b.backup else "",
+                                     f"docker-health={b.docker_health}" if b.docker_health else "") if f)
+        click.echo(f"{b.service}\t{b.env or '-'}\t{b.name}\t{b.endpoint}\tweight={b.weight}"
+                   + (f"\t{flags}" if flags else ""))
+
+
+@cli.command()
+@click.option("--service", "-s", metavar="S", envvar="LBGEN_SERVICE",
+              help="Render only this service.")
+@click.option("--env", "envs", metavar="SERVICE=ENV", multiple=True,
+              help="Render as if ENV were active for SERVICE (repeatable).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
+@click.option("--from-file", "inventory_path", metavar="INVENTORY", type=click.Path(dir_okay=False),
+              help="Take backends from a YAML/JSON inventory instead of Docker (never contacts Docker).")
+@click.pass_context
+def render(ctx: click.Context, service: str | None, envs: tuple[str, ...], output: str | None,
+           inventory_path: str | None) -> None:
+    """Print the config that would go live. Changes nothing.
+
+    \b
+    Examples:
+      lbgen render > nginx.conf
+      lbgen render --env web=green | diff - live.conf
+      lbgen render --from-file examples/inventory.yaml      # no Docker needed
+    """
+    import dataclasses
+
+    from lbgen.app import Lbgen
+    from lbgen.errors import UsageError
+
+    config = _config(ctx)
+    if service is not None:
+        config = dataclasses.replace(config, services={service: config.service(service)})
+    overrides = {}
+    for item in envs:
+        name, sep, env = item.partition("=")
+        if not sep or not name or not env:
+            raise UsageError(f"--env {item!r}: expected SERVICE=ENV")
+        overrides[name] = env
+    app = Lbgen(config)
+    inventory = None
+    if inventory_path is not None:
+        from lbgen.discovery import FileSource
+
+        inventory = FileSource(inventory_path).discover()
+    rendered = app.render(overrides, inventory=inventory)
+    if output:
+        from pathlib import Path
+
+        Path(output).write_text(rendered.text)
+        click.echo(f"wrote {output} generation={rendered.generation}", err=True)
+    else:
+        click.echo(rendered.text, nl=False)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Print a unified diff of live vs rendered; change nothing.")
+@click.option("--lock-timeout", type=DURATION, default="30s", envvar="LBGEN_LOCK_TIMEOUT", show_default=True,
+              help="How long to wait for another lbgen's lock.")
+@click.pass_context
+def apply(ctx: click.Context, dry_run: bool, lock_timeout: float) -> None:
+    """Discover, render, validate with the proxy's own binary, and hot-reload.
+
+    A byte-identical config is left alone (no write, no reload). An invalid config never goes live.
+
+    \b
+    Example:
+      lbgen apply --dry-run && lbgen apply
+    """
+    app = _app(ctx)
+    result = app.apply(dry_run=dry_run, lock_wait=lock_timeout)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    if dry_run:
+        click.echo(result.diff, nl=False)
+        click.echo("no change" if not result.changed else f"would apply generation={result.generation}", err=True)
+    elif result.changed:
+        took = sum(result.timings.values())
+        click.echo(f"applied generation={result.generation} took={took:.2f}s")
+    else:
+        click.echo(f"unchanged generation={result.generation}")
+
+
+def _switch_options(f: Callable) -> Callable:
+    f = click.option("--stop-old", is_flag=True, help="Stop the old env's containers after the switch.")(f)
+    f = click.option("--drain", type=DURATION, default=None, help="With --stop-old: seconds to let in-flight "
+                     "requests finish before stopping the old env.")(f)
+    f = click.option("--lock-timeout", type=DURATION, default="30s", envvar="LBGEN_LOCK_TIMEOUT",
+                     show_default=True, help="How long to wait for another lbgen's lock.")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Print one JSON result object.")(f)
+    f = click.option("--dry-run", is_flag=True, help="Show the plan, the gate's view and the diff; change nothing.")(f)
+    f = click.option("--force", is_flag=True, help="Skip the health gate (loudly).")(f)
+    f = click.option("--min-healthy", metavar="N|P%", envvar="LBGEN_MIN_HEALTHY",
+                     help="How many target backends must pass (default: all).")(f)
+    f = click.option("--timeout", type=DURATION, default="60s", envvar="LBGEN_TIMEOUT", show_default=True,
+                     help="How long the health gate may wait.")(f)
+    f = click.option("--service", "-s", metavar="S", envvar="LBGEN_SERVICE",
+                     help="The service (optional when lbgen.yaml has one).")(f)
+    return f
+
+
+@cli.command()
+@click.option("--env", "env", required=True, metavar="ENV", help="The env to move traffic to.")
+@_switch_options
+@click.pass_context
+def switch(ctx: click.Context, env: str, **options: Any) -> None:
+    """Move a service's traffic to ENV once ENV passes its health checks; verify; roll back on failure.
+
+    \b
+    Examples:
+      lbgen switch --env green
+      lbgen switch --service web --env green --timeout 2m --min-healthy 75%
+      lbgen switch --env green --dry-run
+    """
+    _run_switch(ctx, lambda app, **kw: app.switch(env, **kw), **options)
+
+
+@cli.command()
+@_switch_options
+@click.pass_context
+def rollback(ctx: click.Context, **options: Any) -> None:
+    """Switch a service back to its previous env, through the same health gate.
+
+    \b
+    Example:
+      lbgen rollback --service web
+    """
+    _run_switch(ctx, lambda app, **kw: app.rollback(**kw), **options)
+
+
+def _run_switch(ctx: click.Context, call: Callable, service: str | None, timeout: float, min_healthy: str | None,
+                force: bool, dry_run: bool, as_json: bool, lock_timeout: float, drain: float | None,
+                stop_old: bool) -> None:
+    from lbgen.errors import UsageError
+    from lbgen.progress import GateDisplay
+
+    if drain is not None and not stop_old:
+        raise UsageError("--drain goes with --stop-old")
+    app = _app(ctx)
+    if force:
+        click.echo("warning: --force: switching without the health gate", err=True)
+    display = GateDisplay(sys.stderr)
+    result = call(app, service=service, timeout=timeout, min_healthy=min_healthy, force=force,
+                  dry_run=dry_run, on_progress=display.update, lock_wait=lock_timeout)
+    display.finish()
+    stopped: list[str] = []
+    if stop_old and result.outcome == "switched" and result.from_env:
+        stopped = app.stop_env(result.service, result.from_env, drain or 0.0)
+    if as_json:
+        data = result.to_dict()
+        if stop_old:
+            data["stopped"] = stopped
+        _print_json(data)
+        return
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    if result.outcome == "dry-run":
+        click.echo(f"plan: service={result.service} from={result.from_env} to={result.to_env}")
+        gate = result.gate
+        if gate is not None:
+            click.echo(f"gate: {len(gate.healthy)}/{gate.required} required healthy now"
+                       + (f" ({gate.summary()})" if gate.failing else ""))
+        click.echo(result.diff, nl=False)
+        return
+    if result.outcome == "unchanged":
+        click.echo(f"unchanged service={result.service} env={result.to_env} (already live)")
+        return
+    t = result.timings
+    click.echo(f"switched service={result.service} from={result.from_env} to={result.to_env} "
+               f"generation={result.generation} took={t.get('total', 0):.2f}s "
+               f"(gate={t.get('gate', 0):.2f}s render+install+validate={t.get('render_install_validate', 0):.2f}s "
+               f"reload={t.get('reload', 0):.2f}s verify={t.get('verify', 0):.2f}s)")
+    for name in stopped:
+        click.echo(f"stopped {name}", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Per service: active and previous env, last switch, each backend's health; and whether the live
+    proxy config matches what lbgen would render now.
+
+    \b
+    Example:
+      lbgen status --json | jq '.services.web.active_env'
+    """
+    data = _app(ctx).status()
+    if as_json:
+        _print_json(data)
+        return
+    proxy = data["proxy"]
+    sync = "in sync" if proxy["in_sync"] else "OUT OF SYNC (run lbgen apply)"
+    click.echo(f"proxy {proxy['container']} ({proxy['kind']}): serving generation "
+               f"{proxy['served_generation'] or '?'}, config {sync}")
+    for name, svc in data["services"].items():
+        last = svc["last_switch"]
+        when = f", last switch {last['time']} {last['from']}->{last['to']}" if last else ""
+        click.echo(f"{name}: active={svc['active_env'] or '-'} previous={svc['previous_env'] or '-'}{when}")
+        for b in svc["backends"]:
+            mark = "routed" if b["routed"] else "idle"
+            click.echo(f"  {b['env'] or '-':<8} {b['name']:<24} {b['address']}:{b['port']:<6} "
+                       f"{'healthy' if b['healthy'] else 'UNHEALTHY'} ({b['health_detail']}) {mark}")
+
+
+@cli.command()
+@click.option("--service", "-s", metavar="S", envvar="LBGEN_SERVICE", help="Only this service.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_context
+def history(ctx: click.Context, service: str | None, as_json: bool) -> None:
+    """The recorded switches, newest first.
+
+    \b
+    Example:
+      lbgen history --service web
+    """
+    entries = _app(ctx).history(service)
+    if as_json:
+        _print_json(entries)
+        return
+    for e in entries:
+        click.echo(f"{e['time']} {e['service']} {e['from'] or '-'} -> {e['to']} {e['outcome']} "
+                   f"{e['duration']:.2f}s {e['user']}@{e['host']}" + (" forced" if e.get("forced") else ""))
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="lbgen")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""HTTP health checks and the health gate. The only importer of `requests`.
+
+Checks run concurrently, each bounded by the service's `timeout`, so a black-holed backend costs one
+timeout, not one per backend. Time is injected (`clock`, `sleep`) so the gate's timeout path is tested
+without waiting.
+"""
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol, Sequence
+
+from lbgen.config import HealthConfig
+from lbgen.model import Backend
+
+MAX_PARALLEL_CHECKS = 64
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    backend: Backend
+    ok: bool
+    detail: str  # "HTTP 200", "HTTP 503", "timeout after 2s", "connection refused", "docker health: starting"
+
+    def describe(self) -> str:
+        return f"{self.backend.name}: {self.detail}"
+
+
+class Checker(Protocol):
+    def check(self, backend: Backend, health: HealthConfig) -> CheckResult:
+        """One check of one backend; never raises for a failing backend."""
+
+
+HttpGet = Callable[[str, float], "tuple[int, str]"]
+
+
+def http_get(url: str, timeout: float) -> tuple[int, str]:
+    """GET url -> (status, body); raises ConnectionError/TimeoutError with a short reason."""
+    import requests
+
+    try:
+        response = requests.get(url, timeout=(timeout, timeout), allow_redirects=False,
+                                headers={"User-Agent": "lbgen", "Connection": "close"})
+        return response.status_code, response.text
+    except requests.exceptions.Timeout as e:
+        raise TimeoutError(f"timeout after {_secs(timeout)}") from e
+    except requests.exceptions.ConnectionError as e:
+        raise ConnectionError(_reason(e)) from e
+    except requests.exceptions.RequestException as e:
+        raise ConnectionError(f"{type(e).__name__}") from e
+
+
+class HttpChecker:
+    """Checks backends directly at address:port over HTTP, as the proxy would reach them."""
+
+    def __init__(self, get: HttpGet = http_get, docker_health: Callable[[Backend], str | None] | None = None):
+        self.get = get
+        self.docker_health = docker_health
+
+    def check(self, backend: Backend, health: HealthConfig) -> CheckResult:
+        if backend.docker_health is not None:
+            status = self.docker_health(backend) if self.docker_health else backend.docker_health
+            if status != "healthy":
+                return CheckResult(backend, False, f"docker health: {status or 'gone'}")
+        url = f"http://{backend.endpoint}{health.path}"
+        try:
+            status_code, _ = self.get(url, health.timeout)
+        except (TimeoutError, ConnectionError) as e:
+            return CheckResult(backend, False, str(e))
+        ok = health.status_ok(status_code)
+        return CheckResult(backend, ok, f"HTTP {status_code}" + ("" if ok else f" on {health.path}"))
+
+
+def check_all(backends: Sequence[Backend], health: HealthConfig, checker: Checker) -> list[CheckResult]:
+    """One check of each backend, concurrently; results in the order of `backends`."""
+    if not backends:
+        return []
+    workers = min(MAX_PARALLEL_CHECKS, len(backends))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lbgen-check") as pool:
+        return list(pool.map(lambda b: checker.check(b, health), backends))
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    healthy: list[Backend]
+    failing: list[CheckResult]  # the last failing result of each backend that did not pass
+    required: int
+    elapsed: float
+    rounds: int = 0
+
+    def summary(self) -> str:
+        if not self.failing:
+            return "all healthy"
+        return "; ".join(r.describe() for r in self.failing)
+
+
+@dataclass
+class GateProgress:
+    """What a progress display gets after each round."""
+
+    passes: dict[str, int]
+    rise: int
+    required: int
+    total: int
+    time_left: float
+    last: dict[str, CheckResult] = field(default_factory=dict)
+
+
+def required_count(total: int, min_healthy: str | None) -> int:
+    """`--min-healthy N` or `N%` -> how many of `total` must pass (all when None)."""
+    if min_healthy is None:
+        return total
+    text = str(min_healthy).strip()
+    try:
+        if text.endswith("%"):
+            pct = float(text[:-1])
+            if not 0 < pct <= 100:
+                raise ValueError
+            return max(1, min(total, math.ceil(pct * total / 100 - 1e-9)))
+        count = int(text)
+        if count < 1:
+            raise ValueError
+        return min(total, count)
+    except ValueError:
+        from lbgen.errors import UsageError
+
+        raise UsageError(f"--min-healthy {min_healthy!r}: expected a count such as 2 or a share such as 50%") from None
+
+
+def gate(
+    backends: Sequence[Backend],
+    health: HealthConfig,
+    checker: Checker,
+    timeout: float,
+    required: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    on_round: Callable[[GateProgress], None] | None = None,
+) -> GateResult:
+    """Check until `required` backends (all by default) have passed `rise` checks in a row, or `timeout`."""
+    required = len(backends) if required is None else required
+    start = clock()
+    passes = {b.name: 0 for b in backends}
+    last: dict[str, CheckResult] = {}
+    rounds = 0
+    while True:
+        pending = [b for b in backends if passes[b.name] < health.rise]
+        results = check_all(pending, health, checker)
+        rounds += 1
+        for r in results:
+            passes[r.backend.name] = passes[r.backend.name] + 1 if r.ok else 0
+            last[r.backend.name] = r
+        done = [b for b in backends if passes[b.name] >= health.rise]
+        elapsed = clock() - start
+        if on_round:
+            on_round(GateProgress(dict(passes), health.rise, required, len(backends), max(0.0, timeout - elapsed),
+                                  dict(last)))
+        if len(done) >= required:
+            failing = [last[b.name] for b in backends if passes[b.name] < health.rise and b.name in last
+                       and not last[b.name].ok]
+            return GateResult(True, done, failing, required, elapsed, rounds)
+        if elapsed + health.interval > timeout:
+            failing = [
+                last.get(b.name) or CheckResult(b, False, "not checked")
+                for b in backends if passes[b.name] < health.rise
+            ]
+            failing = [f if not f.ok else CheckResult(f.backend, False, f"passed {passes[f.backend.name]} of "
+                                                      f"{health.rise} checks") for f in failing]
+            return GateResult(False, done, failing, required, elapsed, rounds)
+        sleep(health.interval)
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).lower()
+    for needle, reason in (("refused", "connection refused"), ("no route", "no route to host"),
+                           ("unreachable", "network unreachable"), ("reset", "connection reset"),
+                           ("remote end closed", "connection closed without a response"),
+                           ("timed out", "timeout")):
+        if needle in text:
+            return reason
+    return "connection failed"

@@ -1,0 +1,249 @@
+"""Install a rendered config into the running proxy container, validate it with the proxy's own binary,
+reload gracefully, verify what is served, and restore the previous config on any failure.
+The only place that execs in the proxy container or signals it.
+
+The file is delivered through the Docker API (no bind mount), so a remote DOCKER_HOST works. On disk
+the swap is a rename: a killed lbgen leaves either the old or the new file, plus at most a
+`.lbgen-prev` copy that `reconcile()` settles against what the proxy actually serves.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from lbgen.config import ProxyConfig
+from lbgen.engine import ContainerInfo, Engine
+from lbgen.errors import ContainerNotFound, DockerUnavailable, ProxyError, ProxyRejectedConfig, ReloadFailed
+from lbgen.health import HttpGet
+from lbgen.render import parse_meta
+
+# Runs inside the proxy container as `sh -c INSTALL_SCRIPT sh PATH MODE VALIDATOR...`: every value is a
+# positional argument, never part of the script text. MODE `candidate` validates the new file on its own
+# before the swap (HAProxy owns its whole config); `inplace` swaps first and validates the whole proxy
+# config, swapping back on failure (nginx validates conf.d files only through nginx.conf).
+INSTALL_SCRIPT = r"""
+path=$1; mode=$2; shift 2
+new="$path.lbgen-new"; prev="$path.lbgen-prev"
+rm -f "$prev"
+if [ "$mode" = candidate ]; then
+  if ! out=$("$@" "$new" 2>&1); then rm -f "$new"; printf '%s\n' "$out"; exit 3; fi
+  if [ -e "$path" ]; then cp -p "$path" "$prev" || exit 4; fi
+  mv -f "$new" "$path" || exit 4
+else
+  if [ -e "$path" ]; then cp -p "$path" "$prev" || exit 4; fi
+  mv -f "$new" "$path" || exit 4
+  if ! out=$("$@" 2>&1); then
+    if [ -e "$prev" ]; then mv -f "$prev" "$path"; else rm -f "$path"; fi
+    printf '%s\n' "$out"; exit 3
+  fi
+fi
+"""
+# `sh -c RESTORE_SCRIPT sh PATH`: put the previous config back (or remove a first-ever config).
+RESTORE_SCRIPT = r"""
+path=$1; prev="$path.lbgen-prev"
+if [ -e "$prev" ]; then mv -f "$prev" "$path"; else rm -f "$path"; fi
+"""
+VALIDATORS = {
+    "nginx": ("inplace", ["nginx", "-t", "-q"]),
+    "haproxy": ("candidate", ["haproxy", "-c", "-q", "-f"]),
+}
+RELOAD_SIGNALS = {"nginx": "HUP", "haproxy": "USR2"}
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the proxy answers on its lbgen status listener."""
+
+    generation: str | None
+    body: str
+
+
+class Proxy:
+    """One running proxy container, driven through an Engine."""
+
+    def __init__(self, engine: Engine, config: ProxyConfig, network: str, get: HttpGet | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 verify_timeout: float = 10.0) -> None:
+        self.engine = engine
+        self.config = config
+        self.network = network
+        self.get = get
+        self.clock = clock
+        self.sleep = sleep
+        self.verify_timeout = verify_timeout
+        self._info: ContainerInfo | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.container
+
+    @property
+    def path(self) -> str:
+        return self.config.config_path
+
+    def info(self, refresh: bool = False) -> ContainerInfo:
+        if self._info is None or refresh:
+            info = self.engine.get_container(self.name)
+            if not info.running:
+                raise ContainerNotFound(f"proxy container {self.name} is not running")
+            self._info = info
+        return self._info
+
+    def address(self) -> str:
+        info = self.info()
+        if self.network not in info.networks:
+            raise ContainerNotFound(
+                f"proxy container {self.name} is not attached to network {self.network}; "
+                f"attach it (docker network connect {self.network} {self.name})"
+            )
+        address = info.networks[self.network]
+        return f"[{address}]" if ":" in address else address
+
+    def read_live(self) -> str | None:
+        """The config file as it is on the proxy's disk now, or None."""
+        data = self.engine.read_file(self.name, self.path)
+        return None if data is None else data.decode("utf-8", errors="replace")
+
+    def check_reloadable(self, live: str | None) -> None:
+        """Refuse early when a graceful reload is impossible (HAProxy outside master-worker mode)."""
+        if self.config.kind != "haproxy":
+            return
+        command = self.info().command
+        if any(arg in ("-W", "-Ws") for arg in command):
+            return
+        if command and command[0].endswith("docker-entrypoint.sh") and "haproxy" in command[1:2]:
+            return  # the official image's entrypoint adds -W -db
+        if live and any(line.strip() == "master-worker" for line in live.splitlines()):
+            return
+        raise ProxyError(
+            f"HAProxy in container {self.name} is not running in master-worker mode, so it cannot reload "
+            f"seamlessly; lbgen will not restart it. Start it with `haproxy -W` (or `master-worker` in "
+            f"its global section); nothing was changed"
+        )
+
+    def install(self, text: str) -> None:
+        """Upload, validate with the proxy's own binary, and swap in. On rejection the live file is untouched."""
+        mode, validator = VALIDATORS[self.config.kind]
+        try:
+            self.engine.put_file(self.name, self.path + ".lbgen-new", text.encode(), 0o644)
+        except DockerUnavailable:
+            raise
+        except OSError as e:
+            raise ProxyError(f"cannot write {self.path} in proxy container {self.name}: {e}; "
+                             f"the previous config is still live") from e
+        result = self.engine.exec(self.name, ["sh", "-c", INSTALL_SCRIPT, "sh", self.path, mode, *validator])
+        if result.exit_code == 3:
+            raise ProxyRejectedConfig(
+                f"{self.config.kind} rejected the rendered config: {_first_error(result.output)}; "
+                f"the previous config is still live"
+            )
+        if result.exit_code != 0:
+            raise ProxyError(f"cannot install {self.path} in proxy container {self.name}: "
+                             f"{_first_error(result.output)}; the previous config is still live")
+
+    def reload(self) -> None:
+        """Ask the proxy's master process to reload gracefully (nginx: HUP, HAProxy master-worker: USR2)."""
+        command = self.info().command
+        binary = self.config.kind
+        if command and (command[0].rsplit("/", 1)[-1] == binary or command[0].endswith("docker-entrypoint.sh")):
+            self.engine.signal(self.name, RELOAD_SIGNALS[binary])
+            return
+        if binary == "haproxy":
+            raise ProxyError(f"PID 1 of proxy container {self.name} is not the HAProxy master "
+                             f"({' '.join(command[:3])}); lbgen reloads HAProxy by signalling its master")
+        # PID 1 is an init or a shell: let nginx find its master through its pid file.
+        result = self.engine.exec(self.name, ["nginx", "-s", "reload"])
+        if result.exit_code != 0:
+            raise ReloadFailed(f"reload of {binary} in {self.name} failed: {_first_error(result.output)}")
+
+    def served(self, timeout: float = 2.0) -> Served:
+        """Ask the proxy's status listener which generation it serves now."""
+        if self.get is None:
+            raise ReloadFailed("no HTTP client to verify the proxy with")
+        url = f"http://{self.address()}:{self.config.status_port}/lbgen/status"
+        try:
+            status, body = self.get(url, timeout)
+        except (TimeoutError, ConnectionError) as e:
+            return Served(None, f"{e}")
+        if status != 200:
+            return Served(None, f"HTTP {status}")
+        generation = None
+        for word in body.split():
+            if word.startswith("generation="):
+                generation = word.split("=", 1)[1]
+        return Served(generation, body.strip())
+
+    def wait_serving(self, generation: str) -> Served:
+        """Poll the status listener until it serves `generation`; raise ReloadFailed after verify_timeout."""
+        deadline = self.clock() + self.verify_timeout
+        delay = 0.02
+        while True:
+            served = self.served(timeout=min(2.0, self.verify_timeout))
+            if served.generation == generation:
+                return served
+            if self.clock() >= deadline:
+                raise ReloadFailed(
+                    f"{self.config.kind} in {self.name} did not serve generation {generation} within "
+                    f"{self.verify_timeout:g}s after reload (it answers: {served.body or 'nothing'})"
+                )
+            self.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    def restore(self) -> None:
+        """Put the previous config back on disk (the caller reloads)."""
+        self.engine.exec(self.name, ["sh", "-c", RESTORE_SCRIPT, "sh", self.path])
+
+    def commit(self) -> None:
+        """Forget the previous config once the new one is verified."""
+        self.engine.exec(self.name, ["rm", "-f", self.path + ".lbgen-prev", self.path + ".lbgen-new"])
+
+    def activate(self, generation: str) -> None:
+        """reload + verify after install(); restores the previous config on failure."""
+        try:
+            self.reload()
+            self.wait_serving(generation)
+        except ReloadFailed as e:
+            self.rollback_to_previous()
+            raise ReloadFailed(f"{e}; the previous config was restored") from e
+
+    def rollback_to_previous(self) -> None:
+        self.restore()
+        previous = self.read_live()
+        try:
+            self.reload()
+            meta = parse_meta(previous or "")
+            if meta:
+                self.wait_serving(meta.generation)
+        except ReloadFailed:
+            pass  # the previous config is back on disk; the master kept serving what it had
+
+    def reconcile(self) -> str | None:
+        """Settle an operation a killed lbgen left half-done; returns a note of what was done, or None.
+
+        A leftover `.lbgen-prev` means a swap happened but was never committed: keep whichever file the
+        proxy actually serves, and reload when the disk was ahead of it.
+        """
+        prev_bytes = self.engine.read_file(self.name, self.path + ".lbgen-prev")
+        if prev_bytes is None:
+            return None
+        live = self.read_live() or ""
+        live_meta = parse_meta(live)
+        prev_meta = parse_meta(prev_bytes.decode("utf-8", errors="replace"))
+        served = self.served()
+        if live_meta and served.generation == live_meta.generation:
+            self.commit()
+            return f"an interrupted switch had installed generation {live_meta.generation}; kept it"
+        self.restore()
+        self.reload()
+        if prev_meta:
+            self.wait_serving(prev_meta.generation)
+        return "an interrupted switch had not taken effect; restored the previous config"
+
+
+def _first_error(output: str) -> str:
+    lines = [line.strip() for line in (output or "").splitlines() if line.strip()]
+    for line in lines:
+        if "emerg" in line or "ALERT" in line or "error" in line.lower():
+            return line[:400]
+    return (lines[0][:400] if lines else "no output")
