@@ -9,7 +9,7 @@ import difflib
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 from lbgen.config import Config
 from lbgen.engine import Engine
@@ -108,36 +108,44 @@ class Lbgen:
             self.log(f"warning: {skipped}")
         return inventory
 
-    def active_envs(self, live: str | None, inventory: Inventory) -> dict[str, str | None]:
+    def active_envs(self, live: str | None, state: State | None = None) -> dict[str, str | None]:
         """The active env per service as the live proxy serves it (falling back to state.json)."""
         meta = parse_meta(live or "")
         if meta is not None:
-            return {k: v for k, v in meta.active.items() if k in self.config.services}
-        return {k: v for k, v in self.store.load().recorded_active.items() if k in self.config.services}
+            recorded = meta.active
+        else:
+            recorded = (state or self.store.load()).recorded_active
+        return {k: v for k, v in recorded.items() if k in self.config.services}
 
-    def render_for(self, inventory: Inventory, active: Mapping[str, str | None]) -> Rendered:
-        rendered = render(self.config, build_pools(self.config, inventory, active))
+    def desired(self, inventory: Inventory, live: str | None, overrides: Mapping[str, str | None] | None = None,
+                state: State | None = None) -> Rendered:
+        """The config that should be live: the live active envs (then `overrides`), minus ejected backends."""
+        state = state if state is not None else self.store.load()
+        active = {**self.active_envs(live, state), **(overrides or {})}
+        return self.render_for(inventory, active, state.ejected_ids())
+
+    def render_for(self, inventory: Inventory, active: Mapping[str, str | None],
+                   ejected: Collection[str] = ()) -> Rendered:
+        rendered = render(self.config, build_pools(self.config, inventory, active, ejected))
         for warning in rendered.warnings:
             self.log(f"warning: {warning}")
         return rendered
 
     def render(self, overrides: Mapping[str, str] | None = None, inventory: Inventory | None = None) -> Rendered:
-        """What would go live now: discovered backends, the live active envs, then `overrides`."""
+        """What would go live now. With an `inventory` (render --from-file) Docker is never contacted and
+        only `overrides` and the config's defaults decide the active envs."""
         for name in overrides or {}:
             if name not in self.config.services:
                 raise UsageError(f"--env {name}=...: no service {name!r} in {self.config.source}")
-        if inventory is None:
-            inventory = self.discover()
-            active = self.active_envs(self.proxy.read_live(), inventory)
-        else:
-            active = {}
-        return self.render_for(inventory, {**active, **(overrides or {})})
+        if inventory is not None:
+            return self.render_for(inventory, dict(overrides or {}))
+        return self.desired(self.discover(), self.proxy.read_live(), overrides)
 
     def apply(self, dry_run: bool = False, lock_wait: float = 30.0) -> ApplyResult:
         """Bring the live proxy to what render() gives; a byte-identical config is left alone."""
         if dry_run:
             live = self.proxy.read_live()
-            rendered = self.render_for(self.discover(), self.active_envs(live, Inventory()))
+            rendered = self.desired(self.discover(), live)
             return ApplyResult(changed=live != rendered.text, generation=rendered.generation,
                                diff=self.diff(live, rendered.text), dry_run=True, warnings=rendered.warnings)
         with self.lock("apply", wait=lock_wait):
@@ -151,7 +159,7 @@ class Lbgen:
         live = self.proxy.read_live()
         self.proxy.check_reloadable(live)
         inventory = self.discover() if inventory is None else inventory
-        rendered = self.render_for(inventory, self.active_envs(live, inventory))
+        rendered = self.desired(inventory, live)
         timings["discover_render"] = self.clock() - t
         if live == rendered.text:
             return ApplyResult(False, rendered.generation, warnings=rendered.warnings, notes=notes, timings=timings)
@@ -183,7 +191,7 @@ class Lbgen:
         """Stop the containers of `env` for `service` after `drain` seconds; never the active env."""
         live = self.proxy.read_live()
         inventory = self.discover()
-        if self.active_envs(live, inventory).get(service) == env:
+        if self.active_envs(live).get(service) == env:
             raise UsageError(f"refusing to stop env {env} of service {service}: it is the active env")
         self.sleep(drain)
         stopped = []
@@ -204,6 +212,7 @@ class Lbgen:
             if plan.from_env != plan.to_env:
                 state.previous[plan.service] = plan.from_env
             state.recorded_active[plan.service] = plan.to_env
+            state.health.pop(plan.service, None)  # the gate just judged the new pool; count afresh
         self.store.save(state)
 
     def history(self, service: str | None = None) -> list[dict[str, Any]]:
@@ -217,9 +226,9 @@ class Lbgen:
         config is what lbgen would render now."""
         live = self.proxy.read_live()
         inventory = self.discover()
-        active = self.active_envs(live, inventory)
         state = self.store.load()
-        rendered = self.render_for(inventory, active)
+        active = self.active_envs(live, state)
+        rendered = self.desired(inventory, live, state=state)
         served = self.proxy.served()
         services: dict[str, Any] = {}
         for name, svc in self.config.services.items():

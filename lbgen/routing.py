@@ -5,7 +5,7 @@ This is the one place that decides the active env: a recorded switch wins, then 
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Collection, Mapping
 
 from lbgen.config import Config, ServiceConfig
 from lbgen.errors import ConfigError
@@ -26,17 +26,26 @@ def resolve_active_env(service: ServiceConfig, inventory: Inventory, recorded: s
     )
 
 
-def build_pools(config: Config, inventory: Inventory, active: Mapping[str, str | None] | None = None) -> list[Pool]:
-    """One Pool per configured service, in config order; `active` holds recorded or requested envs."""
+def build_pools(config: Config, inventory: Inventory, active: Mapping[str, str | None] | None = None,
+                ejected: Collection[str] = ()) -> list[Pool]:
+    """One Pool per configured service, in config order.
+
+    `active` holds recorded or requested envs. `ejected` holds ids of backends that `lbgen health
+    --apply` found down; they leave the pool, except that a pool is never emptied by ejection (fail
+    open: if every server of a service is ejected, all stay). Containers whose Docker HEALTHCHECK is
+    not `healthy` are never routed.
+    """
     active = active or {}
     pools = []
     for name, service in config.services.items():
         env = resolve_active_env(service, inventory, active.get(name))
-        servers = tuple(
-            sorted(
-                (b for b in inventory.for_service(name) if b.env is None or b.env == env),
-                key=lambda b: (b.backup, b.name, b.address, b.port),
-            )
-        )
+        candidates = [
+            b for b in inventory.for_service(name)
+            if (b.env is None or b.env == env) and b.docker_health in (None, "healthy")
+        ]
+        kept = [b for b in candidates if b.id not in ejected]
+        if not kept:
+            kept = candidates
+        servers = tuple(sorted(kept, key=lambda b: (b.backup, b.name, b.address, b.port)))
         pools.append(Pool(service=name, active_env=env, servers=servers))
     return pools

@@ -43,6 +43,10 @@ class State:
         except (ValueError, TypeError, AttributeError):
             return cls()  # an unreadable state file is treated as empty; the live config stays the truth
 
+    def ejected_ids(self) -> set[str]:
+        """Ids of backends `lbgen health --apply` has taken out of their pools."""
+        return {bid for per_service in self.health.values() for bid, c in per_service.items() if c.get("ejected")}
+
     def record(self, entry: dict[str, Any]) -> None:
         self.history.insert(0, entry)
         del self.history[HISTORY_LIMIT:]

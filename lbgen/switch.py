@@ -83,7 +83,8 @@ def run_switch(app: Lbgen, env: str, service: str | None = None, timeout: float 
         live = app.proxy.read_live()
         app.proxy.check_reloadable(live)
         inventory = app.discover()
-        active = app.active_envs(live, inventory)
+        state = app.store.load()
+        active = app.active_envs(live, state)
         plan = plan_switch(app.config, inventory, service, env, active, min_healthy)
         health = app.config.services[plan.service].health
         result = SwitchResult(plan.service, plan.from_env, plan.to_env, "switched", forced=force, notes=notes,
@@ -109,7 +110,8 @@ def run_switch(app: Lbgen, env: str, service: str | None = None, timeout: float 
         timings["gate"] = clock() - t
 
         t = clock()
-        rendered = app.render_for(inventory, {**active, plan.service: env})
+        state.health.pop(plan.service, None)  # the gate judges the new pool; earlier ejections do not apply
+        rendered = app.desired(inventory, live, {plan.service: env}, state)
         result.generation = rendered.generation
         if dry_run:
             result.outcome = "dry-run"
