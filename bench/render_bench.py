@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""`lbgen render --from-file` of 5,000 backends in 100 services: wall time of the whole command
+(median of several runs), and whether the result passes the real `nginx -t` / `haproxy -c`.
+
+    python3 bench/render_bench.py [--runs 5] [--backends 5000] [--services 100]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def write_inputs(tmp: Path, kind: str, services: int, backends: int) -> tuple[Path, Path]:
+    lines = ["network: bench-net", "proxy:", f"  kind: {kind}", "  container: edge", "services:"]
+    for s in range(services):
+        lines += [f"  svc{s:03d}:", "    listen: 80", f"    hosts: [svc{s:03d}.example.com]",
+                  "    algorithm: least_conn", "    default_env: blue"]
+    config = tmp / f"lbgen-{kind}.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    per = backends // services
+    inventory = {"backends": [
+        {"service": f"svc{s:03d}", "env": "blue" if i % 2 == 0 else "green", "name": f"svc{s:03d}-{i}",
+         "address": f"10.{s // 250}.{s % 250}.{i + 1}", "port": 8080, "weight": 1 + i % 3}
+        for s in range(services) for i in range(per)
+    ]}
+    inv = tmp / "inventory.json"
+    inv.write_text(json.dumps(inventory))
+    return config, inv
+
+
+def nginx_ok(conf: Path, tmp: Path) -> bool:
+    main = tmp / "nginx.conf"
+    main.write_text(f"pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\n"
+                    f"http {{\n  server_names_hash_bucket_size 128;\n  include {conf};\n}}\n")
+    proc = subprocess.run(["nginx", "-t", "-q", "-p", str(tmp), "-c", str(main)], capture_output=True, text=True)
+    if proc.returncode:
+        print(proc.stderr, file=sys.stderr)
+    return proc.returncode == 0
+
+
+def haproxy_ok(conf: Path) -> bool:
+    proc = subprocess.run(["haproxy", "-c", "-q", "-f", str(conf)], capture_output=True, text=True)
+    if proc.returncode:
+        print(proc.stdout, proc.stderr, file=sys.stderr)
+    return proc.returncode == 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--backends", type=int, default=5000)
+    parser.add_argument("--services", type=int, default=100)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for kind in ("nginx", "haproxy"):
+            config, inv = write_inputs(tmp, kind, args.services, args.backends)
+            out = tmp / f"out-{kind}.conf"
+            cmd = ["lbgen", "-c", str(config), "render", "--from-file", str(inv), "-o", str(out)]
+            times = []
+            for _ in range(args.runs):
+                start = time.perf_counter()
+                subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"})
+                times.append(time.perf_counter() - start)
+            valid = nginx_ok(out, tmp) if kind == "nginx" else haproxy_ok(out)
+            print(f"render --from-file {kind}: {args.backends} backends / {args.services} services: "
+                  f"median {statistics.median(times):.3f}s min {min(times):.3f}s max {max(times):.3f}s "
+                  f"({args.runs} runs); {out.stat().st_size // 1024} KiB; validator: {'ok' if valid else 'FAILED'}")
+
+
+if __name__ == "__main__":
+    main()
