@@ -1,0 +1,73 @@
+"""The install/restore shell scripts lbgen runs inside the proxy container, run here with a real sh
+against a temp dir: the swap, the validation and the restore, and that values never become code."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lbgen.proxy import INSTALL_SCRIPT, RESTORE_SCRIPT
+
+
+def install(path: Path, mode: str, *validator: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", INSTALL_SCRIPT, "sh", str(path), mode, *validator],
+                          capture_output=True, text=True)
+
+
+def files(d: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(d.iterdir())}
+
+
+@pytest.mark.parametrize("mode", ["candidate", "inplace"])
+def test_valid_config_is_swapped_in_with_the_previous_kept(tmp_path, mode):
+    live = tmp_path / "lbgen.conf"
+    live.write_text("old\n")
+    (tmp_path / "lbgen.conf.lbgen-new").write_text("new\n")
+    result = install(live, mode, "true")
+    assert result.returncode == 0, result.stdout
+    assert files(tmp_path) == {"lbgen.conf": "new\n", "lbgen.conf.lbgen-prev": "old\n"}
+    subprocess.run(["sh", "-c", RESTORE_SCRIPT, "sh", str(live)], check=True)
+    assert files(tmp_path) == {"lbgen.conf": "old\n"}
+
+
+@pytest.mark.parametrize("mode", ["candidate", "inplace"])
+def test_rejected_config_leaves_the_live_file_byte_identical(tmp_path, mode):
+    live = tmp_path / "lbgen.conf"
+    live.write_bytes(b"old config\n\x00bytes")
+    (tmp_path / "lbgen.conf.lbgen-new").write_text("broken\n")
+    validator = ["sh", "-c", "echo 'nginx: [emerg] unknown directive \"bogus\"' >&2; exit 1", "v"]
+    result = install(live, mode, *validator)
+    assert result.returncode == 3
+    assert "[emerg] unknown directive" in result.stdout
+    assert live.read_bytes() == b"old config\n\x00bytes"
+    assert not (tmp_path / "lbgen.conf.lbgen-new").exists() or mode == "inplace"
+    assert not (tmp_path / "lbgen.conf.lbgen-prev").exists()
+
+
+def test_candidate_mode_validates_the_new_file_itself(tmp_path):
+    live = tmp_path / "haproxy.cfg"
+    (tmp_path / "haproxy.cfg.lbgen-new").write_text("good\n")
+    seen = tmp_path / "seen"
+    result = install(live, "candidate", "sh", "-c", f'cat "$1" > {seen}', "v")
+    assert result.returncode == 0
+    assert seen.read_text() == "good\n"
+    assert live.read_text() == "good\n"
+    assert not (tmp_path / "haproxy.cfg.lbgen-prev").exists()  # there was no previous config
+
+
+def test_first_install_rejected_leaves_no_file(tmp_path):
+    live = tmp_path / "lbgen.conf"
+    (tmp_path / "lbgen.conf.lbgen-new").write_text("broken\n")
+    assert install(live, "inplace", "false").returncode == 3
+    assert not live.exists()
+
+
+def test_hostile_path_is_data_not_code(tmp_path):
+    weird = tmp_path / "a b;$(touch pwned)`touch pwned2`"
+    weird.mkdir()
+    live = weird / "x.conf"
+    (weird / "x.conf.lbgen-new").write_text("new\n")
+    assert install(live, "inplace", "true").returncode == 0
+    assert live.read_text() == "new\n"
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists() and not Path("pwned2").exists()
