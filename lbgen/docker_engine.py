@@ -1,0 +1,371 @@
+"""The Engine on a real Docker daemon, through the docker SDK. The only module of lbgen that imports `docker`.
+
+Docker's objects and exceptions stop here: callers get ContainerInfo / ExecResult / EngineEvent, and
+DockerUnavailable or ContainerNotFound (with the SDK's exception as the cause).
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import tarfile
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
+
+from lbgen.engine import ContainerInfo, EngineEvent, ExecResult
+from lbgen.errors import ContainerNotFound, DockerUnavailable
+
+DEFAULT_TIMEOUT = 15.0  # seconds per API call: long enough for `nginx -t`, short enough to notice a dead daemon
+_HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+# Container and network events that can change what is routable. Docker matches `health_status` against
+# `health_status: healthy` etc. itself; exec_* events (every HEALTHCHECK run makes some) are left out.
+_EVENT_ACTIONS = ("start", "restart", "die", "kill", "stop", "pause", "unpause", "destroy", "rename",
+                  "health_status", "connect", "disconnect")
+_NOT_LABELS = ("name", "image", "exitCode", "signal", "execID")  # event attributes that are not labels
+
+
+class DockerEngine:
+    """lbgen.engine.Engine for one Docker daemon (DOCKER_HOST, or `base_url`)."""
+
+    def __init__(self, client: Any = None, base_url: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        import docker  # lazily: `lbgen --help` and `render --from-file` never pay for the SDK
+        import requests
+        import urllib3
+
+        self._errors = docker.errors
+        # requests' errors, and urllib3's, which an events stream raises when the daemon drops it
+        self._transport_errors = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, ConnectionError)
+        self.where = base_url or _client_url(client) or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        if client is None:
+            with self._calls("connect"):
+                if base_url:
+                    client = docker.DockerClient(base_url=base_url, timeout=timeout)
+                else:
+                    client = docker.from_env(timeout=timeout)
+        self.client = client
+        # The low-level API: one HTTP call per operation, where the high-level objects inspect first.
+        self.api = client.api
+
+    # --- the Engine protocol ------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        with self._calls("ping"):
+            self.api.ping()
+
+    def list_containers(self, label: str) -> list[ContainerInfo]:
+        """One list call. For running containers every field is what get_container gives (command: see
+        info_from_summary); Docker reports no health or exposed ports for stopped ones."""
+        with self._calls("list containers"):
+            summaries = self.api.containers(all=True, filters={"label": label})
+        return [info_from_summary(s) for s in summaries]
+
+    def get_container(self, ref: str) -> ContainerInfo:
+        with self._calls("inspect a container", ref):
+            return info_from_inspect(self.api.inspect_container(ref))
+
+    def exec(self, container: str, argv: list[str]) -> ExecResult:
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise ValueError(f"exec needs a non-empty list of strings, got {argv!r}")
+        with self._calls(f"run {argv[0]} in container {container}", container):
+            exec_id = self.api.exec_create(container, list(argv), stdout=True, stderr=True)["Id"]
+            output = self.api.exec_start(exec_id)  # stdout and stderr, demultiplexed in arrival order
+            exit_code = self._exit_code(exec_id)
+        return ExecResult(exit_code, (output or b"").decode("utf-8", errors="replace"))
+
+    def _exit_code(self, exec_id: str) -> int:
+        # The output stream can close a moment before the daemon records the exit code.
+        for _ in range(100):
+            state = self.api.exec_inspect(exec_id)
+            if state.get("ExitCode") is not None and not state.get("Running"):
+                return int(state["ExitCode"])
+            time.sleep(0.01)
+        raise DockerUnavailable(f"the Docker daemon at {self.where} never reported the exit code of exec {exec_id}")
+
+    def put_file(self, container: str, path: str, data: bytes, mode: int = 0o644) -> None:
+        directory, _, base = path.rpartition("/")
+        if not path.startswith("/") or not base:
+            raise ValueError(f"put_file needs an absolute file path, got {path!r}")
+        directory = directory or "/"
+        with self._calls(f"write {path} in container {container}", container):
+            try:
+                self.api.put_archive(container, directory, _tar_one(base, data, mode))
+            except self._errors.NotFound as e:
+                if _no_such_container(e):
+                    raise
+                raise FileNotFoundError(f"directory {directory} does not exist in container {container}") from e
+            except self._errors.APIError as e:
+                if e.status_code == 403 or "read-only" in _explain(e):  # 20.10 says 500, the docs 403
+                    raise PermissionError(f"{directory} in container {container} is read-only "
+                                          f"({_explain(e)})") from e
+                raise
+
+    def read_file(self, container: str, path: str) -> bytes | None:
+        with self._calls(f"read {path} in container {container}", container):
+            for _ in range(8):  # follow at most a few symlinks; Docker archives the link, not its target
+                try:
+                    stream, stat = self.api.get_archive(container, path)
+                except self._errors.NotFound as e:
+                    if _no_such_container(e):
+                        raise
+                    return None
+                with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                    member = tar.next()
+                    if member is None:
+                        return None
+                    if member.issym() or member.islnk():
+                        path = (stat or {}).get("linkTarget") or member.linkname
+                        continue
+                    if member.isdir():
+                        raise IsADirectoryError(f"{path} in container {container} is a directory")
+                    extracted = tar.extractfile(member)
+                    return extracted.read() if extracted else None
+        raise OSError(f"{path} in container {container}: too many levels of symbolic links")
+
+    def signal(self, container: str, signal: str) -> None:
+        with self._calls(f"send SIG{signal} to container {container}", container):
+            self.api.kill(container, signal=signal)
+
+    def stop_container(self, ref: str, timeout: float = 10.0) -> None:
+        with self._calls(f"stop container {ref}", ref):
+            self.api.stop(ref, timeout=max(0, math.ceil(timeout)))
+
+    def create_marker(self, name: str, image: str, labels: Mapping[str, str]) -> str | None:
+        with self._calls(f"create container {name}"):
+            try:
+                created = self.api.create_container(image, command=["true"], entrypoint=["true"], name=name,
+                                                    labels=dict(labels), network_disabled=True)
+            except self._errors.APIError as e:
+                if e.status_code == 409:  # the name is taken: someone else holds it
+                    return None
+                raise
+        return created["Id"]
+
+    def remove_container(self, ref: str) -> bool:
+        with self._calls(f"remove container {ref}"):
+            try:
+                self.api.remove_container(ref, force=True)
+            except self._errors.NotFound:
+                return False
+            except self._errors.APIError as e:
+                if e.status_code == 409 and "already in progress" in _explain(e):
+                    return False  # someone else is removing it
+                raise
+        return True
+
+    def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
+        """Container events of containers carrying `label`, plus network connect/disconnect of them.
+
+        Ends when the daemon closes the stream; a broken connection raises DockerUnavailable.
+        """
+        filters = {"type": ["container", "network"], "event": list(_EVENT_ACTIONS)}
+        with self._calls("follow events"):
+            stream = self.api.events(since=None if since is None else f"{since:.6f}", filters=filters, decode=True)
+        try:
+            while True:
+                with self._calls("follow events"):
+                    message = next(stream, None)
+                if message is None:
+                    return
+                event = event_from_message(message, label)
+                if event is None and message.get("Type") == "network":
+                    event = self._network_event(message, label)
+                if event is not None:
+                    yield event
+        finally:
+            stream.close()
+
+    def _network_event(self, message: Mapping[str, Any], label: str) -> EngineEvent | None:
+        """A network event names the container only by id: look at it to know whether it is ours."""
+        container_id = ((message.get("Actor") or {}).get("Attributes") or {}).get("container", "")
+        if message.get("Action") not in ("connect", "disconnect") or not container_id:
+            return None
+        try:
+            info = self.get_container(container_id)
+        except ContainerNotFound:
+            return None  # gone already; its destroy event says so
+        if label not in info.labels:
+            return None
+        return EngineEvent(action=message["Action"], container_id=info.id, container_name=info.name,
+                           labels=dict(info.labels), time=_event_time(message))
+
+    # --- the boundary -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _calls(self, what: str, container: str | None = None) -> Iterator[None]:
+        """Turn the SDK's exceptions into lbgen's, keeping them as the cause."""
+        errors = self._errors
+        try:
+            yield
+        except errors.NotFound as e:
+            if container is not None and _no_such_container(e):
+                raise ContainerNotFound(f"container {container} does not exist") from e
+            raise DockerUnavailable(f"cannot {what}: {_explain(e)}") from e
+        except errors.APIError as e:
+            explanation = _explain(e)
+            if container is not None and e.status_code == 409 and ("is not running" in explanation
+                                                                   or "is paused" in explanation):
+                state = "is paused" if "is paused" in explanation else "is not running"
+                raise ContainerNotFound(f"container {container} {state}") from e
+            raise DockerUnavailable(f"the Docker daemon at {self.where} could not {what}: {explanation}") from e
+        except (errors.DockerException, *self._transport_errors) as e:
+            raise DockerUnavailable(f"cannot reach the Docker daemon at {self.where}: {_reason(e)}") from e
+
+
+# --- conversions: Docker's JSON -> lbgen's plain types (pure, unit-tested) ---------------------------
+
+def info_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
+    """ContainerInfo from `GET /containers/{id}/json`."""
+    state = data.get("State") or {}
+    config = data.get("Config") or {}
+    health = (state.get("Health") or {}).get("Status") or None
+    networks, network_ids = _networks((data.get("NetworkSettings") or {}).get("Networks"))
+    exposed = set()
+    for key in config.get("ExposedPorts") or {}:
+        number, _, proto = str(key).partition("/")
+        if proto in ("", "tcp") and number.isdigit():
+            exposed.add(int(number))
+    return ContainerInfo(
+        id=data["Id"],
+        name=str(data.get("Name") or "").lstrip("/"),
+        labels=dict(config.get("Labels") or {}),
+        # A paused or restarting container is "running" to Docker, but it answers no requests.
+        running=bool(state.get("Running")) and not state.get("Paused") and not state.get("Restarting"),
+        health=None if health == "none" else health,
+        networks=networks,
+        network_ids=network_ids,
+        exposed_ports=tuple(sorted(exposed)),
+        image=str(data.get("Image") or ""),
+        command=tuple([data["Path"]] if data.get("Path") else []) + tuple(data.get("Args") or ()),
+    )
+
+
+def info_from_summary(data: Mapping[str, Any]) -> ContainerInfo:
+    """ContainerInfo from one entry of `GET /containers/json` (no inspect per container).
+
+    Docker builds the summary's Command by joining Path and Args with spaces, quoting an argument that
+    contains a space in single quotes; splitting it back is exact unless an argument holds a quote, a tab
+    or a newline. Health comes from the Status text ("Up 3 seconds (health: starting)"); exposed ports
+    from Ports, which Docker fills for running containers only.
+    """
+    names = [str(n).lstrip("/") for n in data.get("Names") or ()]
+    own = [n for n in names if "/" not in n]  # legacy links add names like "/other/alias"
+    match = _HEALTH_IN_STATUS.search(str(data.get("Status") or ""))
+    health = None if match is None else match.group(1).replace("health: ", "")
+    networks, network_ids = _networks((data.get("NetworkSettings") or {}).get("Networks"))
+    ports = {p["PrivatePort"] for p in data.get("Ports") or () if p.get("Type") == "tcp" and p.get("PrivatePort")}
+    return ContainerInfo(
+        id=data["Id"],
+        name=(own or names or [""])[0],
+        labels=dict(data.get("Labels") or {}),
+        running=data.get("State") == "running",
+        health=health,
+        networks=networks,
+        network_ids=network_ids,
+        exposed_ports=tuple(sorted(int(p) for p in ports)),
+        image=str(data.get("ImageID") or ""),
+        command=_split_command(str(data.get("Command") or "")),
+    )
+
+
+def event_from_message(message: Mapping[str, Any], label: str) -> EngineEvent | None:
+    """EngineEvent from one decoded `/events` message, or None when it is not a container event for `label`.
+
+    `health_status: healthy` becomes action `health_status`: watch re-inspects for the status itself.
+    """
+    if message.get("Type") != "container":
+        return None
+    actor = message.get("Actor") or {}
+    attributes = dict(actor.get("Attributes") or {})
+    if label not in attributes:
+        return None
+    action = str(message.get("Action") or message.get("status") or "").split(":", 1)[0].strip()
+    return EngineEvent(
+        action=action,
+        container_id=str(actor.get("ID") or message.get("id") or ""),
+        container_name=str(attributes.get("name", "")),
+        labels={k: v for k, v in attributes.items() if k not in _NOT_LABELS},
+        time=_event_time(message),
+    )
+
+
+def _networks(raw: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(name -> IP, name -> network id). A network where the container has no address (it is stopped,
+    or the network gives none) is left out of the first."""
+    addresses: dict[str, str] = {}
+    ids: dict[str, str] = {}
+    for name, endpoint in sorted((raw or {}).items()):
+        endpoint = endpoint or {}
+        ip = endpoint.get("IPAddress") or endpoint.get("GlobalIPv6Address")
+        if ip:
+            addresses[name] = ip
+        if endpoint.get("NetworkID"):
+            ids[name] = endpoint["NetworkID"]
+    return addresses, ids
+
+
+def _split_command(command: str) -> tuple[str, ...]:
+    import shlex
+
+    try:
+        return tuple(shlex.split(command))
+    except ValueError:  # an argument with an unbalanced quote in it
+        return tuple(command.split())
+
+
+def _event_time(message: Mapping[str, Any]) -> float:
+    if message.get("timeNano"):
+        return int(message["timeNano"]) / 1e9
+    return float(message.get("time") or 0.0)
+
+
+def _tar_one(name: str, data: bytes, mode: int) -> bytes:
+    """An in-memory tar holding one root-owned file."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        member = tarfile.TarInfo(name)
+        member.size = len(data)
+        member.mode = mode
+        member.uid = member.gid = 0
+        member.uname = member.gname = "root"
+        member.mtime = int(time.time())
+        tar.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _client_url(client: Any) -> str | None:
+    """Where a given client talks to, as DOCKER_HOST would say it (None for its unix socket)."""
+    url = str(getattr(getattr(client, "api", None), "base_url", "") or "")
+    if not url or url.startswith("http+"):
+        return None
+    return re.sub(r"^https?://", "tcp://", url)
+
+
+def _explain(e: Any) -> str:
+    return str(getattr(e, "explanation", None) or e)
+
+
+def _no_such_container(e: Any) -> bool:
+    return "no such container" in _explain(e).lower()
+
+
+def _reason(e: BaseException) -> str:
+    """The root cause of a connection failure ("Connection refused"), not three layers of wrappers."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [e]
+    while stack:
+        current = stack.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        if isinstance(current, TimeoutError):
+            return "timed out"
+        nested = [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
+        nested += [x for x in (getattr(current, "reason", None), current.__cause__, current.__context__)
+                   if isinstance(x, BaseException)]
+        stack.extend(nested)
+    text = str(e)
+    return text if len(text) <= 300 else text[:297] + "..."

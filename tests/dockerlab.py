@@ -1,0 +1,319 @@
+"""The integration-test harness: real containers and networks on the local Docker engine, all labelled
+`lbgen-test=<session id>` and named with a per-session prefix, and removed by that label afterwards.
+
+Used through the fixtures in conftest.py: `docker_lab` (one per pytest session) and `lab` (one per test,
+whose containers and networks are removed when the test ends, pass or fail):
+
+    def test_something(lab):
+        net, subnet = lab.network("web")                    # a bridge network on its own 172.30.X.0/24
+        blue = lab.backend(net, "web", "blue")              # running and answering /health when returned
+        proxy = lab.nginx_proxy(net)
+        body = lab.wait_http(f"http://{lab.ip(blue, net)}:8080/", timeout=5)
+
+Traffic only ever goes to loopback and to containers on networks created here. Networks get explicit
+subnets inside 172.30.0.0/16 (never a default pool), chosen to avoid the subnets of existing networks.
+"""
+from __future__ import annotations
+
+import atexit
+import hashlib
+import itertools
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+BUILD_SCRIPT = Path(__file__).resolve().parent / "images" / "build.sh"
+LABEL = "lbgen-test"
+SCOPE_LABEL = "lbgen-test-scope"
+SUBNET_PREFIX = "172.30"
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via $http_proxy
+
+
+class LabError(Exception):
+    """The harness cannot do what a test asked (no daemon, image build failed, no free subnet)."""
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    """GET url -> (status, body), without any HTTP proxy; ConnectionError/TimeoutError when no answer.
+
+    Same shape as lbgen.health.HttpGet, so it can be handed to lbgen's code as its `get`.
+    """
+    try:
+        with _NO_PROXY.open(url, timeout=timeout) as response:
+            return response.status, response.read().decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, e.read().decode("utf-8", errors="replace")
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, (socket.timeout, TimeoutError)):
+            raise TimeoutError(f"timeout after {timeout:g}s") from e
+        raise ConnectionError(str(e.reason)) from e
+    except (socket.timeout, TimeoutError) as e:
+        raise TimeoutError(f"timeout after {timeout:g}s") from e
+    except (ConnectionError, OSError) as e:
+        raise ConnectionError(str(e)) from e
+
+
+class DockerLab:
+    """Creates labelled test containers and networks; see the module docstring.
+
+    Attributes: `client` (docker.DockerClient), `image` (the test image tag), `session` (the id in the
+    `lbgen-test` label), `prefix` (of every container and network name), `labels` (what every object
+    this lab creates carries), `label_prefix` (the lbgen label prefix backend() uses by default, unique
+    to this lab: give it to DockerSource / lbgen.yaml so other test sessions' backends stay invisible).
+    """
+
+    _subnet_lock = threading.Lock()
+
+    def __init__(self, client: Any, image: str, session: str, scope: str | None = None,
+                 parent: DockerLab | None = None) -> None:
+        self.client = client
+        self.api = client.api
+        self.image = image
+        self.session = session
+        self.scope_id = scope
+        self.prefix = f"lbt{session}-"
+        # Other test sessions share the engine: a label prefix of its own keeps each test's discovery to
+        # its own containers (use it as `label_prefix` in the test's lbgen.yaml).
+        self.label_prefix = f"lbt{session}" if scope is None else f"lbt{session}t{scope}"
+        self.labels = {LABEL: session} if scope is None else {LABEL: session, SCOPE_LABEL: scope}
+        self._root = parent or self
+        self._names = itertools.count(1) if parent is None else parent._names
+        self._scopes = itertools.count(1) if parent is None else parent._scopes
+        self._closed = False
+
+    # --- opening and closing ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls) -> DockerLab:
+        """Check the daemon, build (or reuse) the test image, start a session. LabError when impossible."""
+        import docker
+
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        try:
+            client = docker.from_env(timeout=60)
+            client.ping()
+        except Exception as e:  # noqa: BLE001 - any failure here means the same thing to the tester
+            raise LabError(f"integration tests need a Docker daemon, and the one at {where} does not answer "
+                           f"({type(e).__name__}: {e}); start dockerd or set DOCKER_HOST") from e
+        image = build_image()
+        lab = cls(client, image, session=uuid.uuid4().hex[:8])
+        atexit.register(lab.close)
+        return lab
+
+    def scope(self) -> DockerLab:
+        """A child lab for one test: same session and image; close() removes only what it created."""
+        return DockerLab(self.client, self.image, self.session, scope=str(next(self._scopes)), parent=self._root)
+
+    def close(self) -> None:
+        """Remove every container, then every network, carrying this lab's labels. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        filters = {"label": [f"{k}={v}" for k, v in self.labels.items()]}
+        containers = [c["Id"] for c in self.api.containers(all=True, filters=filters)]
+        if self.scope_id is None:
+            # Lock markers lbgen itself created from this test process (a failed test may leave one).
+            marker_filters = {"label": [f"lbgen.lock.pid={os.getpid()}", f"lbgen.lock.host={socket.gethostname()}"]}
+            containers += [c["Id"] for c in self.api.containers(all=True, filters=marker_filters)]
+        self._parallel(self._remove_container, containers)
+        networks = [n["Id"] for n in self.api.networks(filters=filters)]
+        self._parallel(self._remove_network, networks)
+
+    def _remove_container(self, container_id: str) -> None:
+        import docker
+
+        try:
+            self.api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            if "already in progress" not in str(e):
+                raise
+
+    def _remove_network(self, network_id: str) -> None:
+        import docker
+
+        try:
+            self.api.remove_network(network_id)
+        except docker.errors.NotFound:
+            pass
+
+    @staticmethod
+    def _parallel(function: Any, items: Iterable[str]) -> None:
+        items = list(items)
+        if len(items) <= 1:
+            for item in items:
+                function(item)
+            return
+        with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+            list(pool.map(function, items))
+
+    # --- networks -----------------------------------------------------------------------------------
+
+    def network(self, name_suffix: str = "net") -> tuple[str, str]:
+        """Create a labelled bridge network on a free 172.30.X.0/24; (name, subnet)."""
+        import docker
+
+        name = f"{self.prefix}{name_suffix}-{next(self._names)}"
+        start = int(hashlib.sha256(f"{self.session}:{name}".encode()).hexdigest(), 16) % 256
+        with self._subnet_lock:
+            used = self._used_subnets()
+            for offset in range(256):
+                subnet = f"{SUBNET_PREFIX}.{(start + offset) % 256}.0/24"
+                if subnet in used:
+                    continue
+                ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+                try:
+                    self.api.create_network(name, driver="bridge", ipam=ipam, labels=dict(self.labels))
+                except docker.errors.APIError as e:
+                    if "overlap" in str(e).lower():  # another test session took it a moment ago
+                        continue
+                    raise
+                return name, subnet
+        raise LabError(f"no free /24 left in {SUBNET_PREFIX}.0.0/16 for a test network")
+
+    def _used_subnets(self) -> set[str]:
+        used = set()
+        for network in self.api.networks():
+            for config in ((network.get("IPAM") or {}).get("Config") or []):
+                if config.get("Subnet"):
+                    used.add(config["Subnet"])
+        return used
+
+    # --- containers ---------------------------------------------------------------------------------
+
+    def container(self, network: str | None, name: str | None = None, *, command: list[str] | None = None,
+                  labels: Mapping[str, str] | None = None, env_vars: Mapping[str, str] | None = None,
+                  expose: Iterable[int] = (), healthcheck: Any = None, extra_networks: Iterable[str] = (),
+                  read_only: bool = False, start: bool = True) -> Any:
+        """A labelled container of the test image on `network` (None: no network at all).
+
+        Returns a docker.models.containers.Container. The name gets the session prefix.
+        """
+        full_name = self.prefix + (name or f"c{next(self._names)}")
+        host_config = self.api.create_host_config(network_mode=network or "none", read_only=read_only)
+        created = self.api.create_container(
+            self.image, command=command, name=full_name, labels={**(labels or {}), **self.labels},
+            environment=dict(env_vars or {}), ports=list(expose) or None, healthcheck=_healthcheck(healthcheck),
+            host_config=host_config, hostname=full_name[:63],
+        )
+        for extra in extra_networks:
+            self.api.connect_container_to_network(created["Id"], extra)
+        if start:
+            self.api.start(created["Id"])
+        return self.client.containers.get(created["Id"])
+
+    def backend(self, network: str | None, service: str, env: str | None = None, name: str | None = None,
+                port: int = 8080, labels: Mapping[str, str] | None = None, healthcheck: Any = None,
+                env_vars: Mapping[str, str] | None = None, *, prefix: str | None = None, expose: bool = True,
+                start: bool = True, wait: bool = True, extra_networks: Iterable[str] = ()) -> Any:
+        """A tests/images/backend.py container labelled `<prefix>.service`/`<prefix>.env`, serving on `port`.
+
+        `prefix` defaults to this lab's own `label_prefix`, not "lbgen" (see the class docstring).
+        The port is exposed (no label needed); `labels` adds or overrides labels. `healthcheck`: a Docker
+        test list (e.g. ["CMD", "test", "-e", "/tmp/ready"]; checked every 0.2s, "starting" until it first
+        passes) or a full healthcheck dict. With `wait`, returns once /health answers on `network`.
+        """
+        name = name or f"{service}-{env or 'all'}-{next(self._names)}"
+        prefix = prefix or self.label_prefix
+        all_labels = {f"{prefix}.service": service}
+        if env is not None:
+            all_labels[f"{prefix}.env"] = env
+        all_labels.update(labels or {})
+        environment = {"PORT": str(port), "LBGEN_TEST_ENV": env or "none", "LBGEN_TEST_NAME": self.prefix + name}
+        environment.update(env_vars or {})
+        container = self.container(network, name, command=["/usr/local/bin/lbgen-test-backend"], labels=all_labels,
+                                   env_vars=environment, expose=[port] if expose else [], healthcheck=healthcheck,
+                                   extra_networks=extra_networks, start=start)
+        if start and wait and network:
+            self.wait_http(f"http://{self.ip(container, network)}:{port}/health", timeout=10, status=None)
+        return container
+
+    def nginx_proxy(self, network: str, name: str | None = None, *, labels: Mapping[str, str] | None = None,
+                    extra_networks: Iterable[str] = (), wait: bool = True) -> Any:
+        """nginx (`nginx -g 'daemon off;'`, PID 1 is the master) with the image's stock nginx.conf, which
+        includes /etc/nginx/conf.d/*.conf (empty at first). With `wait`, returns once the master is up."""
+        container = self.container(network, name or f"nginx-{next(self._names)}",
+                                   command=["nginx", "-g", "daemon off;"], labels=labels, extra_networks=extra_networks)
+        if wait:
+            self.wait_for(lambda: container.exec_run(["test", "-s", "/run/nginx.pid"]).exit_code == 0,
+                          timeout=10, what=f"nginx in {container.name} to start")
+        return container
+
+    def haproxy_proxy(self, network: str, name: str | None = None, *, labels: Mapping[str, str] | None = None,
+                      extra_networks: Iterable[str] = (), wait: bool = True) -> Any:
+        """HAProxy in master-worker mode (`haproxy -W -db -f /usr/local/etc/haproxy/haproxy.cfg`), with the
+        image's placeholder config (:80 answers 503). With `wait`, returns once it answers on :80."""
+        container = self.container(network, name or f"haproxy-{next(self._names)}",
+                                   command=["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+                                   labels=labels, extra_networks=extra_networks)
+        if wait:
+            self.wait_http(f"http://{self.ip(container, network)}:80/", timeout=10, status=None)
+        return container
+
+    # --- looking ------------------------------------------------------------------------------------
+
+    def ip(self, container: Any, network: str) -> str:
+        """The container's IPv4 address on `network` (AssertionError when it has none)."""
+        container.reload()
+        endpoint = (container.attrs["NetworkSettings"]["Networks"] or {}).get(network) or {}
+        address = endpoint.get("IPAddress")
+        assert address, f"container {container.name} has no address on network {network}"
+        return address
+
+    def wait_http(self, url: str, timeout: float = 10.0, status: int | None = 200) -> str:
+        """Poll url until it answers (with `status`, or anything when None); the body. AssertionError on timeout."""
+        deadline = time.monotonic() + timeout
+        last = "no attempt"
+        while True:
+            try:
+                code, body = http_get(url, timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+                if status is None or code == status:
+                    return body
+                last = f"HTTP {code}: {body[:200]!r}"
+            except (ConnectionError, TimeoutError) as e:
+                last = str(e)
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{url} did not answer{'' if status is None else f' {status}'} within "
+                                     f"{timeout:g}s (last: {last})")
+            time.sleep(0.02)
+
+    @staticmethod
+    def wait_for(predicate: Any, timeout: float = 10.0, what: str = "a condition", interval: float = 0.05) -> None:
+        """Poll predicate() until it is true; AssertionError naming `what` on timeout."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            time.sleep(interval)
+
+    http_get = staticmethod(http_get)
+
+
+def build_image() -> str:
+    """The test image tag from tests/images/build.sh (cached by a hash of its recipe)."""
+    try:
+        result = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1800,
+                                check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise LabError(f"cannot build the test image with {BUILD_SCRIPT}: {e}") from e
+    tag = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    if result.returncode != 0 or not tag:
+        raise LabError(f"{BUILD_SCRIPT} failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
+    return tag
+
+
+def _healthcheck(spec: Any) -> dict[str, Any] | None:
+    if spec is None or isinstance(spec, dict):
+        return spec
+    return {"test": list(spec), "interval": 200_000_000, "timeout": 2_000_000_000, "retries": 3,
+            "start_period": 60_000_000_000}
