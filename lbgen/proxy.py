@@ -114,7 +114,8 @@ class Proxy:
             return
         if command and command[0].endswith("docker-entrypoint.sh") and "haproxy" in command[1:2]:
             return  # the official image's entrypoint adds -W -db
-        if live and any(line.strip() == "master-worker" for line in live.splitlines()):
+        started_with_our_file = self.path in command
+        if started_with_our_file and live and any(line.strip() == "master-worker" for line in live.splitlines()):
             return
         raise ProxyError(
             f"HAProxy in container {self.name} is not running in master-worker mode, so it cannot reload "

@@ -6,7 +6,7 @@ Python through `Lbgen.switch()`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from lbgen.errors import HealthGateFailed, LbgenError, NoBackends, ReloadFailed
@@ -108,6 +108,8 @@ def run_switch(app: Lbgen, env: str, service: str | None = None, timeout: float 
         else:
             app.log(f"event=gate-skipped service={plan.service} env={env} reason=--force")
         timings["gate"] = clock() - t
+        if result.gate is not None and not dry_run:
+            inventory = _with_gate_health(inventory, result.gate)
 
         t = clock()
         state.health.pop(plan.service, None)  # the gate judges the new pool; earlier ejections do not apply
@@ -148,6 +150,17 @@ def run_switch(app: Lbgen, env: str, service: str | None = None, timeout: float 
             result.notes.append(f"switched, but the history could not be recorded: {e}")
         timings["total"] = clock() - started
         return result
+
+
+def _with_gate_health(inventory: Inventory, result: GateResult) -> Inventory:
+    """Backends that just passed the gate (Docker HEALTHCHECK included) count as Docker-healthy now,
+    though discovery saw them still `starting`."""
+    passed = {b.id for b in result.healthy}
+    return Inventory(
+        tuple(replace(b, docker_health="healthy") if b.id in passed and b.docker_health else b
+              for b in inventory.backends),
+        inventory.skipped,
+    )
 
 
 def _traffic_stays(plan: SwitchPlan) -> str:

@@ -25,6 +25,7 @@ state = {"health": int(os.environ.get("HEALTH_STATUS", "200")), "blackhole": Fal
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: avoid the 40ms delayed-ACK stall
 
     def log_message(self, *args):
         pass

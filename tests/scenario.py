@@ -1,0 +1,85 @@
+"""An lbgen set-up on the real engine for integration tests: a network, a proxy of either kind, blue and
+green backends, an lbgen.yaml, and the core object driving them. Everything is made through the lab,
+so it is labelled and removed when the test ends."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from lbgen.app import Lbgen
+from lbgen.config import load_config
+
+HAPROXY_CFG = "/usr/local/etc/haproxy/haproxy.cfg"
+NGINX_CFG = "/etc/nginx/conf.d/lbgen.conf"
+
+
+class Scenario:
+    def __init__(self, lab: Any, tmp_path: Path, kind: str, blue: int = 2, green: int = 2,
+                 service_yaml: str = "", top_yaml: str = "", backend_env: dict | None = None) -> None:
+        self.lab = lab
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.net, self.subnet = lab.network("app")
+        self.proxy = lab.nginx_proxy(self.net) if kind == "nginx" else lab.haproxy_proxy(self.net)
+        self.backends = {"blue": [], "green": []}
+        for env, count in (("blue", blue), ("green", green)):
+            for _ in range(count):
+                self.add_backend(env, env_vars=backend_env)
+        self.config_path = tmp_path / "lbgen.yaml"
+        self.logs: list[str] = []
+        self.write_config(service_yaml, top_yaml)
+
+    def add_backend(self, env: str, **kw: Any) -> Any:
+        container = self.lab.backend(self.net, "web", env, **kw)
+        self.backends.setdefault(env, []).append(container)
+        return container
+
+    def write_config(self, service_yaml: str = "", top_yaml: str = "") -> None:
+        service_yaml = service_yaml or """\
+            default_env: blue
+            health: {path: /health, interval: 200ms, timeout: 1s, rise: 2, fall: 2}
+        """
+        self.config_path.write_text(
+            f"network: {self.net}\n"
+            f"label_prefix: {self.lab.label_prefix}\n"
+            + textwrap.dedent(top_yaml)
+            + f"proxy:\n  kind: {self.kind}\n  container: {self.proxy.name}\n"
+            "services:\n  web:\n    listen: 80\n"
+            + textwrap.indent(textwrap.dedent(service_yaml), "    ")
+        )
+
+    @property
+    def config(self) -> Any:
+        return load_config(self.config_path)
+
+    def app(self, **kw: Any) -> Lbgen:
+        kw.setdefault("log", self.logs.append)
+        return Lbgen(self.config, **kw)
+
+    @property
+    def proxy_ip(self) -> str:
+        return self.lab.ip(self.proxy, self.net)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.proxy_ip}/"
+
+    @property
+    def config_file(self) -> str:
+        return NGINX_CFG if self.kind == "nginx" else HAPROXY_CFG
+
+    def live(self) -> bytes:
+        result = self.proxy.exec_run(["cat", self.config_file])
+        return result.output if result.exit_code == 0 else b""
+
+    def inode(self) -> str:
+        return self.proxy.exec_run(["stat", "-c", "%i", self.config_file]).output.decode().strip()
+
+    def envs_served(self, n: int = 6) -> set[str]:
+        """The envs answering n fresh requests through the proxy."""
+        seen = set()
+        for _ in range(n):
+            body = self.lab.wait_http(self.url, timeout=5)
+            seen.add(body.split()[0].split("=", 1)[1])
+        return seen
