@@ -157,7 +157,7 @@ class Lbgen:
         t = self.clock()
         notes = [n for n in [self.proxy.reconcile()] if n]
         live = self.proxy.read_live()
-        self.proxy.check_reloadable(live)
+        self.proxy.preflight(live)
         inventory = self.discover() if inventory is None else inventory
         rendered = self.desired(inventory, live)
         timings["discover_render"] = self.clock() - t
@@ -186,6 +186,13 @@ class Lbgen:
             raise ConfigError(f"no previous env recorded for service {svc.name}; "
                               f"use `lbgen switch --service {svc.name} --env ENV`")
         return self.switch(previous, svc.name, **options)
+
+    def health(self, service: str | None = None, apply: bool = False, lock_wait: float = 30.0) -> Any:
+        """One pass of active health checks over each service's active env (a HealthReport); with `apply`,
+        eject and re-admit backends with hysteresis. See lbgen.monitor.run_health."""
+        from lbgen.monitor import run_health
+
+        return run_health(self, service, apply=apply, lock_wait=lock_wait)
 
     def stop_env(self, service: str, env: str, drain: float = 0.0) -> list[str]:
         """Stop the containers of `env` for `service` after `drain` seconds; never the active env."""

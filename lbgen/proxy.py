@@ -105,8 +105,10 @@ class Proxy:
         data = self.engine.read_file(self.name, self.path)
         return None if data is None else data.decode("utf-8", errors="replace")
 
-    def check_reloadable(self, live: str | None) -> None:
-        """Refuse early when a graceful reload is impossible (HAProxy outside master-worker mode)."""
+    def preflight(self, live: str | None) -> None:
+        """Refuse before changing anything when the proxy cannot be reloaded gracefully and verified:
+        not running, not on the network (lbgen verifies through it), HAProxy outside master-worker mode."""
+        self.address()
         if self.config.kind != "haproxy":
             return
         command = self.info().command

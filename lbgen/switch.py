@@ -81,7 +81,7 @@ def run_switch(app: Lbgen, env: str, service: str | None = None, timeout: float 
     with app.lock(f"switch {service or ''} to {env}".replace("  ", " "), wait=lock_wait, lease=timeout + 120):
         notes = [n for n in [app.proxy.reconcile()] if n]
         live = app.proxy.read_live()
-        app.proxy.check_reloadable(live)
+        app.proxy.preflight(live)
         inventory = app.discover()
         state = app.store.load()
         active = app.active_envs(live, state)

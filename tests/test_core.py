@@ -1,0 +1,307 @@
+"""apply, switch, rollback and the lock on a FakeEngine proxy (tests/fakeproxy.py): the orchestration's
+guarantees, fast. The same guarantees are tested on real nginx/HAProxy in the *_integration tests."""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from fakeproxy import FakeProxy
+from lbgen.app import Lbgen
+from lbgen.errors import (ContainerNotFound, DockerUnavailable, HealthGateFailed, LockHeld, NoBackends, ProxyError,
+                          ProxyRejectedConfig, ReloadFailed)
+from lbgen.render import parse_meta
+from lbgen.state import ProxyLock
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def make(kind="nginx", blue=2, green=2, green_status=200):
+    fp = FakeProxy(kind)
+    for i in range(blue):
+        fp.backend(f"web-blue-{i}", "blue")
+    for i in range(green):
+        fp.backend(f"web-green-{i}", "green", status=green_status)
+    clock = Clock()
+    logs: list[str] = []
+    app = Lbgen(fp.config, fp.engine, get=fp.get, clock=clock, sleep=clock.sleep, log=logs.append)
+    app.proxy.verify_timeout = 0.5
+    return fp, app, logs
+
+
+def served_env(fp):
+    return parse_meta(fp.live().decode()).active["web"]
+
+
+@pytest.mark.parametrize("kind", ["nginx", "haproxy"])
+def test_apply_installs_reloads_verifies_and_commits(kind):
+    fp, app, _ = make(kind)
+    result = app.apply()
+    assert result.changed
+    assert fp.serving == result.generation == parse_meta(fp.live().decode()).generation
+    assert fp.engine.signals == [("proxy", "HUP" if kind == "nginx" else "USR2")]
+    assert fp.engine.read("proxy", fp.path + ".lbgen-prev") is None
+    assert served_env(fp) == "blue"
+    # byte-identical: no write, no reload
+    writes = [c for c in fp.engine.calls if c[0] == "put_file"]
+    assert not app.apply().changed
+    assert [c for c in fp.engine.calls if c[0] == "put_file"] == writes
+    assert len(fp.engine.signals) == 1
+
+
+def test_a_rejected_config_leaves_the_live_file_byte_identical():
+    fp, app, _ = make()
+    app.apply()
+    before = fp.live()
+    fp.backend("web-blue-9", "blue")
+    fp.validate = lambda data: (False, 'nginx: [emerg] unknown directive "bogus" in /etc/nginx/conf.d/lbgen.conf:3')
+    with pytest.raises(ProxyRejectedConfig) as info:
+        app.apply()
+    assert str(info.value) == ('nginx rejected the rendered config: nginx: [emerg] unknown directive "bogus" in '
+                               '/etc/nginx/conf.d/lbgen.conf:3; the previous config is still live')
+    assert info.value.exit_code == 3
+    assert fp.live() == before
+    assert len(fp.engine.signals) == 1  # no reload
+
+
+def test_a_reload_that_does_not_take_effect_is_rolled_back():
+    fp, app, _ = make()
+    first = app.apply()
+    before = fp.live()
+    fp.backend("web-blue-9", "blue")
+    fp.reload_takes_effect = False
+    with pytest.raises(ReloadFailed, match="did not serve generation .* the previous config was restored") as info:
+        app.apply()
+    assert info.value.exit_code == 6
+    assert fp.live() == before
+    assert fp.serving == first.generation
+
+
+def test_switch_gates_swaps_verifies_and_records():
+    fp, app, _ = make()
+    app.apply()
+    result = app.switch("green")
+    assert (result.outcome, result.from_env, result.to_env) == ("switched", "blue", "green")
+    assert served_env(fp) == "green" and fp.serving == result.generation
+    assert result.gate.passed and [b.name for b in result.gate.healthy] == ["web-green-0", "web-green-1"]
+    state = app.store.load()
+    assert state.previous == {"web": "blue"} and state.recorded_active == {"web": "green"}
+    assert state.history[0]["outcome"] == "switched" and state.history[0]["to"] == "green"
+    assert not fp.engine.markers or fp.engine.removed  # the lock was released
+    again = app.switch("green")
+    assert again.outcome == "unchanged"
+    back = app.rollback()
+    assert (back.from_env, back.to_env) == ("green", "blue") and served_env(fp) == "blue"
+
+
+def test_a_refused_gate_changes_nothing_and_is_recorded():
+    fp, app, _ = make(green_status=503)
+    app.apply()
+    before = fp.live()
+    with pytest.raises(HealthGateFailed) as info:
+        app.switch("green", timeout=1.0)
+    assert str(info.value) == ("green not healthy after 1s (web-green-0: HTTP 503 on /health; "
+                               "web-green-1: HTTP 503 on /health); traffic stays on blue")
+    assert fp.live() == before
+    assert app.store.load().history[0]["outcome"] == "refused"
+    assert app.store.load().recorded_active == {}
+
+
+def test_force_skips_the_gate_loudly():
+    fp, app, logs = make(green_status=503)
+    app.apply()
+    result = app.switch("green", force=True)
+    assert result.outcome == "switched" and result.forced
+    assert "event=gate-skipped service=web env=green reason=--force" in logs
+    assert app.history()[0]["forced"] is True
+
+
+def test_new_env_failing_after_the_swap_is_rolled_back():
+    fp, app, _ = make()
+    app.apply()
+    before = fp.live()
+    original = fp.get
+    gate_done = {"n": 0}
+
+    def flaky(url, timeout):
+        status, body = original(url, timeout)
+        if "/health" in url:
+            gate_done["n"] += 1
+            if gate_done["n"] > 4:  # two rounds of two backends pass the gate, then green dies
+                return 503, ""
+        return status, body
+
+    app.get = fp.get = flaky
+    app._checker = None
+    app.proxy.get = flaky
+    with pytest.raises(ReloadFailed, match="green stopped passing its health check after the switch .* traffic stays on blue"):
+        app.switch("green")
+    assert fp.live() == before
+    assert served_env(fp) == "blue"
+    assert app.store.load().history[0]["outcome"] == "rolled-back"
+
+
+def test_dry_run_changes_nothing():
+    fp, app, _ = make()
+    app.apply()
+    before, signals = fp.live(), list(fp.engine.signals)
+    result = app.switch("green", dry_run=True)
+    assert result.outcome == "dry-run"
+    assert "-# lbgen-meta:" in result.diff and '"web":"green"' in result.diff
+    assert fp.live() == before and fp.engine.signals == signals
+    assert app.store.load().history == []
+
+
+def test_no_backends_in_the_target_env():
+    fp, app, _ = make(green=0)
+    app.apply()
+    with pytest.raises(NoBackends, match=r"no backends of service web in env green \(envs present: blue\); traffic stays on blue"):
+        app.switch("green")
+
+
+def test_rollback_without_a_previous_env_says_what_to_do():
+    fp, app, _ = make()
+    app.apply()
+    with pytest.raises(Exception, match="no previous env recorded for service web; use `lbgen switch --service web --env ENV`"):
+        app.rollback()
+
+
+def test_reconcile_keeps_an_uncommitted_config_the_proxy_already_serves():
+    fp, app, _ = make()
+    app.apply()
+    old = fp.live()
+    fp.engine.write("proxy", fp.path + ".lbgen-prev", old)
+    rendered = app.desired(app.discover(), old.decode(), {"web": "green"})
+    fp.engine.write("proxy", fp.path, rendered.text)
+    fp.serving = rendered.generation  # killed after the reload, before the commit
+    note = app.proxy.reconcile()
+    assert note.startswith("an interrupted switch had installed generation")
+    assert fp.live() == rendered.text.encode() and fp.engine.read("proxy", fp.path + ".lbgen-prev") is None
+
+
+def test_reconcile_restores_a_config_that_never_took_effect():
+    fp, app, _ = make()
+    app.apply()
+    old = fp.live()
+    fp.engine.write("proxy", fp.path + ".lbgen-prev", old)
+    rendered = app.desired(app.discover(), old.decode(), {"web": "green"})
+    fp.engine.write("proxy", fp.path, rendered.text)  # killed after the swap, before the reload
+    note = app.proxy.reconcile()
+    assert note == "an interrupted switch had not taken effect; restored the previous config"
+    assert fp.live() == old
+    assert fp.serving == parse_meta(old.decode()).generation
+
+
+@pytest.mark.parametrize("command,ok", [
+    (("haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"), True),
+    (("haproxy", "-Ws", "-f", "/x.cfg"), True),
+    (("/usr/local/bin/docker-entrypoint.sh", "haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg"), True),
+    (("haproxy", "-db", "-f", "/other.cfg"), False),
+    (("haproxy", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"), "with master-worker in the live config"),
+])
+def test_haproxy_must_be_in_master_worker_mode(command, ok):
+    fp, app, _ = make("haproxy")
+    fp.engine.update("proxy", command=command)
+    if ok == "with master-worker in the live config":
+        fp.engine.write("proxy", fp.path, "global\n    master-worker\n")
+        ok = True
+    if ok:
+        app.proxy.preflight(fp.live() and fp.live().decode())
+    else:
+        with pytest.raises(ProxyError, match="not running in master-worker mode.*nothing was changed"):
+            app.proxy.preflight(None)
+
+
+def test_proxy_not_running_or_missing():
+    fp, app, _ = make()
+    fp.engine.update("proxy", running=False)
+    with pytest.raises(ContainerNotFound, match="proxy container proxy is not running"):
+        app.apply()
+    fp2, app2, _ = make()
+    fp2.engine.fail_with = DockerUnavailable("cannot reach the Docker daemon at unix:///x: Connection refused")
+    with pytest.raises(DockerUnavailable):
+        app2.apply()
+
+
+def test_proxy_not_on_the_network_is_refused_before_any_change():
+    fp, app, _ = make()
+    app.apply()
+    before = fp.live()
+    fp.backend("web-blue-9", "blue")
+    fp.engine.update("proxy", networks={"other": "192.0.2.200"})
+    app.proxy._info = None
+    with pytest.raises(ContainerNotFound, match="not attached to network lbnet; attach it"):
+        app.apply()
+    assert fp.live() == before and len(fp.engine.signals) == 1
+
+
+def test_a_read_only_proxy_filesystem_is_a_clear_error():
+    fp, app, _ = make()
+    app.apply()
+    before = fp.live()
+    fp.backend("web-blue-9", "blue")
+    fp.engine.fail_on["put_file"] = PermissionError("read-only file system")
+    with pytest.raises(ProxyError, match="cannot write /etc/nginx/conf.d/lbgen.conf in proxy container proxy: "
+                                         "read-only file system; the previous config is still live"):
+        app.apply()
+    assert fp.live() == before
+
+
+# --- the lock --------------------------------------------------------------------------------------
+
+def lock(fp, clock, purpose="switch", wait=2.0, lease=60.0):
+    return ProxyLock(fp.engine, fp.info.id, fp.info.image, "proxy", purpose, wait=wait, lease=lease,
+                     clock=clock, sleep=clock.sleep)
+
+
+def test_lock_is_exclusive_and_names_its_holder():
+    fp = FakeProxy()
+    clock = Clock()
+    first = lock(fp, clock, "switch web to green")
+    first.acquire()
+    with pytest.raises(LockHeld) as info:
+        lock(fp, clock).acquire()
+    assert f"another lbgen holds the lock on proxy proxy: " in str(info.value)
+    assert f"@{socket.gethostname()} pid {os.getpid()} (switch web to green, since" in str(info.value)
+    assert info.value.exit_code == 7
+    first.release()
+    second = lock(fp, clock)
+    second.acquire()
+    second.release()
+
+
+def test_an_expired_lease_is_recovered_from_another_host():
+    fp = FakeProxy()
+    clock = Clock()
+    foreign = lock(fp, clock)
+    labels = foreign._labels()
+    labels["lbgen.lock.host"] = "another-runner"
+    fp.engine.create_marker(foreign.name, fp.info.image, labels)
+    with pytest.raises(LockHeld):
+        lock(fp, clock, wait=1.0).acquire()
+    clock.now += 61  # past the lease
+    recovered = lock(fp, clock)
+    recovered.acquire()
+    assert recovered.marker_id
+
+
+def test_a_dead_holder_on_this_host_is_recovered_at_once():
+    fp = FakeProxy()
+    clock = Clock()
+    dead = lock(fp, clock)
+    labels = dead._labels()
+    labels["lbgen.lock.pid"] = "999999"
+    fp.engine.create_marker(dead.name, fp.info.image, labels)
+    fresh = lock(fp, clock, wait=0.0)
+    fresh.acquire()
+    assert fresh.marker_id
