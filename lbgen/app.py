@@ -155,8 +155,8 @@ class Lbgen:
         """apply() for a caller that already holds the lock (watch mode)."""
         timings: dict[str, float] = {}
         t = self.clock()
-        notes = [n for n in [self.proxy.reconcile()] if n]
-        live = self.proxy.read_live()
+        live, note = self.proxy.reconcile()
+        notes = [note] if note else []
         self.proxy.preflight(live)
         inventory = self.discover() if inventory is None else inventory
         rendered = self.desired(inventory, live)
@@ -168,7 +168,6 @@ class Lbgen:
         timings["install_validate"] = self.clock() - t
         t = self.clock()
         self.proxy.activate(rendered.generation)
-        self.proxy.commit()
         timings["reload_verify"] = self.clock() - t
         return ApplyResult(True, rendered.generation, warnings=rendered.warnings, notes=notes, timings=timings)
 

@@ -180,7 +180,6 @@ class Proxy:
     def wait_serving(self, generation: str) -> Served:
         """Poll the status listener until it serves `generation`; raise ReloadFailed after verify_timeout."""
         deadline = self.clock() + self.verify_timeout
-        delay = 0.02
         while True:
             served = self.served(timeout=min(2.0, self.verify_timeout))
             if served.generation == generation:
@@ -190,16 +189,11 @@ class Proxy:
                     f"{self.config.kind} in {self.name} did not serve generation {generation} within "
                     f"{self.verify_timeout:g}s after reload (it answers: {served.body or 'nothing'})"
                 )
-            self.sleep(delay)
-            delay = min(delay * 2, 0.25)
+            self.sleep(0.01)
 
     def restore(self) -> None:
         """Put the previous config back on disk (the caller reloads)."""
         self.engine.exec(self.name, ["sh", "-c", RESTORE_SCRIPT, "sh", self.path])
-
-    def commit(self) -> None:
-        """Forget the previous config once the new one is verified."""
-        self.engine.exec(self.name, ["rm", "-f", self.path + ".lbgen-prev", self.path + ".lbgen-new"])
 
     def activate(self, generation: str) -> None:
         """reload + verify after install(); restores the previous config on failure."""
@@ -221,27 +215,31 @@ class Proxy:
         except ReloadFailed:
             pass  # the previous config is back on disk; the master kept serving what it had
 
-    def reconcile(self) -> str | None:
-        """Settle an operation a killed lbgen left half-done; returns a note of what was done, or None.
+    def reconcile(self) -> tuple[str | None, str | None]:
+        """Settle what a killed lbgen may have left half-done; returns (the live config text, a note of
+        what was done or None).
 
-        A leftover `.lbgen-prev` means a swap happened but was never committed: keep whichever file the
-        proxy actually serves, and reload when the disk was ahead of it.
+        The only window where disk and proxy disagree is between the swap and the reload. When the proxy
+        serves the generation of `.lbgen-prev` (the config before the last install), the swap never took
+        effect: the previous file goes back on disk. When it serves something else that lbgen did not
+        install last, it is reloaded so that it serves what is on disk (which passed validation).
         """
-        prev_bytes = self.engine.read_file(self.name, self.path + ".lbgen-prev")
-        if prev_bytes is None:
-            return None
-        live = self.read_live() or ""
-        live_meta = parse_meta(live)
-        prev_meta = parse_meta(prev_bytes.decode("utf-8", errors="replace"))
+        live = self.read_live()
+        live_meta = parse_meta(live or "")
+        if live_meta is None:
+            return live, None
         served = self.served()
-        if live_meta and served.generation == live_meta.generation:
-            self.commit()
-            return f"an interrupted switch had installed generation {live_meta.generation}; kept it"
-        self.restore()
+        if served.generation is None or served.generation == live_meta.generation:
+            return live, None
+        prev = self.engine.read_file(self.name, self.path + ".lbgen-prev")
+        prev_meta = parse_meta(prev.decode("utf-8", errors="replace")) if prev is not None else None
+        if prev_meta and prev_meta.generation == served.generation:
+            self.restore()
+            return self.read_live(), ("an interrupted switch had not taken effect; restored the previous "
+                                      f"config (generation {served.generation})")
         self.reload()
-        if prev_meta:
-            self.wait_serving(prev_meta.generation)
-        return "an interrupted switch had not taken effect; restored the previous config"
+        self.wait_serving(live_meta.generation)
+        return live, f"the proxy served generation {served.generation}, not the installed {live_meta.generation}; reloaded"
 
 
 def _first_error(output: str) -> str:

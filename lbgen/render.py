@@ -114,6 +114,7 @@ def make_environment(templates_dir: Path | None = None) -> Any:
     search.append(str(BUILTIN_TEMPLATES))
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(search),
+        bytecode_cache=_bytecode_cache(jinja2),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -124,6 +125,22 @@ def make_environment(templates_dir: Path | None = None) -> Any:
     env.filters["haproxy_str"] = haproxy_str
     env.filters["ms"] = duration_ms
     return env
+
+
+def _bytecode_cache(jinja2: Any) -> Any:
+    """Compiled templates cached in ~/.cache/lbgen (compiling costs more than the rest of a render);
+    none when that directory cannot be written. Entries are keyed by template source, so edits show."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = os.path.join(base, "lbgen", "jinja")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if not os.access(directory, os.W_OK):
+            return None
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(directory)
 
 
 def render(config: Config, pools: Sequence[Pool]) -> Rendered:

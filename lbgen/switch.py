@@ -79,8 +79,8 @@ def run_switch(app: Lbgen, env: str, service: str | None = None, timeout: float 
     started = clock()
     timings: dict[str, float] = {}
     with app.lock(f"switch {service or ''} to {env}".replace("  ", " "), wait=lock_wait, lease=timeout + 120):
-        notes = [n for n in [app.proxy.reconcile()] if n]
-        live = app.proxy.read_live()
+        live, note = app.proxy.reconcile()
+        notes = [note] if note else []
         app.proxy.preflight(live)
         inventory = app.discover()
         state = app.store.load()
@@ -142,7 +142,6 @@ def run_switch(app: Lbgen, env: str, service: str | None = None, timeout: float 
             app.proxy.rollback_to_previous()
             app.record(plan, "rolled-back", clock() - started, force)
             raise ReloadFailed(f"{e}; restored the previous config, {_traffic_stays(plan)}") from e
-        app.proxy.commit()
         timings["verify"] = clock() - t
         try:
             app.record(plan, "switched", clock() - started, force)

@@ -50,7 +50,6 @@ def test_apply_installs_reloads_verifies_and_commits(kind):
     assert result.changed
     assert fp.serving == result.generation == parse_meta(fp.live().decode()).generation
     assert fp.engine.signals == [("proxy", "HUP" if kind == "nginx" else "USR2")]
-    assert fp.engine.read("proxy", fp.path + ".lbgen-prev") is None
     assert served_env(fp) == "blue"
     # byte-identical: no write, no reload
     writes = [c for c in fp.engine.calls if c[0] == "put_file"]
@@ -176,30 +175,39 @@ def test_rollback_without_a_previous_env_says_what_to_do():
         app.rollback()
 
 
-def test_reconcile_keeps_an_uncommitted_config_the_proxy_already_serves():
+def test_reconcile_leaves_a_consistent_proxy_alone():
+    fp, app, _ = make()
+    app.apply()
+    app.switch("green")
+    assert fp.engine.read("proxy", fp.path + ".lbgen-prev") is not None  # the config before, kept as a backup
+    reads = len([c for c in fp.engine.calls if c[0] == "read_file"])
+    live, note = app.proxy.reconcile()
+    assert (live.encode(), note) == (fp.live(), None)
+    assert len([c for c in fp.engine.calls if c[0] == "read_file"]) == reads + 1  # only the live file
+
+
+def test_reconcile_restores_a_swap_that_never_took_effect():
     fp, app, _ = make()
     app.apply()
     old = fp.live()
+    # Killed after the swap, before the reload: disk has the new config, the proxy serves the old one.
     fp.engine.write("proxy", fp.path + ".lbgen-prev", old)
     rendered = app.desired(app.discover(), old.decode(), {"web": "green"})
     fp.engine.write("proxy", fp.path, rendered.text)
-    fp.serving = rendered.generation  # killed after the reload, before the commit
-    note = app.proxy.reconcile()
-    assert note.startswith("an interrupted switch had installed generation")
-    assert fp.live() == rendered.text.encode() and fp.engine.read("proxy", fp.path + ".lbgen-prev") is None
+    live, note = app.proxy.reconcile()
+    assert note.startswith("an interrupted switch had not taken effect; restored the previous config")
+    assert live.encode() == fp.live() == old
+    assert fp.serving == parse_meta(old.decode()).generation
+    assert app.switch("green").outcome == "switched"  # and the next command proceeds
 
 
-def test_reconcile_restores_a_config_that_never_took_effect():
+def test_reconcile_reloads_when_the_proxy_lags_behind_its_file():
     fp, app, _ = make()
     app.apply()
-    old = fp.live()
-    fp.engine.write("proxy", fp.path + ".lbgen-prev", old)
-    rendered = app.desired(app.discover(), old.decode(), {"web": "green"})
-    fp.engine.write("proxy", fp.path, rendered.text)  # killed after the swap, before the reload
-    note = app.proxy.reconcile()
-    assert note == "an interrupted switch had not taken effect; restored the previous config"
-    assert fp.live() == old
-    assert fp.serving == parse_meta(old.decode()).generation
+    rendered = app.desired(app.discover(), fp.live().decode(), {"web": "green"})
+    fp.engine.write("proxy", fp.path, rendered.text)  # e.g. an operator's edit, or a lost reload
+    live, note = app.proxy.reconcile()
+    assert "reloaded" in note and fp.serving == rendered.generation
 
 
 @pytest.mark.parametrize("command,ok", [

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""`lbgen apply` when something changed, against the bare `docker exec <proxy> nginx -t` plus
+`docker exec <proxy> nginx -s reload` it replaces (whole commands, median of N runs, interleaved).
+
+    python3 bench/apply_bench.py [--runs 10] [--proxy nginx|haproxy] [--backends 4]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+from _lab import open_lab, timed, write_config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--proxy", choices=["nginx", "haproxy"], default="nginx")
+    parser.add_argument("--backends", type=int, default=4)
+    args = parser.parse_args()
+    lab = open_lab()
+    try:
+        net, _ = lab.network("bench")
+        proxy = lab.nginx_proxy(net) if args.proxy == "nginx" else lab.haproxy_proxy(net)
+        for _ in range(args.backends):
+            lab.backend(net, "web", "blue")
+        tmp = Path(tempfile.mkdtemp())
+        # Two configs that differ in one timeout, so every apply has something to change.
+        configs = [write_config(tmp / f"lbgen{i}.yaml", lab, net, proxy.name, args.proxy,
+                                extra=f"    read_timeout: {30 + i}s\n") for i in range(2)]
+        env = dict(os.environ)
+        timed(["lbgen", "-c", str(configs[1]), "apply"], env)
+        if args.proxy == "nginx":
+            baseline_cmds = [["docker", "exec", proxy.name, "nginx", "-t", "-q"],
+                             ["docker", "exec", proxy.name, "nginx", "-s", "reload"]]
+        else:
+            cfg = "/usr/local/etc/haproxy/haproxy.cfg"
+            baseline_cmds = [["docker", "exec", proxy.name, "haproxy", "-c", "-q", "-f", cfg],
+                             ["docker", "kill", "-s", "USR2", proxy.name]]
+        applies, baselines = [], []
+        for i in range(args.runs):
+            elapsed, proc = timed(["lbgen", "-c", str(configs[i % 2]), "apply"], env)
+            assert proc.stdout.startswith("applied"), proc.stdout
+            applies.append(elapsed)
+            baselines.append(sum(timed(cmd)[0] for cmd in baseline_cmds))
+        a, b = statistics.median(applies), statistics.median(baselines)
+        print(f"{args.proxy}: lbgen apply (changed) median {a * 1000:.0f} ms; "
+              f"bare validate+reload ({' + '.join(c[3] if c[1] == 'exec' else 'docker kill -s USR2' for c in baseline_cmds)}) "
+              f"median {b * 1000:.0f} ms; ratio {a / b:.2f}x ({args.runs} runs, {args.backends} backends)")
+    finally:
+        lab.close()
+
+
+if __name__ == "__main__":
+    main()
