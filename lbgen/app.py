@@ -208,10 +208,12 @@ class Lbgen:
                 stopped.append(backend.name)
         return stopped
 
-    def record(self, plan: Any, outcome: str, duration: float, forced: bool) -> None:
+    def record(self, plan: Any, outcome: str, duration: float, forced: bool, state: State | None = None) -> None:
+        """Add a history entry (and, for a switch, the new active/previous env) to the state with the proxy.
+        `state` is the one the caller loaded under the same lock, if any."""
         from lbgen.switch import history_entry
 
-        state = self.store.load()
+        state = state if state is not None else self.store.load()
         entry = history_entry(plan, outcome, duration, forced, holder_identity())
         state.record(entry)
         if outcome == "switched":

@@ -66,12 +66,19 @@ class StateStore:
         return State() if data is None else State.from_json(data.decode("utf-8", errors="replace"))
 
     def save(self, state: State) -> None:
-        result = self.engine.exec(self.container, ["mkdir", "-p", self.state_dir])
-        if result.exit_code != 0:
-            raise ProxyError(f"cannot create {self.state_dir} in proxy container {self.container}: "
-                             f"{result.output.strip()[:200]}")
+        """Write state.json atomically (a temp file, then a rename), creating state_dir the first time."""
         tmp = self.path + ".tmp"
-        self.engine.put_file(self.container, tmp, state.to_json().encode(), 0o600)
+        data = state.to_json().encode()
+        try:
+            self.engine.put_file(self.container, tmp, data, 0o600)
+        except FileNotFoundError:
+            result = self.engine.exec(self.container, ["mkdir", "-p", "-m", "0700", self.state_dir])
+            if result.exit_code != 0:
+                raise ProxyError(f"cannot create {self.state_dir} in proxy container {self.container}: "
+                                 f"{result.output.strip()[:200]}") from None
+            self.engine.put_file(self.container, tmp, data, 0o600)
+        except PermissionError as e:
+            raise ProxyError(f"cannot write {self.path} in proxy container {self.container}: {e}") from e
         result = self.engine.exec(self.container, ["mv", "-f", tmp, self.path])
         if result.exit_code != 0:
             raise ProxyError(f"cannot write {self.path} in proxy container {self.container}: "

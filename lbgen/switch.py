@@ -100,7 +100,7 @@ def run_switch(app: Lbgen, env: str, service: str | None = None, timeout: float 
             result.gate = gate(plan.targets, health, app.checker, timeout, plan.required,
                                clock=clock, sleep=app.sleep, on_round=on_progress)
             if not result.gate.passed:
-                app.record(plan, "refused", clock() - started, force)
+                app.record(plan, "refused", clock() - started, force, state)
                 raise HealthGateFailed(
                     f"{env} not healthy after {result.gate.elapsed:.0f}s ({result.gate.summary()}); "
                     f"{_traffic_stays(plan)}"
@@ -140,11 +140,11 @@ def run_switch(app: Lbgen, env: str, service: str | None = None, timeout: float 
                     raise ReloadFailed(f"{env} stopped passing its health check after the switch ({failing})")
         except ReloadFailed as e:
             app.proxy.rollback_to_previous()
-            app.record(plan, "rolled-back", clock() - started, force)
+            app.record(plan, "rolled-back", clock() - started, force, state)
             raise ReloadFailed(f"{e}; restored the previous config, {_traffic_stays(plan)}") from e
         timings["verify"] = clock() - t
         try:
-            app.record(plan, "switched", clock() - started, force)
+            app.record(plan, "switched", clock() - started, force, state)
         except LbgenError as e:
             result.notes.append(f"switched, but the history could not be recorded: {e}")
         timings["total"] = clock() - started

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""A blue-green cutover under sustained keep-alive load: requests sent, failures, and each switch's
+duration split into gate / render+install+validate / reload / verify; plus the bare `docker exec`
+validate+reload that everything after the gate replaces.
+
+    python3 bench/cutover.py --proxy nginx|haproxy [--switches 6] [--workers 4]
+
+Health settings as in the target: rise 2, interval 0.5s. Load goes only to the proxy container on the
+network this script creates.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from _lab import open_lab, timed, write_config
+from loadgen import Load
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--proxy", choices=["nginx", "haproxy"], default="nginx")
+    parser.add_argument("--switches", type=int, default=6, help="switches, alternating green/blue")
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+    lab = open_lab()
+    try:
+        net, _ = lab.network("cutover")
+        proxy = lab.nginx_proxy(net) if args.proxy == "nginx" else lab.haproxy_proxy(net)
+        for env in ("blue", "green"):
+            for _ in range(2):
+                lab.backend(net, "web", env)
+        config = write_config(Path(tempfile.mkdtemp()) / "lbgen.yaml", lab, net, proxy.name, args.proxy,
+                              health="{path: /health, interval: 500ms, timeout: 1s, rise: 2, fall: 2}")
+        timed(["lbgen", "-c", str(config), "apply"])
+        url = f"http://{lab.ip(proxy, net)}/"
+        load = Load(url, workers=args.workers, max_seconds=300).start()
+        rows = []
+        try:
+            time.sleep(1)
+            for i in range(args.switches):
+                env = "green" if i % 2 == 0 else "blue"
+                elapsed, proc = timed(["lbgen", "-c", str(config), "switch", "--env", env, "--json"])
+                data = json.loads(proc.stdout)
+                rows.append((elapsed, data["timings"]))
+                time.sleep(1)
+        finally:
+            load.stop()
+        if args.proxy == "nginx":
+            base_cmds = [["docker", "exec", proxy.name, "nginx", "-t", "-q"],
+                         ["docker", "exec", proxy.name, "nginx", "-s", "reload"]]
+        else:
+            base_cmds = [["docker", "exec", proxy.name, "haproxy", "-c", "-q", "-f",
+                          "/usr/local/etc/haproxy/haproxy.cfg"], ["docker", "kill", "-s", "USR2", proxy.name]]
+        baseline = statistics.median(sum(timed(c)[0] for c in base_cmds) for _ in range(5))
+        summary = load.summary()
+        med = lambda key: statistics.median(t.get(key, 0.0) for _, t in rows)  # noqa: E731
+        after_gate = statistics.median(t["render_install_validate"] + t["reload"] + t["verify"] for _, t in rows)
+        print(f"{args.proxy}: {len(rows)} switches under load: requests sent {summary['sent']}, "
+              f"failed {summary['failed']}, by env {summary['by_env']}")
+        if summary["failed"]:
+            print(f"  errors: {summary['errors']}")
+        print(f"  whole `lbgen switch` command: median {statistics.median(e for e, _ in rows):.3f}s "
+              f"(max {max(e for e, _ in rows):.3f}s)")
+        print(f"  split (medians): gate {med('gate'):.3f}s, render+install+validate "
+              f"{med('render_install_validate'):.3f}s, reload {med('reload'):.3f}s, verify {med('verify'):.3f}s, "
+              f"in-process total {med('total'):.3f}s")
+        print(f"  after the gate {after_gate:.3f}s vs bare docker exec validate+reload {baseline:.3f}s: "
+              f"{after_gate / baseline:.2f}x")
+    finally:
+        lab.close()
+
+
+if __name__ == "__main__":
+    main()
