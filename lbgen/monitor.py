@@ -1,0 +1,458 @@
+"""One pass of active health checks over every service's active env, hysteresis across passes, and the
+report in the formats monitoring systems read: the monitoring-plugin text and exit status of Nagios,
+Icinga, Sensu and check_mk, JSON, and Prometheus text format.
+
+This is the only module that decides a backend's ejection (`fold`); `lbgen health --apply` and watch
+mode both go through it. Which backends a pool holds, fail-open included, stays routing's decision.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Sequence
+
+from lbgen.config import Config, HealthConfig
+from lbgen.errors import LbgenError
+from lbgen.health import MAX_PARALLEL_CHECKS, Checker, CheckResult
+from lbgen.model import Backend, Inventory
+from lbgen.routing import build_pools
+from lbgen.state import State
+
+if TYPE_CHECKING:
+    from lbgen.app import Lbgen
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATUS_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+PLUGIN_NAME = "LBGEN"
+
+
+# --- what to check -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ServiceTargets:
+    """The backends of one service that a pass checks: its active env's candidates, ejected ones included."""
+
+    name: str
+    env: str | None
+    health: HealthConfig
+    backends: tuple[Backend, ...]
+
+
+def only(config: Config, services: Collection[str] | None) -> Config:
+    """`config` restricted to `services` (all when None), for --service."""
+    if services is None:
+        return config
+    return dataclasses.replace(config, services={n: s for n, s in config.services.items() if n in services})
+
+
+def targets_for(config: Config, inventory: Inventory, active: Mapping[str, str | None],
+                exclude: Collection[str] = ()) -> tuple[ServiceTargets, ...]:
+    """What each service's pool could hold (routing's rules, before ejection), minus `exclude`d ids. Pure."""
+    pools = build_pools(config, inventory, active, ())
+    return tuple(
+        ServiceTargets(p.service, p.active_env, config.services[p.service].health,
+                       tuple(b for b in p.servers if b.id not in exclude))
+        for p in pools
+    )
+
+
+def run_checks(services: Sequence[ServiceTargets], checker: Checker,
+               max_parallel: int = MAX_PARALLEL_CHECKS) -> dict[str, tuple[CheckResult, ...]]:
+    """One check of every backend of every service, all in one concurrent batch, so a pass takes about
+    one `timeout` however many backends hang (up to `max_parallel` of them)."""
+    jobs = [(s.name, b, s.health) for s in services for b in s.backends]
+    results: dict[str, list[CheckResult]] = {s.name: [] for s in services}
+    if jobs:
+        with ThreadPoolExecutor(max_workers=min(max_parallel, len(jobs)), thread_name_prefix="lbgen-health") as pool:
+            for (name, _, _), result in zip(jobs, pool.map(lambda j: checker.check(j[1], j[2]), jobs)):
+                results[name].append(result)
+    return {name: tuple(r) for name, r in results.items()}
+
+
+# --- hysteresis --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Transition:
+    """A backend ejected from its pool or re-admitted to it by a health pass."""
+
+    service: str
+    backend: str  # its name
+    id: str
+    action: str  # "eject" or "readmit"
+    count: int  # the consecutive failed (eject) or passed (readmit) checks that decided it
+
+    def describe(self) -> str:
+        if self.action == "eject":
+            return f"ejected {self.backend} from {self.service} after {self.count} failed checks in a row"
+        return f"re-admitted {self.backend} to {self.service} after {self.count} passed checks in a row"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def advance(counts: Mapping[str, Mapping[str, Any]], results: Iterable[CheckResult], present: Collection[str],
+            health: HealthConfig) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str, str, int]]]:
+    """One service's counts after one pass. Pure.
+
+    `counts` maps backend id -> {"name", "fails", "passes", "ejected"}. A failed check adds to `fails` and
+    resets `passes`; `fall` failures in a row eject. While ejected, `rise` passes in a row re-admit. Ids
+    not in `present` (gone from the pool's candidates) are dropped; backends without results keep their
+    counts. Only backends with something to remember are kept (a failure or an ejection), and counts stop
+    at `fall` / `rise`, so a steady pass changes nothing and need not be written.
+    Returns the new counts and the transitions as (id, name, action, count).
+    """
+    new = {bid: dict(c) for bid, c in counts.items() if bid in present}
+    changes: list[tuple[str, str, str, int]] = []
+    for r in results:
+        bid = r.backend.id
+        if bid not in present:
+            continue
+        c = new.get(bid) or {"name": r.backend.name, "fails": 0, "passes": 0, "ejected": False}
+        c["name"] = r.backend.name
+        if r.ok:
+            c["fails"] = 0
+            c["passes"] = min(int(c.get("passes", 0)) + 1, health.rise)
+            if c.get("ejected") and c["passes"] >= health.rise:
+                c["ejected"] = False
+                changes.append((bid, r.backend.name, "readmit", c["passes"]))
+        else:
+            c["passes"] = 0
+            c["fails"] = min(int(c.get("fails", 0)) + 1, health.fall)
+            if not c.get("ejected") and c["fails"] >= health.fall:
+                c["ejected"] = True
+                changes.append((bid, r.backend.name, "eject", c["fails"]))
+        if c.get("ejected") or c["fails"]:
+            new[bid] = c
+        else:
+            new.pop(bid, None)
+    return new, changes
+
+
+def fold(state: State, services: Sequence[ServiceTargets],
+         results: Mapping[str, Sequence[CheckResult]]) -> list[Transition]:
+    """Fold one pass's results into `state.health` (mutating it); the ejections and re-admissions.
+
+    `services` is what the pools could hold now (possibly newer than the checks); services not in it are
+    left alone, so `--service web` touches only web's counts.
+    """
+    transitions: list[Transition] = []
+    for s in services:
+        present = {b.id for b in s.backends}
+        counts, changes = advance(state.health.get(s.name, {}), results.get(s.name, ()), present, s.health)
+        if counts:
+            state.health[s.name] = counts
+        else:
+            state.health.pop(s.name, None)
+        transitions += [Transition(s.name, name, bid, action, n) for bid, name, action, n in changes]
+    return transitions
+
+
+# --- the report --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BackendHealth:
+    backend: Backend
+    healthy: bool  # passed this pass's check
+    detail: str
+    ejected: bool  # out of the pool now (an ejection routing kept because of fail-open does not count)
+    fails: int = 0
+    passes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        b = self.backend
+        return {"name": b.name, "id": b.id, "env": b.env, "address": b.address, "port": b.port,
+                "healthy": self.healthy, "detail": self.detail, "ejected": self.ejected,
+                "fails": self.fails, "passes": self.passes}
+
+
+@dataclass(frozen=True)
+class ServiceHealth:
+    name: str
+    active_env: str | None
+    backends: tuple[BackendHealth, ...]
+    fail_open: bool = False  # every backend was ejected, so routing kept them all
+    health: HealthConfig = field(default_factory=HealthConfig)
+
+    @property
+    def healthy(self) -> int:
+        return sum(b.healthy for b in self.backends)
+
+    @property
+    def unhealthy(self) -> int:
+        return len(self.backends) - self.healthy
+
+    @property
+    def ejected(self) -> int:
+        return sum(b.ejected for b in self.backends)
+
+    @property
+    def status(self) -> int:
+        if self.healthy == 0:
+            return CRITICAL
+        return WARNING if self.unhealthy else OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"active_env": self.active_env, "status": STATUS_NAMES[self.status], "healthy": self.healthy,
+                "unhealthy": self.unhealthy, "ejected": self.ejected, "fail_open": self.fail_open,
+                "backends": [b.to_dict() for b in self.backends]}
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """One health pass, and what --apply did with it. `error` set means UNKNOWN (could not check or apply)."""
+
+    services: tuple[ServiceHealth, ...] = ()
+    checked_at: float = 0.0  # wall-clock time of the pass
+    took: float = 0.0
+    transitions: tuple[Transition, ...] = ()
+    applied: dict[str, Any] | None = None  # {"changed": bool, "generation": str} after --apply
+    error: str | None = None
+
+    @classmethod
+    def unknown(cls, message: str, checked_at: float | None = None) -> HealthReport:
+        return cls(checked_at=time.time() if checked_at is None else checked_at, error=message)
+
+    @property
+    def status(self) -> int:
+        if self.error is not None:
+            return UNKNOWN
+        return max((s.status for s in self.services), default=OK)
+
+    @property
+    def exit_code(self) -> int:
+        return self.status
+
+    def summary(self) -> str:
+        total = sum(len(s.backends) for s in self.services)
+        healthy = sum(s.healthy for s in self.services)
+        count = f"{len(self.services)} service{'' if len(self.services) == 1 else 's'}"
+        figures = f"{count}, {healthy}/{total} backends healthy"
+        if self.error is not None:
+            return f"{self.error}; {figures}" if self.services else self.error
+        down = [s for s in self.services if s.status == CRITICAL]
+        if down:
+            names = ", ".join(s.name for s in down)
+            return f"{names} {'has' if len(down) == 1 else 'have'} no healthy backend; {figures}"
+        return figures
+
+    def perfdata(self) -> str:
+        parts = []
+        for s in self.services:
+            n = len(s.backends)
+            parts += [f"{s.name}_healthy={s.healthy};;;0;{n}", f"{s.name}_unhealthy={s.unhealthy};;;0;{n}",
+                      f"{s.name}_ejected={s.ejected};;;0;{n}"]
+        return " ".join(parts)
+
+    def nagios(self) -> str:
+        """The monitoring-plugin output: a summary line with performance data, then details."""
+        perf = self.perfdata()
+        lines = [f"{PLUGIN_NAME} {STATUS_NAMES[self.status]} - {self.summary()}" + (f" | {perf}" if perf else "")]
+        for s in self.services:
+            extra = f", {s.ejected} ejected" if s.ejected else ""
+            extra += ", all kept (fail open)" if s.fail_open else ""
+            lines.append(f"{s.name}: {STATUS_NAMES[s.status]}, env {s.active_env or '-'}, "
+                         f"{s.healthy}/{len(s.backends)} healthy{extra}")
+            if not s.backends:
+                lines.append(f"{s.name}: no backends to route to in env {s.active_env or '-'}")
+            for b in s.backends:
+                if b.healthy and not b.ejected:
+                    continue
+                where = f"{b.backend.name} ({b.backend.endpoint})"
+                if b.healthy:
+                    lines.append(f"{s.name}: {where} healthy again ({b.detail}), ejected until "
+                                 f"{s.health.rise} passed checks in a row ({b.passes} so far)")
+                else:
+                    lines.append(f"{s.name}: {where} UNHEALTHY: {b.detail}" + (" (ejected)" if b.ejected else ""))
+        lines += [t.describe() for t in self.transitions]
+        if self.applied is not None:
+            word = "applied" if self.applied.get("changed") else "unchanged"
+            lines.append(f"{word} generation={self.applied.get('generation')}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": STATUS_NAMES[self.status], "exit_code": self.exit_code, "summary": self.summary(),
+            "checked_at": _iso(self.checked_at), "took": round(self.took, 3), "error": self.error,
+            "services": {s.name: s.to_dict() for s in self.services},
+            "transitions": [t.to_dict() for t in self.transitions], "applied": self.applied,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def prometheus(self) -> str:
+        """The figures in Prometheus text format (for node_exporter's textfile collector)."""
+        out = PromText()
+        out.metric("lbgen_check_status", "gauge",
+                   "Status of the last lbgen health pass: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+                   [({}, self.status)])
+        out.metric("lbgen_check_timestamp_seconds", "gauge", "When the last lbgen health pass ran (Unix time).",
+                   [({}, self.checked_at)])
+        out.metric("lbgen_check_duration_seconds", "gauge", "How long the last lbgen health pass took.",
+                   [({}, self.took)])
+        out.metric("lbgen_service_status", "gauge", "Per service: 0 OK, 1 WARNING, 2 CRITICAL.",
+                   [({"service": s.name}, s.status) for s in self.services])
+        out.metric("lbgen_service_backends", "gauge",
+                   "Backends of the active env by state: healthy or unhealthy in the last check, "
+                   "ejected from the pool.",
+                   [({"service": s.name, "state": state}, value) for s in self.services
+                    for state, value in (("healthy", s.healthy), ("unhealthy", s.unhealthy), ("ejected", s.ejected))])
+        out.metric("lbgen_backend_up", "gauge", "1 when the backend passed its last health check, else 0.",
+                   [(_backend_labels(s, b), int(b.healthy)) for s in self.services for b in s.backends])
+        out.metric("lbgen_backend_ejected", "gauge", "1 when lbgen has taken the backend out of its pool, else 0.",
+                   [(_backend_labels(s, b), int(b.ejected)) for s in self.services for b in s.backends])
+        return out.text()
+
+
+def _backend_labels(s: ServiceHealth, b: BackendHealth) -> dict[str, str]:
+    return {"service": s.name, "env": b.backend.env or "", "backend": b.backend.name}
+
+
+def build_report(config: Config, inventory: Inventory, active: Mapping[str, str | None],
+                 checked: Sequence[ServiceTargets], results: Mapping[str, Sequence[CheckResult]], state: State,
+                 checked_at: float, took: float, transitions: Sequence[Transition] = (),
+                 applied: dict[str, Any] | None = None, error: str | None = None) -> HealthReport:
+    """The report of a pass: each checked backend's result, and whether routing leaves it out of its pool
+    given `inventory`, `active` and `state` (which may be newer than the checks)."""
+    names = [s.name for s in checked]
+    subset = only(config, names)
+    candidates = {p.service: {b.id for b in p.servers} for p in build_pools(subset, inventory, active, ())}
+    routed = {p.service: {b.id for b in p.servers} for p in build_pools(subset, inventory, active, state.ejected_ids())}
+    out = []
+    for s in checked:
+        out_of_pool = candidates[s.name] - routed[s.name]
+        counts = state.health.get(s.name, {})
+        by_id = {r.backend.id: r for r in results.get(s.name, ())}
+        rows = []
+        for b in s.backends:
+            r = by_id.get(b.id)
+            c = counts.get(b.id, {})
+            rows.append(BackendHealth(b, bool(r and r.ok), r.detail if r else "not checked",
+                                      ejected=b.id in out_of_pool, fails=int(c.get("fails", 0)),
+                                      passes=int(c.get("passes", 0))))
+        fail_open = any(c.get("ejected") and bid in routed[s.name] for bid, c in counts.items())
+        out.append(ServiceHealth(s.name, s.env, tuple(rows), fail_open, s.health))
+    return HealthReport(tuple(out), checked_at, took, tuple(transitions), applied, error)
+
+
+# --- the pass, as `lbgen health` runs it --------------------------------------------------------------
+
+def run_health(app: Lbgen, service: str | None = None, apply: bool = False, lock_wait: float = 30.0,
+               wall: Any = time.time) -> HealthReport:
+    """One pass: discover, check every backend of each service's active env, report.
+
+    With `apply`, under the proxy's lock: fold the results into the shared counts (hysteresis), save
+    them with the state, and apply the config (ejected backends leave their pools; a pool is never
+    emptied). An error before the checks raises; an error while applying is reported (UNKNOWN) with the
+    checks' results.
+    """
+    names = [app.config.service(service).name] if service is not None else list(app.config.services)
+    config = only(app.config, names)
+    checked_at = wall()
+    started = app.clock()
+    live = app.proxy.read_live()
+    state = app.store.load()
+    inventory = app.discover()
+    active = app.active_envs(live, state)
+    services = targets_for(config, inventory, active)
+    results = run_checks(services, app.checker)
+    if not apply:
+        return build_report(config, inventory, active, services, results, state, checked_at, app.clock() - started)
+    checked = services
+    transitions: list[Transition] = []
+    applied = None
+    error = None
+    try:
+        with app.lock("health --apply", wait=lock_wait):
+            # Counts and pools as they are now, under the lock: another host may have run a pass, or a
+            # switch changed the active env, while we were checking.
+            live = app.proxy.read_live()
+            state = app.store.load()
+            inventory = app.discover()
+            active = app.active_envs(live, state)
+            before = json.dumps(state.health, sort_keys=True)
+            transitions = fold(state, targets_for(config, inventory, active), results)
+            if json.dumps(state.health, sort_keys=True) != before:
+                app.store.save(state)
+            for t in transitions:
+                app.log(f"event={t.action} service={t.service} backend={t.backend} "
+                        f"{'fails' if t.action == 'eject' else 'passes'}={t.count}")
+            result = app.apply_locked(inventory)
+            applied = {"changed": result.changed, "generation": result.generation}
+    except LbgenError as e:
+        error = f"--apply failed: {e}"
+    return build_report(config, inventory, active, checked, results, state, checked_at, app.clock() - started,
+                        transitions, applied, error)
+
+
+# --- Prometheus text format ----------------------------------------------------------------------------
+
+class PromText:
+    """Builds Prometheus text exposition: `# HELP`, `# TYPE`, then the samples of each metric."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def metric(self, name: str, kind: str, help_text: str,
+               samples: Iterable[tuple[Mapping[str, str], float]]) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            self.lines.append(f"{name}{_labels(labels)} {_number(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
+    return "{" + inner + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def write_textfile(path: str | os.PathLike[str], text: str) -> None:
+    """Write atomically: a temporary file in the same directory (not ending in .prom, so the textfile
+    collector never reads it half-written), then a rename over `path`."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

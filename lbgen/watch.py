@@ -1,0 +1,776 @@
+"""Watch mode: follow Docker events for labelled containers, debounce bursts, re-discover and apply only when
+the config changes; take a stopping backend out of its pool at once; run the health pass every interval;
+survive the Docker daemon going away; log one line per action; serve Prometheus metrics.
+
+The loop is a `Watcher` driven by `step()`: events arrive on a queue from a reader thread, time comes from
+an injected clock, so tests drive it with a fake engine and no real waiting. Only this module installs
+signal handlers (in `serve`).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TextIO
+
+from lbgen import monitor
+from lbgen.engine import Engine, EngineEvent
+from lbgen.errors import LbgenError, UsageError
+from lbgen.health import CheckResult
+from lbgen.model import Backend, Inventory, Pool
+from lbgen.routing import build_pools
+
+if TYPE_CHECKING:
+    from lbgen.app import ApplyResult, Lbgen
+
+# A stopping backend leaves its pool at once, before Docker reports it gone.
+STOP_ACTIONS = frozenset({"kill", "stop", "die"})
+# Applied at once too: a paused container answers nothing.
+URGENT_ACTIONS = STOP_ACTIONS | {"pause"}
+START_ACTIONS = frozenset({"start", "restart", "unpause"})
+# `docker kill -s HUP` asks a backend to reload, not to stop (numbers as Docker reports them, and names).
+NON_TERMINATING_SIGNALS = frozenset({"1", "10", "12", "28", "HUP", "USR1", "USR2", "WINCH", "SIGHUP", "SIGUSR1",
+                                     "SIGUSR2", "SIGWINCH"})
+RETRY_MAX = 30.0
+# Reasons that are worth a log line even when nothing changed.
+NOTEWORTHY = ("startup", "resync", "config-reload", "retry")
+
+
+def parse_debounce(text: str) -> tuple[float, float]:
+    """`100ms:1s` -> (minimum quiet time, maximum delay) in seconds; `MIN` alone keeps the maximum at 1s
+    (or MIN, if longer). `0` as the minimum applies as soon as the loop sees the event."""
+    from lbgen.config import parse_duration
+
+    low, sep, high = str(text).partition(":")
+
+    def one(value: str) -> float:
+        return 0.0 if value.strip() in ("0", "0s", "0ms") else parse_duration(value.strip())
+
+    try:
+        min_quiet = one(low)
+        max_delay = one(high) if sep else max(1.0, min_quiet)
+    except ValueError as e:
+        raise ValueError(f"--debounce {text!r}: {e} (expected MIN[:MAX], e.g. 100ms:1s)") from None
+    if max_delay < min_quiet:
+        raise ValueError(f"--debounce {text!r}: the maximum delay is shorter than the minimum quiet time")
+    return min_quiet, max_delay
+
+
+class Debouncer:
+    """When to act on a burst of events. Pure: the caller passes the time.
+
+    Due `min_quiet` after the last event, but never later than `max_delay` after the first (docker-gen's
+    `-wait MIN:MAX`). While a burst goes on, at most one action per `max_delay`: after `fired()`, the next
+    one waits until `max_delay` has passed since then, so the first event after a quiet spell is applied
+    fast and a long burst costs a reload per `max_delay`, not one per event.
+    """
+
+    def __init__(self, min_quiet: float = 0.1, max_delay: float = 1.0) -> None:
+        self.min_quiet = min_quiet
+        self.max_delay = max(max_delay, min_quiet)
+        self.first: float | None = None
+        self.last: float | None = None
+        self.last_fired: float | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.first is not None
+
+    def add(self, now: float) -> None:
+        if self.first is None:
+            self.first = now
+        self.last = now
+
+    def deadline(self) -> float | None:
+        if self.first is None or self.last is None:
+            return None
+        due = min(self.last + self.min_quiet, self.first + self.max_delay)
+        if self.last_fired is not None:
+            due = max(due, min(self.last_fired + self.max_delay, self.first + self.max_delay))
+        return due
+
+    def due(self, now: float) -> bool:
+        deadline = self.deadline()
+        return deadline is not None and now >= deadline
+
+    def clear(self) -> None:
+        """Pending events are covered (an apply re-discovered after they arrived)."""
+        self.first = self.last = None
+
+    def fired(self, now: float) -> None:
+        """An apply reloaded the proxy at `now`."""
+        self.clear()
+        self.last_fired = now
+
+
+# --- logging -----------------------------------------------------------------------------------------
+
+class EventLog:
+    """One line per action on a stream: `event=apply service=web reason=container-start backends=4
+    took=0.21s`, or one JSON object per line with `fmt="json"` (for log shippers)."""
+
+    MAX_REMEMBERED = 10_000
+
+    def __init__(self, stream: TextIO | None = None, fmt: str = "text", wall: Callable[[], float] = time.time) -> None:
+        if fmt not in ("text", "json"):
+            raise ValueError(f"log format {fmt!r}: expected text or json")
+        self.stream = stream
+        self.fmt = fmt
+        self.wall = wall
+        self._lock = threading.Lock()
+        self._seen: set[str] = set()
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if self.fmt == "json":
+            line = json.dumps({"time": _iso_ms(self.wall()), "event": event, **fields}, sort_keys=False,
+                              default=str)
+        else:
+            line = " ".join([f"event={event}"] + [f"{k}={_kv(v)}" for k, v in fields.items()])
+        self._write(line)
+
+    def line(self, text: str) -> None:
+        """A message lbgen's core logs (Lbgen(log=...)). Warnings, such as a skipped container, repeat on
+        every discovery; each is logged once."""
+        if text.startswith("warning:"):
+            with self._lock:
+                if text in self._seen:
+                    return
+                if len(self._seen) >= self.MAX_REMEMBERED:
+                    self._seen.clear()
+                self._seen.add(text)
+            self("warning", message=text[len("warning:"):].strip())
+        elif text.startswith("event="):
+            if self.fmt == "text":
+                self._write(text)
+            else:
+                self("message", message=text)
+        else:
+            self("message", message=text)
+
+    def forget_warnings(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+    def _write(self, line: str) -> None:
+        stream = self.stream if self.stream is not None else sys.stderr
+        with self._lock:
+            stream.write(line + "\n")
+            stream.flush()
+
+
+def _kv(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    text = str(value)
+    if not text or any(c in text for c in ' "=\\\t\n'):
+        return json.dumps(text)
+    return text
+
+
+def _iso_ms(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:.2f}s"
+
+
+# --- metrics -----------------------------------------------------------------------------------------
+
+METRICS = {
+    "lbgen_watch_events_total": ("counter", "Docker events received, by action."),
+    "lbgen_watch_applies_total": ("counter", "Applies by result: changed (the proxy reloaded), unchanged, failed."),
+    "lbgen_watch_reloads_total": ("counter", "Proxy reloads done by lbgen watch."),
+    "lbgen_watch_apply_failures_total": ("counter", "Applies that failed (the last good config stayed live)."),
+    "lbgen_watch_reconnects_total": ("counter", "Times the Docker event stream was lost."),
+    "lbgen_watch_connected": ("gauge", "1 while lbgen watch follows the Docker event stream."),
+    "lbgen_watch_last_apply_timestamp_seconds": ("gauge", "When the last successful apply ran (Unix time)."),
+    "lbgen_watch_last_reload_timestamp_seconds": ("gauge", "When lbgen watch last reloaded the proxy (Unix time)."),
+    "lbgen_watch_last_apply_duration_seconds": ("gauge", "How long the last successful apply took."),
+    "lbgen_routed_backends": ("gauge", "Backends in each service's pool after the last apply."),
+}
+
+
+class Metrics:
+    """Counters and gauges of watch mode, plus the last health pass's figures; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, dict[tuple[tuple[str, str], ...], float]] = {name: {} for name in METRICS}
+        self._health: monitor.HealthReport | None = None
+        for name, (kind, _) in METRICS.items():
+            if kind == "counter" and name not in ("lbgen_watch_events_total", "lbgen_watch_applies_total"):
+                self._values[name][()] = 0
+
+    def inc(self, name: str, by: float = 1, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            self._values[name][key] = self._values[name].get(key, 0) + by
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        with self._lock:
+            self._values[name][tuple(sorted(labels.items()))] = value
+
+    def set_all(self, name: str, samples: Mapping[tuple[tuple[str, str], ...], float]) -> None:
+        with self._lock:
+            self._values[name] = dict(samples)
+
+    def get(self, name: str, **labels: str) -> float:
+        with self._lock:
+            return self._values[name].get(tuple(sorted(labels.items())), 0)
+
+    def set_health(self, report: monitor.HealthReport) -> None:
+        with self._lock:
+            self._health = report
+
+    def text(self) -> str:
+        out = monitor.PromText()
+        with self._lock:
+            for name, (kind, help_text) in METRICS.items():
+                samples = sorted(self._values[name].items())
+                if samples:
+                    out.metric(name, kind, help_text, [(dict(k), v) for k, v in samples])
+            health = self._health
+        text = out.text() if out.lines else ""
+        return text + (health.prometheus() if health is not None else "")
+
+
+class MetricsServer:
+    """`GET /metrics` in Prometheus text format, on `host:port` (loopback by default); port 0 picks one."""
+
+    def __init__(self, metrics: Metrics, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.metrics = metrics
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if self.path.split("?", 1)[0] != "/metrics":
+                    self.send_error(404, "try /metrics")
+                    return
+                body = metrics.text().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        try:
+            self.server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as e:
+            raise UsageError(f"--metrics-port: cannot listen on {host}:{port}: {e.strerror or e}") from e
+        self.server.daemon_threads = True
+        self.host = host
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, name="lbgen-metrics", daemon=True)
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.server.shutdown()
+        self.server.server_close()
+
+
+# --- the engine, created when the daemon answers ---------------------------------------------------------
+
+class LazyEngine:
+    """An Engine made by `factory` on first use, and made again on the next call after a failed attempt:
+    watch mode may start before the Docker daemon does."""
+
+    def __init__(self, factory: Callable[[], Engine]) -> None:
+        self._factory = factory
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._factory()
+            return self._engine
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._get(), name)
+
+
+# --- the loop ----------------------------------------------------------------------------------------
+
+def start_thread(target: Callable[[], None], name: str) -> None:
+    threading.Thread(target=target, name=name, daemon=True).start()
+
+
+@dataclass
+class HealthRun:
+    """A health pass whose checks are running (or done) outside the loop."""
+
+    services: tuple[monitor.ServiceTargets, ...]
+    checked_at: float
+    started: float
+
+
+class Watcher:
+    """Follows the engine's events and keeps the proxy's config in line with what is running.
+
+    `app_factory()` builds the core object (again on SIGHUP, re-reading lbgen.yaml). `clock` drives every
+    decision; `spawn(target, name)` runs the event reader and the health checks (a thread by default).
+    """
+
+    def __init__(self, app_factory: Callable[[], Lbgen], engine: Engine, *, interval: float = 5.0,
+                 min_quiet: float = 0.1, max_delay: float = 1.0, lock_wait: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 log: Callable[..., None] | None = None, metrics: Metrics | None = None,
+                 spawn: Callable[[Callable[[], None], str], None] = start_thread, health: bool = True,
+                 backoff: tuple[float, float] = (0.5, 10.0), stopping_ttl: float = 60.0) -> None:
+        self.app_factory = app_factory
+        self.app = app_factory()
+        self.engine = engine
+        self.interval = interval
+        self.lock_wait = lock_wait
+        self.clock = clock
+        self.wall = wall
+        self.log = log or EventLog()
+        self.metrics = metrics or Metrics()
+        self.spawn = spawn
+        self.health_enabled = health
+        self.backoff_min, self.backoff_max = backoff
+        self.stopping_ttl = stopping_ttl
+
+        self.queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.debouncer = Debouncer(min_quiet, max_delay)
+        self.reasons: list[str] = []  # why the pending apply, in arrival order
+        self.urgent = False  # a stop event waits: apply without debouncing
+        self.stopping: dict[str, float] = {}  # container id -> when its kill/stop/die arrived
+        self.last_pools: dict[str, tuple[Backend, ...]] = {}  # what the last good apply routed
+        self.guarded: set[str] = set()  # services whose pool the guard is keeping
+        self.service_status: dict[str, int] = {}
+
+        self.connected = False
+        self.reader = 0  # generation of the current event reader; older readers' messages are ignored
+        self.connected_at = 0.0
+        self.backoff = self.backoff_min
+        self.reconnect_at: float | None = None
+        self.synced_once = False
+        self.retry_at: float | None = None
+        self.retry_delay = 1.0
+        self.next_health: float | None = None
+        self.health_running = False
+        self.metrics.set("lbgen_watch_connected", 0)
+
+    # --- driving -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect (and sync) at the next step."""
+        self.reconnect_at = self.clock()
+
+    def run(self, stop: threading.Event) -> None:
+        """Until `stop` is set: follow events, apply, check health, reconnect."""
+        self.start()
+        self.log("started", proxy=self.app.config.proxy.container, services=",".join(self.app.config.services),
+                 interval=_secs(self.interval), debounce=f"{self.debouncer.min_quiet:g}s:{self.debouncer.max_delay:g}s")
+        while not stop.is_set():
+            self.step(self.wait_time())
+        self.log("stopped")
+
+    def wake(self) -> None:
+        """Make a blocked step() return (safe from a signal handler: SimpleQueue.put is reentrant)."""
+        self.queue.put(("wake",))
+
+    def request_reload(self) -> None:
+        """Re-read lbgen.yaml at the next step (SIGHUP)."""
+        self.queue.put(("reload",))
+
+    def wait_time(self, cap: float = 1.0) -> float:
+        """How long step() may block before a timer is due."""
+        now = self.clock()
+        if self.urgent and self.connected:
+            return 0.0
+        health_due = self.next_health if self.health_enabled and not self.health_running else None
+        times = [self.debouncer.deadline(), self.retry_at, health_due]
+        if not self.connected:
+            times = [self.reconnect_at]
+        pending = [t - now for t in times if t is not None]
+        return max(0.0, min([cap, *pending]))
+
+    def step(self, timeout: float = 0.0) -> None:
+        """Wait up to `timeout` for a message; handle it and every other queued one; then whatever is due."""
+        messages = []
+        try:
+            messages.append(self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait())
+            while True:
+                messages.append(self.queue.get_nowait())
+        except queue.Empty:
+            pass
+        for message in messages:
+            self._handle(message)
+        self._run_due()
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "event":
+            self._on_event(message[1], message[2])
+        elif kind == "closed":
+            self._on_closed(message[1], message[2])
+        elif kind == "health":
+            self._on_health(message[1], message[2])
+        elif kind == "reload":
+            self._reload()
+
+    def _run_due(self) -> None:
+        now = self.clock()
+        if not self.connected:
+            if self.reconnect_at is not None and now >= self.reconnect_at:
+                self._connect()
+            return
+        if self.urgent or self.debouncer.due(now):
+            self.apply(",".join(self.reasons) or "event", burst=True)
+        elif self.retry_at is not None and now >= self.retry_at:
+            self.apply("retry")
+        now = self.clock()
+        if (self.health_enabled and self.connected and not self.health_running and self.next_health is not None
+                and now >= self.next_health):
+            self._start_health(now)
+
+    # --- events ------------------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        now = self.clock()
+        try:
+            self.engine.ping()
+        except LbgenError as e:
+            delay = self._next_backoff()
+            self.reconnect_at = now + delay
+            self.log("connect-failed", error=str(e), retry_in=_secs(delay))
+            return
+        self.reader += 1
+        generation = self.reader
+        label = f"{self.app.config.label_prefix}.service"
+        since = self.wall() - 1.0  # replay the last second: nothing falls between the stream and the sync
+        self.spawn(lambda: self._read(generation, label, since), "lbgen-events")
+        self.connected = True
+        self.connected_at = now
+        self.reconnect_at = None
+        self.metrics.set("lbgen_watch_connected", 1)
+        reason = "resync" if self.synced_once else "startup"
+        if self.synced_once:
+            self.log("reconnected")
+        self.synced_once = True
+        self.apply(reason)
+        self.next_health = self.clock()
+
+    def _read(self, generation: int, label: str, since: float) -> None:
+        """The reader thread: the engine's events onto the queue, then a `closed` message."""
+        reason = "the event stream failed"
+        try:
+            for event in self.engine.events(label, since=since):
+                if generation != self.reader:
+                    return  # superseded (lbgen.yaml changed the label prefix)
+                self.queue.put(("event", generation, event))
+            reason = "the Docker event stream ended"
+        except LbgenError as e:
+            reason = str(e)
+        finally:
+            self.queue.put(("closed", generation, reason))
+
+    def _on_closed(self, generation: int, reason: str) -> None:
+        if generation != self.reader or not self.connected:
+            return
+        self.connected = False
+        self.metrics.set("lbgen_watch_connected", 0)
+        self.metrics.inc("lbgen_watch_reconnects_total")
+        if self.clock() - self.connected_at >= self.backoff_max:
+            self.backoff = self.backoff_min  # it had been up a while: this is a new outage
+        delay = self._next_backoff()
+        self.reconnect_at = self.clock() + delay
+        self.log("disconnected", error=reason, retry_in=_secs(delay))
+
+    def _next_backoff(self) -> float:
+        delay = self.backoff
+        self.backoff = min(self.backoff * 2, self.backoff_max)
+        return delay
+
+    def _on_event(self, generation: int, event: EngineEvent) -> None:
+        if generation != self.reader:
+            return
+        action = event.action
+        self.metrics.inc("lbgen_watch_events_total", action=action)
+        now = self.clock()
+        if action in STOP_ACTIONS:
+            if not _terminating(event):
+                return
+            self.stopping[event.container_id] = now
+            self.urgent = True
+        elif action in URGENT_ACTIONS:
+            self.urgent = True
+        else:
+            if action in START_ACTIONS or action == "destroy":
+                self.stopping.pop(event.container_id, None)
+            self.debouncer.add(now)
+        reason = _reason(action)
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
+    def feed(self, event: EngineEvent) -> None:
+        """Queue an event as the current reader would (tests, and callers with their own event source)."""
+        self.queue.put(("event", self.reader, event))
+
+    # --- applying ----------------------------------------------------------------------------------
+
+    def apply(self, reason: str, health: HealthRun | None = None,
+              results: Mapping[str, Sequence[CheckResult]] | None = None, burst: bool = False) -> bool:
+        """Discover, guard, render; when the config (or the health counts) changed, take the lock and apply.
+
+        Never empties a pool the last good apply filled (discovery answering nothing for it keeps its
+        last known backends), and an apply that fails leaves the last good config live and is retried.
+        `burst`: this apply answers events, and counts for the debouncer's one-reload-per-max-delay.
+        """
+        started = self.clock()
+        self.urgent = False
+        self.debouncer.clear()
+        self.reasons = []
+        self.retry_at = None
+        app = self.app
+        transitions: list[monitor.Transition] = []
+        try:
+            inventory = app.discover()
+            live = app.proxy.read_live()
+            state = app.store.load()
+            active = app.active_envs(live, state)
+            inventory = self._guard(self._exclude(inventory, started), active)
+            counts_change = False
+            trial = state
+            if results is not None:
+                trial = copy.deepcopy(state)
+                monitor.fold(trial, monitor.targets_for(app.config, inventory, active), results)
+                counts_change = trial.health != state.health
+            rendered = app.desired(inventory, live, state=trial)
+            if rendered.text == live and not counts_change:
+                result: ApplyResult | _Unchanged = _Unchanged(rendered.generation)
+            else:
+                with app.lock(f"watch ({reason})", wait=self.lock_wait):
+                    if results is not None:
+                        state = app.store.load()
+                        before = copy.deepcopy(state.health)
+                        transitions = monitor.fold(state, monitor.targets_for(app.config, inventory, active), results)
+                        if state.health != before:
+                            app.store.save(state)
+                    result = app.apply_locked(inventory)
+        except LbgenError as e:
+            delay = self.retry_delay
+            self.retry_delay = min(self.retry_delay * 2, RETRY_MAX)
+            self.retry_at = self.clock() + delay
+            self.metrics.inc("lbgen_watch_applies_total", result="failed")
+            self.metrics.inc("lbgen_watch_apply_failures_total")
+            self.log("apply-failed", reason=reason, error=str(e), retry_in=_secs(delay),
+                     took=_secs(self.clock() - started))
+            return False
+        took = self.clock() - started
+        self.retry_delay = 1.0
+        pools = build_pools(app.config, inventory, active, state.ejected_ids())
+        if burst and result.changed:
+            self.debouncer.fired(started)
+        self._record(reason, result, pools, transitions, took)
+        if health is not None and results is not None:
+            report = monitor.build_report(app.config, inventory, active, health.services, results, state,
+                                          health.checked_at, self.clock() - health.started, transitions)
+            self._record_health(report)
+        return True
+
+    def _record(self, reason: str, result: Any, pools: Sequence[Pool], transitions: Sequence[monitor.Transition],
+                took: float) -> None:
+        for t in transitions:
+            self.log(t.action, service=t.service, backend=t.backend,
+                     **{"fails" if t.action == "eject" else "passes": t.count})
+        changed = [p for p in pools if {b.id for b in p.servers} != {b.id for b in self.last_pools.get(p.service, ())}]
+        if result.changed:
+            for p in changed or pools:
+                self.log("apply", service=p.service, reason=reason, backends=len(p.servers),
+                         generation=result.generation, took=_secs(took))
+            self.metrics.inc("lbgen_watch_reloads_total")
+            self.metrics.set("lbgen_watch_last_reload_timestamp_seconds", self.wall())
+        elif reason.split(",")[0] in NOTEWORTHY:
+            self.log("unchanged", reason=reason, generation=result.generation, took=_secs(took))
+        self.metrics.inc("lbgen_watch_applies_total", result="changed" if result.changed else "unchanged")
+        self.metrics.set("lbgen_watch_last_apply_timestamp_seconds", self.wall())
+        self.metrics.set("lbgen_watch_last_apply_duration_seconds", took)
+        self.metrics.set_all("lbgen_routed_backends", {(("service", p.service),): len(p.servers) for p in pools})
+        self.last_pools = {p.service: p.servers for p in pools}
+
+    def _exclude(self, inventory: Inventory, now: float) -> Inventory:
+        """Leave out backends that are stopping (a kill/stop/die arrived and no start since)."""
+        for cid, since in list(self.stopping.items()):
+            if now - since > self.stopping_ttl:
+                del self.stopping[cid]
+        if not self.stopping:
+            return inventory
+        return Inventory(tuple(b for b in inventory.backends if b.id not in self.stopping), inventory.skipped)
+
+    def _guard(self, inventory: Inventory, active: Mapping[str, str | None]) -> Inventory:
+        """A pool that had servers never becomes empty because discovery answered nothing for it: a
+        transient failure or an engine still starting containers must not take a service off the air."""
+        from lbgen.discovery import sort_backends
+
+        kept: list[Backend] = []
+        for pool in build_pools(self.app.config, inventory, active, ()):
+            previous = self.last_pools.get(pool.service, ())
+            if pool.servers or not previous:
+                self.guarded.discard(pool.service)
+                continue
+            kept += previous
+            if pool.service not in self.guarded:
+                self.guarded.add(pool.service)
+                self.log("guard", service=pool.service, kept=len(previous),
+                         detail="discovery found no backend for the pool; keeping the last known ones")
+        if not kept:
+            return inventory
+        present = {b.id for b in inventory.backends}
+        extra = tuple(b for b in kept if b.id not in present)
+        return Inventory(sort_backends(inventory.backends + extra), inventory.skipped)
+
+    # --- health ------------------------------------------------------------------------------------
+
+    def _start_health(self, now: float) -> None:
+        """Survey in the loop (fast), check in the background (up to a timeout), apply back in the loop."""
+        self.next_health = now + self.interval
+        app = self.app
+        try:
+            live = app.proxy.read_live()
+            state = app.store.load()
+            inventory = app.discover()
+            active = app.active_envs(live, state)
+            services = monitor.targets_for(app.config, inventory, active, exclude=set(self.stopping))
+        except LbgenError as e:
+            self.log("health-failed", error=str(e))
+            return
+        run = HealthRun(services, self.wall(), self.clock())
+        checker = app.checker
+        self.health_running = True
+
+        def work() -> None:
+            outcome: Any = "the health checks failed"
+            try:
+                outcome = monitor.run_checks(services, checker)
+            except LbgenError as e:
+                outcome = str(e)
+            finally:
+                self.queue.put(("health", run, outcome))
+
+        self.spawn(work, "lbgen-health")
+
+    def _on_health(self, run: HealthRun, outcome: Any) -> None:
+        self.health_running = False
+        if isinstance(outcome, str):
+            self.log("health-failed", error=outcome)
+            return
+        if self.connected:
+            self.apply("health", health=run, results=outcome)
+
+    def _record_health(self, report: monitor.HealthReport) -> None:
+        self.metrics.set_health(report)
+        for s in report.services:
+            if self.service_status.get(s.name, monitor.OK) != s.status:
+                self.log("health", service=s.name, status=monitor.STATUS_NAMES[s.status],
+                         healthy=f"{s.healthy}/{len(s.backends)}", ejected=s.ejected)
+            self.service_status[s.name] = s.status
+
+    # --- SIGHUP ------------------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        try:
+            app = self.app_factory()
+        except LbgenError as e:
+            self.log("config-reload-failed", error=str(e), detail="still running with the previous lbgen.yaml")
+            return
+        old_label = self.app.config.label_prefix
+        self.app = app
+        self.last_pools = {k: v for k, v in self.last_pools.items() if k in app.config.services}
+        if isinstance(self.log, EventLog):
+            self.log.forget_warnings()
+        self.log("config-reloaded", source=app.config.source)
+        if app.config.label_prefix != old_label and self.connected:
+            self.reader += 1  # the old reader's events are for the old label
+            self.connected = False
+            self.reconnect_at = self.clock()
+            self._connect()
+        elif self.connected:
+            self.apply("config-reload")
+
+
+@dataclass(frozen=True)
+class _Unchanged:
+    generation: str
+    changed: bool = False
+
+
+def _terminating(event: EngineEvent) -> bool:
+    """Whether a kill/stop/die means the container is going away. A `kill` whose signal is known and only
+    asks for a reload (HUP, USR1, ...) does not; an engine that does not say which signal counts as stopping."""
+    signal_name = getattr(event, "signal", None)
+    return signal_name is None or str(signal_name).upper() not in NON_TERMINATING_SIGNALS
+
+
+def _reason(action: str) -> str:
+    if action in ("connect", "disconnect"):
+        return f"network-{action}"
+    if action == "health_status":
+        return "container-health"
+    return f"container-{action}"
+
+
+# --- the command -------------------------------------------------------------------------------------
+
+def serve(watcher: Watcher, install_signals: bool = True) -> None:
+    """Run `watcher` until SIGTERM or SIGINT (a clean stop: an apply in progress completes); SIGHUP
+    re-reads lbgen.yaml."""
+    stop = threading.Event()
+
+    def on_stop(signum: int, frame: Any) -> None:
+        stop.set()
+        watcher.wake()
+
+    def on_hup(signum: int, frame: Any) -> None:
+        watcher.request_reload()
+
+    previous: dict[int, Any] = {}
+    if install_signals:
+        for sig, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop), (signal.SIGHUP, on_hup)):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        watcher.run(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_watch(load_app: Callable[[EventLog, Engine], Lbgen], engine_factory: Callable[[], Engine], *,
+              interval: float = 5.0, debounce: tuple[float, float] = (0.1, 1.0), log_format: str = "text",
+              metrics_port: int | None = None, metrics_addr: str = "127.0.0.1", lock_wait: float = 30.0,
+              stream: TextIO | None = None) -> None:
+    """`lbgen watch`: build the pieces and serve until stopped. A bad lbgen.yaml at start raises."""
+    log = EventLog(stream, log_format)
+    engine = LazyEngine(engine_factory)
+    metrics = Metrics()
+    watcher = Watcher(lambda: load_app(log, engine), engine, interval=interval, min_quiet=debounce[0],
+                      max_delay=debounce[1], lock_wait=lock_wait, log=log, metrics=metrics)
+    server = None
+    if metrics_port is not None:
+        server = MetricsServer(metrics, metrics_addr, metrics_port).start()
+        log("metrics", listen=f"{metrics_addr}:{server.port}", path="/metrics")
+    try:
+        serve(watcher)
+    finally:
+        if server is not None:
+            server.close()
