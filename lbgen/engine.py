@@ -41,6 +41,7 @@ class EngineEvent:
     container_name: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     time: float = 0.0
+    signal: str | None = None  # for `kill`: the signal sent, as Docker reports it ("15", "1", ...)
 
 
 class Engine(Protocol):

@@ -177,13 +177,19 @@ class Proxy:
                 generation = word.split("=", 1)[1]
         return Served(generation, body.strip())
 
-    def wait_serving(self, generation: str) -> Served:
-        """Poll the status listener until it serves `generation`; raise ReloadFailed after verify_timeout."""
+    def wait_serving(self, generation: str, in_a_row: int = 3) -> Served:
+        """Poll the status listener until `in_a_row` fresh connections in a row are answered with
+        `generation` (just after a reload an old worker may still accept one); raise ReloadFailed after
+        verify_timeout."""
         deadline = self.clock() + self.verify_timeout
+        hits = 0
         while True:
             served = self.served(timeout=min(2.0, self.verify_timeout))
-            if served.generation == generation:
+            hits = hits + 1 if served.generation == generation else 0
+            if hits >= in_a_row:
                 return served
+            if hits:
+                continue
             if self.clock() >= deadline:
                 raise ReloadFailed(
                     f"{self.config.kind} in {self.name} did not serve generation {generation} within "

@@ -112,6 +112,13 @@ def test_events_are_reduced_to_container_events_carrying_the_label():
     assert event_from_message(network, "lbgen.service") is None
 
 
+def test_a_kill_event_says_which_signal():
+    message = {"Type": "container", "Action": "kill", "time": 1,
+               "Actor": {"ID": CID, "Attributes": {"lbgen.service": "web", "name": "web-1", "signal": "1"}}}
+    event = event_from_message(message, "lbgen.service")
+    assert (event.action, event.signal, event.labels) == ("kill", "1", {"lbgen.service": "web"})
+
+
 @pytest.mark.parametrize("base_url", ["unix:///nonexistent.sock", "tcp://127.0.0.1:1"])
 def test_an_unreachable_daemon_is_docker_unavailable(base_url):
     with pytest.raises(DockerUnavailable) as e:
