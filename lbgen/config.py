@@ -24,7 +24,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration (e.g. 500ms, 2s, 1m)")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past 1e308
+            seconds = float("inf")
     else:
         match = DURATION_RE.fullmatch(str(value).strip()) if isinstance(value, str) else None
         if not match:
@@ -136,7 +139,15 @@ def load_yaml(text: str, source: str) -> Any:
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            # PyYAML's constructors raise plain ValueError, KeyError, ... for values their resolver
+            # matched or a tag forced (`2001-13-45`, `!!int abc`, `!!bool x`, `!!map [1]`).
+            try:
+                return super().construct_object(node, deep)
+            except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError):
+                what = f" {grammar._show(node.value)}" if isinstance(node.value, str) else ""
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"invalid {node.tag.rsplit(':', 1)[-1]} value{what}", node.start_mark) from None
 
     def mapping(loader: Loader, node: Any) -> LineDict:
         result = LineDict()
@@ -166,8 +177,10 @@ def load_yaml(text: str, source: str) -> Any:
         mark = e.problem_mark or e.context_mark
         where = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{source}{where}: invalid YAML: {e.problem or e.context}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: invalid YAML: {e}") from None
+    except yaml.YAMLError as e:  # ReaderError (a NUL, a control character): its text has a second line
+        position = getattr(e, "position", None)
+        where = f":{text[:position].count(chr(10)) + 1}" if isinstance(position, int) else ""
+        raise ConfigError(f"{source}{where}: invalid YAML: {str(e).splitlines()[0]}") from None
     except RecursionError:
         raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
 
@@ -186,6 +199,8 @@ class _Parser:
         elif isinstance(parent, LineList) and isinstance(key, int) and key < len(parent.lines):
             line = parent.lines[key]
         where = f"{self.source}:{line}" if line else self.source
+        if not path.isprintable():  # a key with a newline or an escape sequence in it: keep the error one line
+            path = path.encode("unicode_escape").decode("ascii")
         return ConfigError(f"{where}: {path}: {message}")
 
     def mapping(self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = (),

@@ -73,7 +73,10 @@ class DockerSource:
                 found = ("no exposed TCP port" if not info.exposed_ports else
                          f"several exposed TCP ports ({', '.join(map(str, info.exposed_ports))})")
                 return Skipped(name, f"no {self.prefix}.port label and {found}; set {self.prefix}.port")
-            port = info.exposed_ports[0]
+            try:
+                port = grammar.port(info.exposed_ports[0])  # Docker's word, but it reaches the config too
+            except ValueError as e:
+                return Skipped(name, f"exposed port {e}")
         network = self._network_of(info)
         if network is None:
             return Skipped(name, f"not attached to network {self.network} (the proxy could not reach it)")

@@ -76,9 +76,13 @@ def boolean(value: object) -> bool:
 
 
 def address(value: object) -> str:
-    """An IPv4 or IPv6 address, normalised."""
+    """An IPv4 or IPv6 address, normalised. No IPv6 zone: `ipaddress` takes any text after `%`
+    (`fe80::1%x;}`), and a zone names an interface of the host, never a backend on a Docker network."""
+    text = str(value)
     try:
-        return str(ipaddress.ip_address(str(value)))
+        if "%" in text:
+            raise ValueError(text)
+        return str(ipaddress.ip_address(text))
     except ValueError:
         raise ValueError(f"{_show(value)} is not an IP address") from None
 

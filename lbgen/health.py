@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Protocol, Sequence
 
 from lbgen.config import HealthConfig
@@ -148,11 +148,15 @@ def gate(
     rounds = 0
     while True:
         pending = [b for b in backends if passes[b.name] < health.rise]
-        results = check_all(pending, health, checker)
+        # A check may not outlast the gate: a black-holed backend would hold the round for health.timeout.
+        left = timeout - (clock() - start)
+        bounded = health if health.timeout <= left else replace(health, timeout=max(round(left, 1), 0.1))
+        results = check_all(pending, bounded, checker)
         rounds += 1
         for r in results:
             passes[r.backend.name] = passes[r.backend.name] + 1 if r.ok else 0
-            last[r.backend.name] = r
+            if r.ok or bounded is health or r.backend.name not in last or last[r.backend.name].ok:
+                last[r.backend.name] = r  # a check cut short by the deadline does not hide a full one's verdict
         done = [b for b in backends if passes[b.name] >= health.rise]
         elapsed = clock() - start
         if on_round:

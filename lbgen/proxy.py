@@ -46,7 +46,8 @@ if [ -e "$prev" ]; then mv -f "$prev" "$path"; else rm -f "$path"; fi
 """
 VALIDATORS = {
     "nginx": ("inplace", ["nginx", "-t", "-q"]),
-    "haproxy": ("candidate", ["haproxy", "-c", "-q", "-f"]),
+    # No -q: HAProxy's quiet mode hides the ALERT lines that say why a config is invalid.
+    "haproxy": ("candidate", ["haproxy", "-c", "-f"]),
 }
 RELOAD_SIGNALS = {"nginx": "HUP", "haproxy": "USR2"}
 

@@ -123,6 +123,15 @@ def run_switch(app: Lbgen, env: str, service: str | None = None, timeout: float 
         if live == rendered.text:
             result.outcome = "unchanged"
             timings["render"] = clock() - t
+            # A switch killed (or cut off from Docker) between its reload and its record made `env` live
+            # without saying so in state.json: record it now, so history and `previous` match the proxy.
+            believed = state.recorded_active.get(plan.service) or app.config.services[plan.service].default_env
+            if believed is not None and believed != env:
+                try:
+                    app.record(replace(plan, from_env=believed), "switched", clock() - started, force, state)
+                    result.notes.append(f"{env} was live but not recorded (an interrupted switch); recorded it")
+                except LbgenError as e:
+                    result.notes.append(f"{env} is live, but the history could not be recorded: {e}")
             return result
         app.proxy.install(rendered.text)
         timings["render_install_validate"] = clock() - t
