@@ -66,7 +66,7 @@ class DockerEngine:
             return info_from_inspect(self.api.inspect_container(ref))
 
     def exec(self, container: str, argv: list[str]) -> ExecResult:
-        if not argv or not all(isinstance(a, str) for a in argv):
+        if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError(f"exec needs a non-empty list of strings, got {argv!r}")
         with self._calls(f"run {argv[0]} in container {container}", container):
             exec_id = self.api.exec_create(container, list(argv), stdout=True, stderr=True)["Id"]
@@ -287,6 +287,7 @@ def event_from_message(message: Mapping[str, Any], label: str) -> EngineEvent | 
         container_name=str(attributes.get("name", "")),
         labels={k: v for k, v in attributes.items() if k not in _NOT_LABELS},
         time=_event_time(message),
+        signal=str(attributes["signal"]) if "signal" in attributes else None,
     )
 
 
