@@ -1,0 +1,232 @@
+"""An audit: no shell ever sees a label value or a config value, and nothing secret is logged.
+
+- By reading lbgen's source (ast): no subprocess, os.system/popen/exec*/spawn*, shell=True, eval or exec
+  anywhere; every command goes through Engine.exec as a list literal whose items are whole values (never
+  an f-string, a concatenation or a formatted string); the only shell run is `sh -c` with one of the two
+  constant scripts in lbgen.proxy, every value after them a positional argument.
+- By running apply / switch / rollback on a FakeEngine proxy (the real scripts run under a real sh), with
+  config paths that would be options or code if anything interpolated them: the recorded execs.
+- Secrets: the values of unknown labels and of other tools' labels, and containers' environment, never
+  reach a log line, an error, the rendered config or the state file.
+"""
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from fakeproxy import FakeProxy
+from lbgen import proxy as proxy_module
+from lbgen.app import Lbgen
+from lbgen.discovery import DockerSource
+from lbgen.docker_engine import DockerEngine, info_from_inspect, info_from_summary
+from lbgen.render import parse_meta
+
+LBGEN = Path(proxy_module.__file__).resolve().parent
+SOURCES = sorted(LBGEN.glob("*.py"))
+SCRIPTS = {"INSTALL_SCRIPT": proxy_module.INSTALL_SCRIPT, "RESTORE_SCRIPT": proxy_module.RESTORE_SCRIPT}
+SHELLS = {"sh", "bash", "dash", "ash", "zsh", "/bin/sh", "/bin/bash", "/usr/bin/env", "env", "busybox"}
+SECRET = "hunter2-9f8e7d"
+
+
+def trees() -> list[tuple[Path, ast.Module]]:
+    return [(p, ast.parse(p.read_text(), str(p))) for p in SOURCES]
+
+
+def where(path: Path, node: ast.AST) -> str:
+    return f"{path.name}:{getattr(node, 'lineno', '?')}"
+
+
+def test_the_audit_reads_the_whole_package():
+    names = {p.name for p in SOURCES}
+    assert {"proxy.py", "state.py", "docker_engine.py", "app.py", "cli.py"} <= names
+
+
+def test_no_process_is_started_on_the_host_and_no_shell_is_asked_for():
+    problems = []
+    for path, tree in trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                problems += [f"{where(path, node)} imports {a.name}" for a in node.names
+                             if a.name.split(".")[0] in ("subprocess", "pty", "pexpect", "sh", "plumbum")]
+            elif isinstance(node, ast.ImportFrom):
+                module = (node.module or "").split(".")[0]
+                if module in ("subprocess", "pty", "pexpect", "sh", "plumbum"):
+                    problems.append(f"{where(path, node)} imports from {node.module}")
+                if module in ("os", "asyncio"):
+                    problems += [f"{where(path, node)} imports {module}.{a.name}" for a in node.names
+                                 if a.name in ("system", "popen") or a.name.startswith(("exec", "spawn", "posix_spawn",
+                                                                                       "create_subprocess"))]
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                if node.value.id == "os" and (node.attr in ("system", "popen", "fork", "forkpty")
+                                              or node.attr.startswith(("exec", "spawn", "posix_spawn"))):
+                    problems.append(f"{where(path, node)} uses os.{node.attr}")
+                if node.value.id == "asyncio" and node.attr.startswith("create_subprocess"):
+                    problems.append(f"{where(path, node)} uses asyncio.{node.attr}")
+            elif isinstance(node, ast.keyword) and node.arg == "shell":
+                problems.append(f"{where(path, node.value)} passes shell=")
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("eval", "exec"):
+                problems.append(f"{where(path, node)} calls {node.func.id}()")
+    assert problems == []
+
+
+def exec_calls() -> list[tuple[str, ast.Call]]:
+    """Every `<something>.exec(container, argv)` in lbgen."""
+    calls = []
+    for path, tree in trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "exec":
+                calls.append((where(path, node), node))
+    return calls
+
+
+def test_every_command_is_an_argv_list_of_whole_values():
+    calls = exec_calls()
+    assert len(calls) >= 5, "the audit should see proxy.py's and state.py's execs"
+    for at, call in calls:
+        assert len(call.args) == 2 and not call.keywords, f"{at}: exec(container, argv) expected"
+        argv = call.args[1]
+        assert isinstance(argv, ast.List), f"{at}: argv must be a list literal, got {ast.unparse(argv)}"
+        for item in argv.elts:
+            # A value is passed whole (a name, an attribute, a constant, *a constant list); never built into
+            # a string with other text, which is how a value becomes part of a command.
+            assert isinstance(item, (ast.Constant, ast.Name, ast.Attribute, ast.Starred)), \
+                f"{at}: argv item {ast.unparse(item)} is computed"
+            if isinstance(item, ast.Constant):
+                assert isinstance(item.value, str), f"{at}: argv item {item.value!r} is not a string"
+        first = argv.elts[0]
+        assert isinstance(first, ast.Constant), f"{at}: the program must be a constant, got {ast.unparse(first)}"
+
+
+def test_the_only_shell_runs_a_constant_script_with_values_as_positional_arguments():
+    shells = []
+    for at, call in exec_calls():
+        items = call.args[1].elts
+        if items[0].value not in SHELLS:
+            continue
+        shells.append(items[2].id if isinstance(items[2], ast.Name) else None)
+        assert [ast.unparse(i) for i in items[:2]] == ["'sh'", "'-c'"], at
+        assert isinstance(items[2], ast.Name) and items[2].id in SCRIPTS, f"{at}: sh -c {ast.unparse(items[2])}"
+        assert isinstance(items[3], ast.Constant) and items[3].value == "sh", f"{at}: $0 must be a constant"
+    assert sorted(shells) == ["INSTALL_SCRIPT", "RESTORE_SCRIPT"]
+    # Both scripts are constant text in lbgen/proxy.py (not built at run time).
+    tree = ast.parse((LBGEN / "proxy.py").read_text())
+    assigned = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    for name in SCRIPTS:
+        assert isinstance(assigned[name], ast.Constant) and isinstance(assigned[name].value, str), name
+    for name, script in SCRIPTS.items():
+        # Values arrive as $1, $2, "$@"; no eval, no source, nothing re-parsed as shell text.
+        assert "eval" not in script, name
+        assert not any(line.strip().startswith((". ", "source ", "exec ")) for line in script.splitlines()), name
+
+
+def test_the_docker_engine_passes_argv_as_a_list_and_refuses_a_string():
+    class NoApi:
+        base_url = "http+docker://localhost"
+
+    class Client:
+        api = NoApi()
+
+    engine = DockerEngine(client=Client())
+    for bad in ("nginx -s reload", ["sh", 3], [], None):
+        with pytest.raises(ValueError, match="exec needs a non-empty list of strings"):
+            engine.exec("proxy", bad)
+    source = (LBGEN / "docker_engine.py").read_text()
+    assert "exec_create(container, list(argv)," in source
+
+
+# --- what the execs are, with config paths that would be options or code if interpolated ------------------
+
+HOSTILE_PATHS = {
+    "nginx": ("/etc/nginx/conf.d/-rf.--help..lbgen-x_y.conf", "/var/lib/-n/--/.._x"),
+    "haproxy": ("/usr/local/etc/haproxy/-f.cfg", "/var/lib/lbgen/-p.state"),
+}
+CONFIG = """\
+network: lbnet
+proxy: {{kind: {kind}, container: proxy, config_path: "{path}", state_dir: "{state}"}}
+services:
+  web:
+    default_env: blue
+    health: {{path: "/health?a=1&b=-x", interval: 100ms, timeout: 50ms, rise: 1, fall: 1}}
+"""
+
+
+@pytest.mark.parametrize("kind", ["nginx", "haproxy"])
+def test_apply_switch_and_rollback_exec_only_whole_values(kind):
+    path, state = HOSTILE_PATHS[kind]
+    fp = FakeProxy(kind, CONFIG.format(kind=kind, path=path, state=state))
+    fp.backend("web-blue-1", "blue")
+    fp.backend("web-green-1", "green", labels={"lbgen.secret": SECRET})  # skipped: unknown label
+    fp.backend("web-green-2", "green", labels={"com.example.password": SECRET})
+    logs: list[str] = []
+    app = Lbgen(fp.config, fp.engine, get=fp.get, sleep=lambda s: None, log=logs.append)
+    app.proxy.verify_timeout = 0.5
+    assert app.apply().changed
+    assert app.switch("green", timeout=5).outcome == "switched"
+    assert app.rollback(timeout=5).outcome == "switched"
+    assert parse_meta(fp.live().decode()).active == {"web": "blue"}
+
+    mode, validator = proxy_module.VALIDATORS[kind]
+    assert validator[0] == kind and mode == ("inplace" if kind == "nginx" else "candidate")
+    allowed = {
+        ("sh", "-c", proxy_module.INSTALL_SCRIPT, "sh", path, mode, *validator),
+        ("sh", "-c", proxy_module.RESTORE_SCRIPT, "sh", path),
+        ("mkdir", "-p", "-m", "0700", state),
+        ("mv", "-f", f"{state}/state.json.tmp", f"{state}/state.json"),
+    }
+    execs = [tuple(argv) for _, argv in fp.engine.execs]
+    assert execs and set(execs) <= allowed, set(execs) - allowed
+    assert sum(argv[2] == proxy_module.INSTALL_SCRIPT for argv in execs if argv[0] == "sh") == 3
+    # Every path that reaches a command is one whole argument, after the options, and starts with "/",
+    # so it can be neither an option nor part of the script.
+    for argv in execs:
+        assert path not in argv[2] and state not in " ".join(argv[:2])
+        assert all(a.startswith("/") for a in argv if path in a or state in a)
+
+    # No secret in any log line, the rendered config, the state file or what discovery hands out.
+    everything = "\n".join(logs) + fp.live().decode() + (fp.engine.read("proxy", f"{state}/state.json") or b"").decode()
+    assert "web-green-1" in "\n".join(logs) and "'lbgen.secret'" in "\n".join(logs)
+    assert SECRET not in everything
+    inventory = app.discover()
+    assert SECRET not in json.dumps([b.to_dict() for b in inventory.backends]) + repr(inventory)
+
+
+def test_a_containers_environment_is_never_read():
+    inspect = {"Id": "c" * 64, "Name": "/web-1", "Image": "sha256:1",
+               "Config": {"Labels": {"lbgen.service": "web"}, "Env": [f"DB_PASSWORD={SECRET}"],
+                          "ExposedPorts": {"8080/tcp": {}}},
+               "State": {"Running": True},
+               "NetworkSettings": {"Networks": {"lbnet": {"IPAddress": "192.0.2.9", "NetworkID": "n" * 64}}}}
+    info = info_from_inspect(inspect)
+    assert SECRET not in repr(info)
+    summary = {"Id": "c" * 64, "Names": ["/web-1"], "Labels": {"lbgen.service": "web"}, "State": "running",
+               "Command": f"env DB_PASSWORD={SECRET} app", "NetworkSettings": {"Networks": {}}}
+    assert SECRET in repr(info_from_summary(summary).command)  # PID 1's command line is the operator's own
+    for path in SOURCES:
+        text = path.read_text()
+        assert '"Env"' not in text and "'Env'" not in text, f"{path.name} reads containers' environment"
+
+
+@pytest.mark.parametrize("labels,shown", [
+    ({"lbgen.service": "web", "lbgen.token": SECRET}, "unknown label 'lbgen.token'"),
+    ({"lbgen.service": "web", f"lbgen.{SECRET}": "x"}, "unknown label"),
+    ({"lbgen.service": "web", "lbgen.port": "80", "vault.token": SECRET}, None),
+    ({"lbgen.service": "web", "lbgen.port": "8080\nwarning: forged"}, "label lbgen.port: '8080\\nwarning: forged'"),
+])
+def test_a_skip_warning_names_the_label_key_never_another_labels_value(labels, shown):
+    from fakes import FakeEngine
+
+    engine = FakeEngine()
+    engine.add_backend("web-1", "web", port=None, labels=labels, exposed_ports=(8080,))
+    inventory = DockerSource(engine, "lbnet").discover()
+    lines = [str(s) for s in inventory.skipped]
+    if shown is None:
+        assert lines == [] and len(inventory.backends) == 1
+        return
+    assert len(lines) == 1 and lines[0].startswith("skipped container web-1: ") and shown in lines[0]
+    assert lines[0].isprintable()
+    if labels.get("lbgen.token") == SECRET:
+        assert SECRET not in lines[0]
