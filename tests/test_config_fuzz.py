@@ -12,7 +12,6 @@ import copy
 import math
 import os
 import re
-import shutil
 import string
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from testutil import real_binary, report_figures
 from lbgen.cli import cli
 from lbgen.config import parse_config
 
@@ -167,13 +167,6 @@ def service_relations(name: str, svc: dict[str, Any]) -> str | None:
 
 # --- running the CLI --------------------------------------------------------------------------------------
 
-def _binary(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
-    if path is None:
-        pytest.fail(f"{name} is not installed; these tests validate with the real binary", pytrace=False)
-    return path
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, request):
     work = tmp_path_factory.mktemp("config-fuzz")
@@ -183,15 +176,7 @@ def work(tmp_path_factory, request):
         f"pid {work / 'nginx.pid'};\nerror_log {work / 'error.log'};\nevents {{}}\n"
         f"http {{\n    access_log off;\n{temp}    include {work / 'lbgen.conf'};\n}}\n")
     yield work
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = "lbgen.yaml fuzz: " + ", ".join(f"{v} {k}" for k, v in sorted(FIGURES.items()))
-    if capture is None or reporter is None:
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_line(line)
+    report_figures(request, "lbgen.yaml fuzz: " + ", ".join(f"{v} {k}" for k, v in sorted(FIGURES.items())))
 
 
 def run(work: Path, text: str | bytes) -> Any:
@@ -226,10 +211,10 @@ def assert_valid(work: Path, result: Any, kind: str) -> None:
     text = result.stdout
     if kind == "nginx":
         (work / "lbgen.conf").write_text(text)
-        argv = [_binary("nginx"), "-t", "-e", str(work / "error.log"), "-p", str(work), "-c", str(work / "nginx.conf")]
+        argv = [real_binary("nginx"), "-t", "-e", str(work / "error.log"), "-p", str(work), "-c", str(work / "nginx.conf")]
     else:
         (work / "haproxy.cfg").write_text(text)
-        argv = [_binary("haproxy"), "-c", "-f", str(work / "haproxy.cfg")]
+        argv = [real_binary("haproxy"), "-c", "-f", str(work / "haproxy.cfg")]
     checked = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, f"{kind} rejected the config rendered from a valid lbgen.yaml:\n" \
                                     f"{checked.stdout}{checked.stderr}\n---\n{text}"

@@ -279,7 +279,7 @@ def test_lock_is_exclusive_and_names_its_holder():
     first.acquire()
     with pytest.raises(LockHeld) as info:
         lock(fp, clock).acquire()
-    assert f"another lbgen holds the lock on proxy proxy: " in str(info.value)
+    assert "another lbgen holds the lock on proxy proxy: " in str(info.value)
     assert f"@{socket.gethostname()} pid {os.getpid()} (switch web to green, since" in str(info.value)
     assert info.value.exit_code == 7
     first.release()

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from testutil import report_figures
 from lbgen.render import parse_meta
 from scenario import Scenario
 
@@ -40,16 +41,8 @@ FAST_GATE = "health: {path: /health, interval: 100ms, timeout: 1s, rise: 1, fall
 @pytest.fixture(scope="module", autouse=True)
 def figures(request):
     yield
-    line = "faults: " + ", ".join(f"{v} {k}" for k, v in sorted(FIGURES.items())) + "".join(
-        f"\n  {fault}: {message}" for fault, message in sorted(MESSAGES.items()))
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if capture is None or reporter is None:
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_line(line)
+    report_figures(request, "faults: " + ", ".join(f"{v} {k}" for k, v in sorted(FIGURES.items())) + "".join(
+        f"\n  {fault}: {message}" for fault, message in sorted(MESSAGES.items())))
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import shutil
 import string
 import subprocess
 from collections import Counter
@@ -30,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fakes import FakeEngine, fake_id
+from testutil import real_binary, report_figures
 from lbgen.app import Lbgen
 from lbgen.config import Config, parse_config
 from lbgen.discovery import DockerSource, parse_inventory, sort_backends
@@ -339,18 +339,11 @@ def assert_exactly(config: Config, text: str, generation: str, pools: list[Pool]
 
 # --- the real validators ---------------------------------------------------------------------------------
 
-def _binary(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
-    if path is None:
-        pytest.fail(f"{name} is not installed; these tests validate with the real binary", pytrace=False)
-    return path
-
-
 @pytest.fixture(scope="module")
 def validate(tmp_path_factory):
     """validate(kind, text): the real `nginx -t` or `haproxy -c` accepts the text, without a warning."""
     work = tmp_path_factory.mktemp("validators")
-    nginx, haproxy = _binary("nginx"), _binary("haproxy")
+    nginx, haproxy = real_binary("nginx"), real_binary("haproxy")
     rendered_nginx = work / "lbgen.conf"
     temp = "".join(f"    {k}_temp_path {work / k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     (work / "nginx.conf").write_text(
@@ -379,18 +372,6 @@ def figures(request):
     yield
     report_figures(request, "hostile input vs real validators: "
                    + ", ".join(f"{v} {k}" for k, v in sorted(FIGURES.items())))
-
-
-def report_figures(request: Any, line: str) -> None:
-    """Print a line of figures past pytest's capture (shown with -q too)."""
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if capture is None or reporter is None:
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_line(line)
 
 
 # --- strategies ------------------------------------------------------------------------------------------
