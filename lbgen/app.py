@@ -235,8 +235,9 @@ class Lbgen:
         live = self.proxy.read_live()
         inventory = self.discover()
         state = self.store.load()
-        active = self.active_envs(live, state)
         rendered = self.desired(inventory, live, state=state)
+        pools = build_pools(self.config, inventory, rendered.active, state.ejected_ids())
+        routed = {b.id for pool in pools for b in pool.servers}
         served = self.proxy.served()
         services: dict[str, Any] = {}
         for name, svc in self.config.services.items():
@@ -244,13 +245,13 @@ class Lbgen:
             results = check_all(backends, svc.health, self.checker)
             last = next((e for e in state.history if e.get("service") == name and e.get("outcome") == "switched"), None)
             services[name] = {
-                "active_env": active.get(name, rendered.active.get(name)),
+                "active_env": rendered.active.get(name),
                 "previous_env": state.previous.get(name),
                 "last_switch": last,
                 "envs": inventory.envs(name),
                 "backends": [
                     {**r.backend.to_dict(), "healthy": r.ok, "health_detail": r.detail,
-                     "routed": r.backend in _routed(rendered, name, inventory, active)}
+                     "routed": r.backend.id in routed}
                     for r in results
                 ],
             }
@@ -268,8 +269,3 @@ class Lbgen:
         return "".join(difflib.unified_diff((live or "").splitlines(True), new.splitlines(True),
                                             "live", "rendered"))
 
-
-def _routed(rendered: Rendered, service: str, inventory: Inventory, active: Mapping[str, str | None]) -> set[Backend]:
-    env = rendered.active.get(service)
-    return {b for b in inventory.for_service(service)
-            if (b.env is None or b.env == env) and b.docker_health in (None, "healthy")}
