@@ -35,3 +35,12 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, subprocess.Co
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return elapsed, proc
+
+
+def baseline_commands(kind: str, proxy_name: str) -> list[list[str]]:
+    """The bare validate + reload an apply replaces: `docker exec` the validator, then reload."""
+    if kind == "nginx":
+        return [["docker", "exec", proxy_name, "nginx", "-t", "-q"],
+                ["docker", "exec", proxy_name, "nginx", "-s", "reload"]]
+    return [["docker", "exec", proxy_name, "haproxy", "-c", "-q", "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+            ["docker", "kill", "-s", "USR2", proxy_name]]

@@ -12,7 +12,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from _lab import open_lab, timed, write_config
+from _lab import baseline_commands, open_lab, timed, write_config
 
 
 def main() -> None:
@@ -33,13 +33,7 @@ def main() -> None:
                                 extra=f"    read_timeout: {30 + i}s\n") for i in range(2)]
         env = dict(os.environ)
         timed(["lbgen", "-c", str(configs[1]), "apply"], env)
-        if args.proxy == "nginx":
-            baseline_cmds = [["docker", "exec", proxy.name, "nginx", "-t", "-q"],
-                             ["docker", "exec", proxy.name, "nginx", "-s", "reload"]]
-        else:
-            cfg = "/usr/local/etc/haproxy/haproxy.cfg"
-            baseline_cmds = [["docker", "exec", proxy.name, "haproxy", "-c", "-q", "-f", cfg],
-                             ["docker", "kill", "-s", "USR2", proxy.name]]
+        baseline_cmds = baseline_commands(args.proxy, proxy.name)
         applies, baselines = [], []
         for i in range(args.runs):
             elapsed, proc = timed(["lbgen", "-c", str(configs[i % 2]), "apply"], env)

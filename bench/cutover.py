@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _lab import open_lab, timed, write_config
+from _lab import baseline_commands, open_lab, timed, write_config
 from loadgen import Load
 
 
@@ -50,12 +50,7 @@ def main() -> None:
                 time.sleep(1)
         finally:
             load.stop()
-        if args.proxy == "nginx":
-            base_cmds = [["docker", "exec", proxy.name, "nginx", "-t", "-q"],
-                         ["docker", "exec", proxy.name, "nginx", "-s", "reload"]]
-        else:
-            base_cmds = [["docker", "exec", proxy.name, "haproxy", "-c", "-q", "-f",
-                          "/usr/local/etc/haproxy/haproxy.cfg"], ["docker", "kill", "-s", "USR2", proxy.name]]
+        base_cmds = baseline_commands(args.proxy, proxy.name)
         baseline = statistics.median(sum(timed(c)[0] for c in base_cmds) for _ in range(5))
         summary = load.summary()
         med = lambda key: statistics.median(t.get(key, 0.0) for _, t in rows)  # noqa: E731
