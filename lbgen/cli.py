@@ -12,9 +12,9 @@ from typing import Any, Callable
 import click
 
 from lbgen import __version__
-from lbgen.errors import EXIT_CODES, LbgenError
+from lbgen.errors import ExitCode, LbgenError
 
-EXIT_CODES_HELP = "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+EXIT_CODES_HELP = "\n".join(f"  {int(code)}  {code.meaning}" for code in ExitCode)
 
 
 class LbgenGroup(click.Group):

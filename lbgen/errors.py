@@ -1,21 +1,54 @@
-"""The one error tree: every failure lbgen reports is an LbgenError carrying its exit code."""
+"""The one error tree and the one table of exit codes: every failure lbgen reports is an LbgenError whose
+class names what happened and carries an ExitCode; the CLI's help text reads the same enum."""
 from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """lbgen's exit codes (`lbgen health` and `lbgen doctor` use the monitoring-plugin codes instead)."""
+
+    OK = 0
+    UNEXPECTED = 1
+    USAGE = 2
+    CONFIG = 3
+    DOCKER = 4
+    GATE = 5
+    RELOAD = 6
+    LOCK = 7
+
+    @property
+    def meaning(self) -> str:
+        return _MEANINGS[self]
+
+
+_MEANINGS = {
+    ExitCode.OK: "ok",
+    ExitCode.UNEXPECTED: "unexpected error",
+    ExitCode.USAGE: "usage error",
+    ExitCode.CONFIG: "invalid configuration (lbgen.yaml, inventory, template, or the proxy rejected the "
+                     "rendered config)",
+    ExitCode.DOCKER: "Docker unreachable, or a named container missing",
+    ExitCode.GATE: "health gate refused a switch",
+    ExitCode.RELOAD: "reload or verification failed; the previous config was restored",
+    ExitCode.LOCK: "another lbgen holds the lock",
+}
 
 
 class LbgenError(Exception):
     """Base of every error lbgen reports to a user; `exit_code` is what the CLI exits with."""
 
-    exit_code = 1
+    exit_code: ExitCode = ExitCode.UNEXPECTED
 
 
 class UsageError(LbgenError):
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class ConfigError(LbgenError):
     """lbgen.yaml, an inventory or a template is invalid."""
 
-    exit_code = 3
+    exit_code = ExitCode.CONFIG
 
 
 class ProxyRejectedConfig(ConfigError):
@@ -27,7 +60,7 @@ class NoBackends(ConfigError):
 
 
 class DockerUnavailable(LbgenError):
-    exit_code = 4
+    exit_code = ExitCode.DOCKER
 
 
 class ContainerNotFound(DockerUnavailable):
@@ -35,13 +68,13 @@ class ContainerNotFound(DockerUnavailable):
 
 
 class HealthGateFailed(LbgenError):
-    exit_code = 5
+    exit_code = ExitCode.GATE
 
 
 class ReloadFailed(LbgenError):
     """Install, reload or verification failed; the previous config was restored."""
 
-    exit_code = 6
+    exit_code = ExitCode.RELOAD
 
 
 class ProxyError(ReloadFailed):
@@ -49,16 +82,4 @@ class ProxyError(ReloadFailed):
 
 
 class LockHeld(LbgenError):
-    exit_code = 7
-
-
-EXIT_CODES = {
-    0: "ok",
-    1: "unexpected error",
-    2: "usage error",
-    3: "invalid configuration (lbgen.yaml, inventory, template, or the proxy rejected the rendered config)",
-    4: "Docker unreachable, or a named container missing",
-    5: "health gate refused a switch",
-    6: "reload or verification failed; the previous config was restored",
-    7: "another lbgen holds the lock",
-}
+    exit_code = ExitCode.LOCK
