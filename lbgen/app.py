@@ -14,6 +14,7 @@ from typing import Any, Callable, Collection, Mapping
 from lbgen.config import Config
 from lbgen.engine import Engine
 from lbgen.errors import ConfigError, UsageError
+from lbgen.events import Event, EventSink, event, warning
 from lbgen.health import Checker, HttpChecker, HttpGet, check_all, http_get
 from lbgen.model import Backend, Inventory
 from lbgen.proxy import Proxy
@@ -33,15 +34,15 @@ class ApplyResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def stderr_log(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+def stderr_log(e: Event) -> None:
+    print(e.human(), file=sys.stderr, flush=True)
 
 
 class Lbgen:
     def __init__(self, config: Config, engine: Engine | None = None, *, source: Any = None,
                  checker: Checker | None = None, get: HttpGet = http_get,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 log: Callable[[str], None] = stderr_log) -> None:
+                 log: EventSink = stderr_log) -> None:
         self.config = config
         self._engine = engine
         self._source = source
@@ -105,7 +106,7 @@ class Lbgen:
     def discover(self) -> Inventory:
         inventory = self.source.discover()
         for skipped in inventory.skipped:
-            self.log(f"warning: {skipped}")
+            self.log(warning(str(skipped)))
         return inventory
 
     def active_envs(self, live: str | None, state: State | None = None) -> dict[str, str | None]:
@@ -127,8 +128,8 @@ class Lbgen:
     def render_for(self, inventory: Inventory, active: Mapping[str, str | None],
                    ejected: Collection[str] = ()) -> Rendered:
         rendered = render(self.config, build_pools(self.config, inventory, active, ejected))
-        for warning in rendered.warnings:
-            self.log(f"warning: {warning}")
+        for message in rendered.warnings:
+            self.log(warning(message))
         return rendered
 
     def render(self, overrides: Mapping[str, str] | None = None, inventory: Inventory | None = None) -> Rendered:
@@ -204,7 +205,7 @@ class Lbgen:
         for backend in inventory.for_service(service):
             if backend.env == env:
                 self.engine.stop_container(backend.id)
-                self.log(f"event=stopped service={service} env={env} container={backend.name}")
+                self.log(event("stopped", service=service, env=env, container=backend.name))
                 stopped.append(backend.name)
         return stopped
 

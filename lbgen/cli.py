@@ -430,7 +430,7 @@ def watch(ctx: click.Context, interval: float, debounce: tuple[float, float], lo
     from lbgen.watch import run_watch
 
     def load_app(log: Any, engine: Any) -> Any:
-        return Lbgen(_config(ctx), engine, log=log.line)
+        return Lbgen(_config(ctx), engine, log=log.emit)
 
     def engine_factory() -> Any:
         from lbgen.docker_engine import DockerEngine

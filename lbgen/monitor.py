@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Sequence
 
 from lbgen.config import Config, HealthConfig
 from lbgen.errors import LbgenError
+from lbgen.events import Event, event
 from lbgen.health import MAX_PARALLEL_CHECKS, Checker, CheckResult
 from lbgen.model import Backend, Inventory
 from lbgen.routing import build_pools
@@ -94,6 +95,10 @@ class Transition:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def event(self) -> Event:
+        return event(self.action, service=self.service, backend=self.backend,
+                     **{"fails" if self.action == "eject" else "passes": self.count})
 
 
 def advance(counts: Mapping[str, Mapping[str, Any]], results: Iterable[CheckResult], present: Collection[str],
@@ -381,8 +386,7 @@ def run_health(app: Lbgen, service: str | None = None, apply: bool = False, lock
             if json.dumps(state.health, sort_keys=True) != before:
                 app.store.save(state)
             for t in transitions:
-                app.log(f"event={t.action} service={t.service} backend={t.backend} "
-                        f"{'fails' if t.action == 'eject' else 'passes'}={t.count}")
+                app.log(t.event())
             result = app.apply_locked(inventory)
             applied = {"changed": result.changed, "generation": result.generation}
     except LbgenError as e:

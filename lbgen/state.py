@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from lbgen.engine import Engine
 from lbgen.errors import LockHeld, ProxyError
+from lbgen.events import EventSink, event
 
 HISTORY_LIMIT = 200
 STATE_FILE = "state.json"
@@ -104,7 +105,7 @@ class ProxyLock:
 
     def __init__(self, engine: Engine, proxy_id: str, proxy_image: str, proxy_name: str, purpose: str,
                  wait: float = 30.0, lease: float = 300.0, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, log: EventSink | None = None) -> None:
         self.engine = engine
         self.name = self.PREFIX + proxy_id[:12]
         self.image = proxy_image
@@ -143,7 +144,7 @@ class ProxyLock:
                 continue  # released between our attempt and our look
             if self._is_stale(holder):
                 if self.log:
-                    self.log(f"event=lock-recovered proxy={self.proxy_name} stale_holder={_who(holder['labels'])}")
+                    self.log(event("lock-recovered", proxy=self.proxy_name, stale_holder=_who(holder["labels"])))
                 self.engine.remove_container(holder["id"])
                 continue
             if self.clock() >= deadline:

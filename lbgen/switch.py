@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from lbgen.errors import HealthGateFailed, LbgenError, NoBackends, ReloadFailed
+from lbgen.events import event
 from lbgen.health import GateProgress, GateResult, check_all, gate, required_count
 from lbgen.model import Backend, Inventory
 
@@ -106,7 +107,7 @@ def run_switch(app: Lbgen, env: str, service: str | None = None, timeout: float 
                     f"{_traffic_stays(plan)}"
                 )
         else:
-            app.log(f"event=gate-skipped service={plan.service} env={env} reason=--force")
+            app.log(event("gate-skipped", service=plan.service, env=env, reason="--force"))
         timings["gate"] = clock() - t
         if result.gate is not None and not dry_run:
             inventory = _with_gate_health(inventory, result.gate)

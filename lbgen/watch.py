@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TextIO
 from lbgen import monitor
 from lbgen.engine import Engine, EngineEvent
 from lbgen.errors import LbgenError, UsageError
+from lbgen.events import WARNING, Event, event
 from lbgen.health import CheckResult
 from lbgen.model import Backend, Inventory, Pool
 from lbgen.routing import build_pools
@@ -126,33 +127,22 @@ class EventLog:
         self._lock = threading.Lock()
         self._seen: set[str] = set()
 
-    def __call__(self, event: str, **fields: Any) -> None:
-        fields = {k: v for k, v in fields.items() if v is not None}
-        if self.fmt == "json":
-            line = json.dumps({"time": _iso_ms(self.wall()), "event": event, **fields}, sort_keys=False,
-                              default=str)
-        else:
-            line = " ".join([f"event={event}"] + [f"{k}={_kv(v)}" for k, v in fields.items()])
-        self._write(line)
+    def __call__(self, name: str, **fields: Any) -> None:
+        """Log one of watch's own events."""
+        self.emit(event(name, **fields))
 
-    def line(self, text: str) -> None:
-        """A message lbgen's core logs (Lbgen(log=...)). Warnings, such as a skipped container, repeat on
-        every discovery; each is logged once."""
-        if text.startswith("warning:"):
+    def emit(self, e: Event) -> None:
+        """Log an event (this is the EventSink the core gets). Warnings, such as a skipped container,
+        repeat on every discovery; each is logged once."""
+        if e.name == WARNING:
+            text = str(e.get("message"))
             with self._lock:
                 if text in self._seen:
                     return
                 if len(self._seen) >= self.MAX_REMEMBERED:
                     self._seen.clear()
                 self._seen.add(text)
-            self("warning", message=text[len("warning:"):].strip())
-        elif text.startswith("event="):
-            if self.fmt == "text":
-                self._write(text)
-            else:
-                self("message", message=text)
-        else:
-            self("message", message=text)
+        self._write(e.json(self.wall()) if self.fmt == "json" else e.kv())
 
     def forget_warnings(self) -> None:
         with self._lock:
@@ -163,21 +153,6 @@ class EventLog:
         with self._lock:
             stream.write(line + "\n")
             stream.flush()
-
-
-def _kv(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    text = str(value)
-    if not text or any(c in text for c in ' "=\\\t\n'):
-        return json.dumps(text)
-    return text
-
-
-def _iso_ms(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
 
 
 def _secs(seconds: float) -> str:
@@ -592,8 +567,7 @@ class Watcher:
     def _record(self, reason: str, result: Any, pools: Sequence[Pool], transitions: Sequence[monitor.Transition],
                 took: float) -> None:
         for t in transitions:
-            self.log(t.action, service=t.service, backend=t.backend,
-                     **{"fails" if t.action == "eject" else "passes": t.count})
+            self.log(t.action, **t.event().fields)
         changed = [p for p in pools if {b.id for b in p.servers} != {b.id for b in self.last_pools.get(p.service, ())}]
         if result.changed:
             for p in changed or pools:

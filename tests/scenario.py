@@ -27,7 +27,7 @@ class Scenario:
             for _ in range(count):
                 self.add_backend(env, env_vars=backend_env)
         self.config_path = tmp_path / "lbgen.yaml"
-        self.logs: list[str] = []
+        self.logs: list = []  # lbgen.events.Event
         self.write_config(service_yaml, top_yaml)
 
     def add_backend(self, env: str, **kw: Any) -> Any:

@@ -224,7 +224,9 @@ def assert_valid(work: Path, result: Any, kind: str) -> None:
 # --- strategies -------------------------------------------------------------------------------------------
 
 hostile_text = st.one_of(
-    st.text(max_size=30),
+    # YAML itself folds its extra line breaks (NEL, LS, PS) into spaces, so a key holding one is not the key
+    # lbgen sees: leave them out rather than re-implement YAML's folding in the assertion.
+    st.text(alphabet=st.characters(blacklist_characters="\x85\u2028\u2029"), max_size=30),
     st.text(alphabet=st.sampled_from(";{}$#\"'\\\n\t :-[]&*!|>%@`,?" + string.ascii_lowercase + string.digits),
             max_size=20),
     st.sampled_from(["", " ", "5x", "-1s", "0", "0ms", "1d", "2 s", "25h", "86401", "1e3", "nan", "1.5.2", "80",

@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from fakeproxy import FakeProxy
+from lbgen.events import event
 from lbgen.app import Lbgen
 from lbgen.errors import (ContainerNotFound, DockerUnavailable, HealthGateFailed, LockHeld, NoBackends, ProxyError,
                           ProxyRejectedConfig, ReloadFailed)
@@ -121,7 +122,7 @@ def test_force_skips_the_gate_loudly():
     app.apply()
     result = app.switch("green", force=True)
     assert result.outcome == "switched" and result.forced
-    assert "event=gate-skipped service=web env=green reason=--force" in logs
+    assert event("gate-skipped", service="web", env="green", reason="--force") in logs
     assert app.history()[0]["forced"] is True
 
 

@@ -493,7 +493,7 @@ def test_hostile_labels_are_skipped_naming_the_container_or_rendered_exactly(cs,
     rejected = [c for c in listed if expected_backend(c) is None]
 
     for kind, config in CONFIGS.items():
-        logs: list[str] = []
+        logs: list = []
         inventory = Lbgen(config, engine, log=logs.append).discover()
         assert list(inventory.backends) == expected
         # One warning per rejected container, one printable line each, naming it; no secret in any.
@@ -502,7 +502,7 @@ def test_hostile_labels_are_skipped_naming_the_container_or_rendered_exactly(cs,
         for c in rejected:
             if ok_container_name(c["name"]):
                 assert skipped_names[c["name"]] >= 1, f"no warning names {c['name']}: {logs}"
-        for line in logs:
+        for line in map(str, logs):
             assert line.startswith("warning: skipped container ") and line.isprintable(), line
             assert SECRET not in line, line
 
@@ -644,6 +644,6 @@ def test_an_unknown_label_is_named_by_key_and_its_value_is_never_shown():
     engine = engine_with([{"name": "web-1", "labels": {"lbgen.service": "web", "lbgen.secret": SECRET},
                            "exposed": (8080,), "networks": {"lbnet": "192.0.2.7"}, "network_ids": None,
                            "id": fake_id("web-1"), "health": None, "running": True}])
-    logs: list[str] = []
+    logs: list = []
     Lbgen(CONFIGS["nginx"], engine, log=logs.append).discover()
-    assert len(logs) == 1 and "unknown label 'lbgen.secret'" in logs[0] and SECRET not in logs[0]
+    assert len(logs) == 1 and "unknown label 'lbgen.secret'" in str(logs[0]) and SECRET not in str(logs[0])

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from fakeproxy import FakeProxy
 from fakes import FakeEngine
+from lbgen.events import event
 from lbgen import cli as cli_module
 from lbgen.app import Lbgen
 from lbgen.cli import cli
@@ -453,7 +454,7 @@ def test_cli_writes_the_textfile_and_applies(world_cli, tmp_path):
         result = run("health", "--apply", "--textfile", str(path))
     assert result.exit_code == 1, result.output
     assert "ejected web-2 from web after 2 failed checks in a row" in result.stdout
-    assert "event=eject service=web backend=web-2 fails=2" in w.logs  # the log line, on stderr in real use
+    assert event("eject", service="web", backend="web-2", fails=2) in w.logs  # the log line, on stderr in real use
     assert 'lbgen_backend_ejected{service="web",env="blue",backend="web-2"} 1\n' in path.read_text()
     assert "web-2" not in w.routed()
 

@@ -161,7 +161,7 @@ def test_apply_switch_and_rollback_exec_only_whole_values(kind):
     fp.backend("web-blue-1", "blue")
     fp.backend("web-green-1", "green", labels={"lbgen.secret": SECRET})  # skipped: unknown label
     fp.backend("web-green-2", "green", labels={"com.example.password": SECRET})
-    logs: list[str] = []
+    logs: list = []
     app = Lbgen(fp.config, fp.engine, get=fp.get, sleep=lambda s: None, log=logs.append)
     app.proxy.verify_timeout = 0.5
     assert app.apply().changed
@@ -187,8 +187,8 @@ def test_apply_switch_and_rollback_exec_only_whole_values(kind):
         assert all(a.startswith("/") for a in argv if path in a or state in a)
 
     # No secret in any log line, the rendered config, the state file or what discovery hands out.
-    everything = "\n".join(logs) + fp.live().decode() + (fp.engine.read("proxy", f"{state}/state.json") or b"").decode()
-    assert "web-green-1" in "\n".join(logs) and "'lbgen.secret'" in "\n".join(logs)
+    everything = "\n".join(map(str, logs)) + fp.live().decode() + (fp.engine.read("proxy", f"{state}/state.json") or b"").decode()
+    assert "web-green-1" in "\n".join(map(str, logs)) and "'lbgen.secret'" in "\n".join(map(str, logs))
     assert SECRET not in everything
     inventory = app.discover()
     assert SECRET not in json.dumps([b.to_dict() for b in inventory.backends]) + repr(inventory)

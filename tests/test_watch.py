@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import pytest
 
 from fakes import FakeEngine
+from lbgen.events import event, warning
 from lbgen.app import Lbgen
 from lbgen.config import parse_config
 from lbgen.engine import EngineEvent
@@ -72,7 +73,7 @@ class WatchWorld(World):
 
     def factory(self) -> Lbgen:
         return Lbgen(parse_config(self.config_text), self.engine, get=self.get, clock=self.clock,
-                     sleep=self.clock.sleep, log=self.log.line)
+                     sleep=self.clock.sleep, log=self.log.emit)
 
     def watcher(self, **kw: Any) -> Watcher:
         self.log = EventLog(self.out)
@@ -167,9 +168,9 @@ def test_event_log_text_and_json():
     log = EventLog(out)
     log("apply", service="web", reason="container-start", backends=4, took="0.21s", error=None)
     log("apply-failed", error='nginx: [emerg] "x" directive')
-    log.line("warning: skipped container a: not running")
-    log.line("warning: skipped container a: not running")
-    log.line("event=lock-recovered proxy=edge")
+    log.emit(warning("skipped container a: not running"))
+    log.emit(warning("skipped container a: not running"))
+    log.emit(event("lock-recovered", proxy="edge"))
     assert out.getvalue().splitlines() == [
         "event=apply service=web reason=container-start backends=4 took=0.21s",
         'event=apply-failed error="nginx: [emerg] \\"x\\" directive"',
