@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from lbgen import __version__
 from lbgen.errors import ExitCode, LbgenError
+
+if TYPE_CHECKING:
+    from lbgen.app import Lbgen
+    from lbgen.config import Config
 
 EXIT_CODES_HELP = "\n".join(f"  {int(code)}  {code.meaning}" for code in ExitCode)
 
@@ -48,13 +52,13 @@ class Duration(click.ParamType):
 DURATION = Duration()
 
 
-def _app(ctx: click.Context) -> Any:
+def _app(ctx: click.Context) -> Lbgen:
     from lbgen.app import Lbgen
 
     return Lbgen(_config(ctx))
 
 
-def _config(ctx: click.Context) -> Any:
+def _config(ctx: click.Context) -> Config:
     from lbgen.config import find_config_path, load_config
 
     return load_config(find_config_path(ctx.obj["config"]))
@@ -130,18 +134,12 @@ def render(ctx: click.Context, service: str | None, envs: tuple[str, ...], outpu
     """
     import dataclasses
 
-    from lbgen.app import Lbgen
-    from lbgen.errors import UsageError
+    from lbgen.app import Lbgen, parse_env_overrides
 
     config = _config(ctx)
     if service is not None:
         config = dataclasses.replace(config, services={service: config.service(service)})
-    overrides = {}
-    for item in envs:
-        name, sep, env = item.partition("=")
-        if not sep or not name or not env:
-            raise UsageError(f"--env {item!r}: expected SERVICE=ENV")
-        overrides[name] = env
+    overrides = parse_env_overrides(envs)
     app = Lbgen(config)
     inventory = None
     if inventory_path is not None:
@@ -233,10 +231,11 @@ def rollback(ctx: click.Context, **options: Any) -> None:
     _run_switch(ctx, lambda app, **kw: app.rollback(**kw), **options)
 
 
-def _run_switch(ctx: click.Context, call: Callable, service: str | None, timeout: float, min_healthy: str | None,
-                force: bool, dry_run: bool, as_json: bool, lock_timeout: float, drain: float | None,
-                stop_old: bool) -> None:
+def _run_switch(ctx: click.Context, call: Callable[..., Any], service: str | None, timeout: float,
+                min_healthy: str | None, force: bool, dry_run: bool, as_json: bool, lock_timeout: float,
+                drain: float | None, stop_old: bool) -> None:
     from lbgen.errors import UsageError
+    from lbgen.model import Outcome
     from lbgen.progress import GateDisplay
 
     if drain is not None and not stop_old:
@@ -246,20 +245,15 @@ def _run_switch(ctx: click.Context, call: Callable, service: str | None, timeout
         click.echo("warning: --force: switching without the health gate", err=True)
     display = GateDisplay(sys.stderr)
     result = call(app, service=service, timeout=timeout, min_healthy=min_healthy, force=force,
-                  dry_run=dry_run, on_progress=display.update, lock_wait=lock_timeout)
+                  dry_run=dry_run, on_progress=display.update, lock_wait=lock_timeout, stop_old=stop_old,
+                  drain=drain or 0.0)
     display.finish()
-    stopped: list[str] = []
-    if stop_old and result.outcome == "switched" and result.from_env:
-        stopped = app.stop_env(result.service, result.from_env, drain or 0.0)
     if as_json:
-        data = result.to_dict()
-        if stop_old:
-            data["stopped"] = stopped
-        _print_json(data)
+        _print_json(result.to_dict())
         return
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
-    if result.outcome == "dry-run":
+    if result.outcome is Outcome.DRY_RUN:
         click.echo(f"plan: service={result.service} from={result.from_env} to={result.to_env}")
         gate = result.gate
         if gate is not None:
@@ -267,7 +261,7 @@ def _run_switch(ctx: click.Context, call: Callable, service: str | None, timeout
                        + (f" ({gate.summary()})" if gate.failing else ""))
         click.echo(result.diff, nl=False)
         return
-    if result.outcome == "unchanged":
+    if result.outcome is Outcome.UNCHANGED:
         click.echo(f"unchanged service={result.service} env={result.to_env} (already live)")
         return
     t = result.timings
@@ -275,7 +269,7 @@ def _run_switch(ctx: click.Context, call: Callable, service: str | None, timeout
                f"generation={result.generation} took={t.get('total', 0):.2f}s "
                f"(gate={t.get('gate', 0):.2f}s render+install+validate={t.get('render_install_validate', 0):.2f}s "
                f"reload={t.get('reload', 0):.2f}s verify={t.get('verify', 0):.2f}s)")
-    for name in stopped:
+    for name in result.stopped or ():
         click.echo(f"stopped {name}", err=True)
 
 
@@ -290,22 +284,23 @@ def status(ctx: click.Context, as_json: bool) -> None:
     Example:
       lbgen status --json | jq '.services.web.active_env'
     """
-    data = _app(ctx).status()
+    report = _app(ctx).status()
     if as_json:
-        _print_json(data)
+        _print_json(report.to_dict())
         return
-    proxy = data["proxy"]
-    sync = "in sync" if proxy["in_sync"] else "OUT OF SYNC (run lbgen apply)"
-    click.echo(f"proxy {proxy['container']} ({proxy['kind']}): serving generation "
-               f"{proxy['served_generation'] or '?'}, config {sync}")
-    for name, svc in data["services"].items():
-        last = svc["last_switch"]
-        when = f", last switch {last['time']} {last['from']}->{last['to']}" if last else ""
-        click.echo(f"{name}: active={svc['active_env'] or '-'} previous={svc['previous_env'] or '-'}{when}")
-        for b in svc["backends"]:
-            mark = "routed" if b["routed"] else "idle"
-            click.echo(f"  {b['env'] or '-':<8} {b['name']:<24} {b['address']}:{b['port']:<6} "
-                       f"{'healthy' if b['healthy'] else 'UNHEALTHY'} ({b['health_detail']}) {mark}")
+    proxy = report.proxy
+    sync = "in sync" if proxy.in_sync else "OUT OF SYNC (run lbgen apply)"
+    click.echo(f"proxy {proxy.container} ({proxy.kind}): serving generation "
+               f"{proxy.served_generation or '?'}, config {sync}")
+    for svc in report.services:
+        last = svc.last_switch
+        when = f", last switch {last.time} {last.from_env}->{last.to_env}" if last else ""
+        click.echo(f"{svc.name}: active={svc.active_env or '-'} previous={svc.previous_env or '-'}{when}")
+        for row in svc.backends:
+            b = row.backend
+            mark = "routed" if row.routed else "idle"
+            click.echo(f"  {b.env or '-':<8} {b.name:<24} {b.address}:{b.port:<6} "
+                       f"{'healthy' if row.healthy else 'UNHEALTHY'} ({row.detail}) {mark}")
 
 
 @cli.command()
@@ -321,11 +316,11 @@ def history(ctx: click.Context, service: str | None, as_json: bool) -> None:
     """
     entries = _app(ctx).history(service)
     if as_json:
-        _print_json(entries)
+        _print_json([e.to_dict() for e in entries])
         return
     for e in entries:
-        click.echo(f"{e['time']} {e['service']} {e['from'] or '-'} -> {e['to']} {e['outcome']} "
-                   f"{e['duration']:.2f}s {e['user']}@{e['host']}" + (" forced" if e.get("forced") else ""))
+        click.echo(f"{e.time} {e.service} {e.from_env or '-'} -> {e.to_env} {e.outcome} "
+                   f"{e.duration:.2f}s {e.user}@{e.host}" + (" forced" if e.forced else ""))
 
 
 class PluginCommand(click.Command):
@@ -426,11 +421,11 @@ def watch(ctx: click.Context, interval: float, debounce: tuple[float, float], lo
     Example:
       lbgen watch --interval 5s --metrics-port 9181
     """
-    from lbgen.app import Lbgen
+    from lbgen.core import Core
     from lbgen.watch import run_watch
 
     def load_app(log: Any, engine: Any) -> Any:
-        return Lbgen(_config(ctx), engine, log=log.emit)
+        return Core(_config(ctx), engine, log=log.emit)
 
     def engine_factory() -> Any:
         from lbgen.docker_engine import DockerEngine

@@ -1,7 +1,9 @@
 """lbgen's plain data model: backends as discovered, and what is routed. No I/O here."""
 from __future__ import annotations
 
+import enum
 from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class Backend:
         host = f"[{self.address}]" if ":" in self.address else self.address
         return f"{host}:{self.port}"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -73,3 +75,66 @@ class Pool:
     @property
     def backups(self) -> tuple[Backend, ...]:
         return tuple(s for s in self.servers if s.backup)
+
+
+class Outcome(str, enum.Enum):
+    """What became of a switch (as recorded in the history and returned to callers)."""
+
+    SWITCHED = "switched"
+    UNCHANGED = "unchanged"
+    DRY_RUN = "dry-run"
+    REFUSED = "refused"
+    ROLLED_BACK = "rolled-back"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One recorded switch attempt, newest first in the history."""
+
+    time: str  # UTC, ISO 8601 to the second
+    service: str
+    from_env: str | None
+    to_env: str
+    outcome: Outcome
+    duration: float
+    forced: bool = False
+    host: str = ""
+    user: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": self.time, "service": self.service, "from": self.from_env, "to": self.to_env,
+                "host": self.host, "user": self.user, "outcome": self.outcome.value,
+                "duration": self.duration, "forced": self.forced}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HistoryEntry:
+        """Raises ValueError/KeyError/TypeError on a malformed entry."""
+        return cls(time=str(data["time"]), service=str(data["service"]), from_env=_opt_str(data.get("from")),
+                   to_env=str(data["to"]), outcome=Outcome(data["outcome"]), duration=float(data.get("duration", 0)),
+                   forced=bool(data.get("forced", False)), host=str(data.get("host", "")),
+                   user=str(data.get("user", "")))
+
+
+@dataclass(frozen=True)
+class HealthCount:
+    """One backend's consecutive check results, kept between health passes (hysteresis)."""
+
+    name: str
+    fails: int = 0
+    passes: int = 0
+    ejected: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "fails": self.fails, "passes": self.passes, "ejected": self.ejected}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HealthCount:
+        return cls(name=str(data.get("name", "")), fails=int(data.get("fails", 0)),
+                   passes=int(data.get("passes", 0)), ejected=bool(data.get("ejected", False)))
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -15,18 +15,16 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 from lbgen.config import Config, HealthConfig
+from lbgen.core import ApplyResult, Core, World
 from lbgen.errors import LbgenError
 from lbgen.events import Event, event
 from lbgen.health import MAX_PARALLEL_CHECKS, Checker, CheckResult
-from lbgen.model import Backend, Inventory
+from lbgen.model import Backend, HealthCount, Inventory
 from lbgen.routing import build_pools
 from lbgen.state import State
-
-if TYPE_CHECKING:
-    from lbgen.app import Lbgen
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATUS_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -101,38 +99,37 @@ class Transition:
                      **{"fails" if self.action == "eject" else "passes": self.count})
 
 
-def advance(counts: Mapping[str, Mapping[str, Any]], results: Iterable[CheckResult], present: Collection[str],
-            health: HealthConfig) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str, str, int]]]:
+def advance(counts: Mapping[str, HealthCount], results: Iterable[CheckResult], present: Collection[str],
+            health: HealthConfig) -> tuple[dict[str, HealthCount], list[tuple[str, str, str, int]]]:
     """One service's counts after one pass. Pure.
 
-    `counts` maps backend id -> {"name", "fails", "passes", "ejected"}. A failed check adds to `fails` and
-    resets `passes`; `fall` failures in a row eject. While ejected, `rise` passes in a row re-admit. Ids
-    not in `present` (gone from the pool's candidates) are dropped; backends without results keep their
-    counts. Only backends with something to remember are kept (a failure or an ejection), and counts stop
-    at `fall` / `rise`, so a steady pass changes nothing and need not be written.
+    `counts` maps backend id -> HealthCount. A failed check adds to `fails` and resets `passes`; `fall`
+    failures in a row eject. While ejected, `rise` passes in a row re-admit. Ids not in `present` (gone
+    from the pool's candidates) are dropped; backends without results keep their counts. Only backends
+    with something to remember are kept (a failure or an ejection), and counts stop at `fall` / `rise`,
+    so a steady pass changes nothing and need not be written.
     Returns the new counts and the transitions as (id, name, action, count).
     """
-    new = {bid: dict(c) for bid, c in counts.items() if bid in present}
+    new = {bid: c for bid, c in counts.items() if bid in present}
     changes: list[tuple[str, str, str, int]] = []
     for r in results:
-        bid = r.backend.id
+        bid, name = r.backend.id, r.backend.name
         if bid not in present:
             continue
-        c = new.get(bid) or {"name": r.backend.name, "fails": 0, "passes": 0, "ejected": False}
-        c["name"] = r.backend.name
+        c = new.get(bid) or HealthCount(name)
         if r.ok:
-            c["fails"] = 0
-            c["passes"] = min(int(c.get("passes", 0)) + 1, health.rise)
-            if c.get("ejected") and c["passes"] >= health.rise:
-                c["ejected"] = False
-                changes.append((bid, r.backend.name, "readmit", c["passes"]))
+            passes = min(c.passes + 1, health.rise)
+            readmit = c.ejected and passes >= health.rise
+            if readmit:
+                changes.append((bid, name, "readmit", passes))
+            c = HealthCount(name, fails=0, passes=passes, ejected=c.ejected and not readmit)
         else:
-            c["passes"] = 0
-            c["fails"] = min(int(c.get("fails", 0)) + 1, health.fall)
-            if not c.get("ejected") and c["fails"] >= health.fall:
-                c["ejected"] = True
-                changes.append((bid, r.backend.name, "eject", c["fails"]))
-        if c.get("ejected") or c["fails"]:
+            fails = min(c.fails + 1, health.fall)
+            eject = not c.ejected and fails >= health.fall
+            if eject:
+                changes.append((bid, name, "eject", fails))
+            c = HealthCount(name, fails=fails, passes=0, ejected=c.ejected or eject)
+        if c.ejected or c.fails:
             new[bid] = c
         else:
             new.pop(bid, None)
@@ -337,62 +334,58 @@ def build_report(config: Config, inventory: Inventory, active: Mapping[str, str 
         rows = []
         for b in s.backends:
             r = by_id.get(b.id)
-            c = counts.get(b.id, {})
+            c = counts.get(b.id) or HealthCount(b.name)
             rows.append(BackendHealth(b, bool(r and r.ok), r.detail if r else "not checked",
-                                      ejected=b.id in out_of_pool, fails=int(c.get("fails", 0)),
-                                      passes=int(c.get("passes", 0))))
-        fail_open = any(c.get("ejected") and bid in routed[s.name] for bid, c in counts.items())
+                                      ejected=b.id in out_of_pool, fails=c.fails, passes=c.passes))
+        fail_open = any(c.ejected and bid in routed[s.name] for bid, c in counts.items())
         out.append(ServiceHealth(s.name, s.env, tuple(rows), fail_open, s.health))
     return HealthReport(tuple(out), checked_at, took, tuple(transitions), applied, error)
 
 
 # --- the pass, as `lbgen health` runs it --------------------------------------------------------------
 
-def run_health(app: Lbgen, service: str | None = None, apply: bool = False, lock_wait: float = 30.0,
-               wall: Any = time.time) -> HealthReport:
-    """One pass: discover, check every backend of each service's active env, report.
+def run_health(core: Core, service: str | None = None, *, apply: bool = False, lock_wait: float = 30.0,
+               wall: Callable[[], float] = time.time) -> HealthReport:
+    """One pass: read the world, check every backend of each service's active env, report.
 
-    With `apply`, under the proxy's lock: fold the results into the shared counts (hysteresis), save
-    them with the state, and apply the config (ejected backends leave their pools; a pool is never
-    emptied). An error before the checks raises; an error while applying is reported (UNKNOWN) with the
-    checks' results.
+    With `apply`, under the proxy's lock: `settle` the results (hysteresis, saved counts, converge). An
+    error before the checks raises; an error while applying is reported (UNKNOWN) with the checks' results.
     """
-    names = [app.config.service(service).name] if service is not None else list(app.config.services)
-    config = only(app.config, names)
+    names = [core.config.service(service).name] if service is not None else list(core.config.services)
+    config = only(core.config, names)
     checked_at = wall()
-    started = app.clock()
-    live = app.proxy.read_live()
-    state = app.store.load()
-    inventory = app.discover()
-    active = app.active_envs(live, state)
-    services = targets_for(config, inventory, active)
-    results = run_checks(services, app.checker)
-    if not apply:
-        return build_report(config, inventory, active, services, results, state, checked_at, app.clock() - started)
-    checked = services
+    started = core.clock()
+    world = core.read_world()
+    services = targets_for(config, world.inventory, world.active)
+    results = run_checks(services, core.checker)
     transitions: list[Transition] = []
     applied = None
     error = None
-    try:
-        with app.lock("health --apply", wait=lock_wait):
-            # Counts and pools as they are now, under the lock: another host may have run a pass, or a
-            # switch changed the active env, while we were checking.
-            live = app.proxy.read_live()
-            state = app.store.load()
-            inventory = app.discover()
-            active = app.active_envs(live, state)
-            before = json.dumps(state.health, sort_keys=True)
-            transitions = fold(state, targets_for(config, inventory, active), results)
-            if json.dumps(state.health, sort_keys=True) != before:
-                app.store.save(state)
-            for t in transitions:
-                app.log(t.event())
-            result = app.apply_locked(inventory)
+    if apply:
+        try:
+            with core.lock("health --apply", wait=lock_wait):
+                transitions, result, world = settle(core, config, results)
             applied = {"changed": result.changed, "generation": result.generation}
-    except LbgenError as e:
-        error = f"--apply failed: {e}"
-    return build_report(config, inventory, active, checked, results, state, checked_at, app.clock() - started,
-                        transitions, applied, error)
+        except LbgenError as e:
+            error = f"--apply failed: {e}"
+    return build_report(config, world.inventory, world.active, services, results, world.state, checked_at,
+                        core.clock() - started, transitions, applied, error)
+
+
+def settle(core: Core, config: Config, results: Mapping[str, Sequence[CheckResult]],
+           inventory: Inventory | None = None) -> tuple[list[Transition], ApplyResult, World]:
+    """Under the lock: fold a pass's results into the counts as they are now (another host may have run a
+    pass, or a switch changed the active env, while the checks ran), save them if they changed, and
+    converge. `lbgen health --apply` and watch both end here."""
+    world = core.read_world(inventory=inventory)
+    state = world.state
+    before = {svc: dict(counts) for svc, counts in state.health.items()}
+    transitions = fold(state, targets_for(config, world.inventory, world.active), results)
+    if state.health != before:
+        core.store.save(state)
+    for t in transitions:
+        core.log(t.event())
+    return transitions, core.converge(world.inventory), world
 
 
 # --- Prometheus text format ----------------------------------------------------------------------------

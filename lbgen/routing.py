@@ -12,11 +12,15 @@ from lbgen.errors import ConfigError
 from lbgen.model import Inventory, Pool
 
 
+def recorded_or_default(service: ServiceConfig, recorded: str | None) -> str | None:
+    """The env a service is believed to route to without looking at what is running."""
+    return recorded if recorded is not None else service.default_env
+
+
 def resolve_active_env(service: ServiceConfig, inventory: Inventory, recorded: str | None = None) -> str | None:
-    if recorded is not None:
-        return recorded
-    if service.default_env is not None:
-        return service.default_env
+    believed = recorded_or_default(service, recorded)
+    if believed is not None:
+        return believed
     envs = inventory.envs(service.name)
     if len(envs) <= 1:
         return envs[0] if envs else None

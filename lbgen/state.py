@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lbgen.engine import Engine
+from lbgen.model import HealthCount, HistoryEntry, Outcome
 from lbgen.errors import LockHeld, ProxyError
 from lbgen.events import EventSink, event
 
@@ -23,34 +24,54 @@ STATE_FILE = "state.json"
 
 @dataclass
 class State:
-    """previous env and history per service, and health counts for `lbgen health --apply`."""
+    """The recorded active and previous env per service, the switch history (newest first), and the health
+    counts per service and backend id that `lbgen health --apply` and watch keep between passes."""
 
     previous: dict[str, str | None] = field(default_factory=dict)
     recorded_active: dict[str, str | None] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    health: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    history: list[HistoryEntry] = field(default_factory=list)
+    health: dict[str, dict[str, HealthCount]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps({"version": 1, "active": self.recorded_active, "previous": self.previous,
-                           "history": self.history[:HISTORY_LIMIT], "health": self.health},
+                           "history": [e.to_dict() for e in self.history[:HISTORY_LIMIT]],
+                           "health": {svc: {bid: c.to_dict() for bid, c in counts.items()}
+                                      for svc, counts in self.health.items()}},
                           indent=1, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> State:
+        """An unreadable state file is treated as empty (the live config stays the truth); unreadable
+        entries in a readable one are left out."""
         try:
             data = json.loads(text)
             return cls(previous=dict(data.get("previous", {})), recorded_active=dict(data.get("active", {})),
-                       history=list(data.get("history", [])), health=dict(data.get("health", {})))
+                       history=_entries(data.get("history", [])),
+                       health={str(svc): {str(bid): HealthCount.from_dict(c) for bid, c in counts.items()}
+                               for svc, counts in dict(data.get("health", {})).items()})
         except (ValueError, TypeError, AttributeError):
-            return cls()  # an unreadable state file is treated as empty; the live config stays the truth
+            return cls()
 
     def ejected_ids(self) -> set[str]:
         """Ids of backends `lbgen health --apply` has taken out of their pools."""
-        return {bid for per_service in self.health.values() for bid, c in per_service.items() if c.get("ejected")}
+        return {bid for per_service in self.health.values() for bid, c in per_service.items() if c.ejected}
 
-    def record(self, entry: dict[str, Any]) -> None:
+    def record(self, entry: HistoryEntry) -> None:
         self.history.insert(0, entry)
         del self.history[HISTORY_LIMIT:]
+
+    def last_switch(self, service: str) -> HistoryEntry | None:
+        return next((e for e in self.history if e.service == service and e.outcome is Outcome.SWITCHED), None)
+
+
+def _entries(raw: Any) -> list[HistoryEntry]:
+    entries = []
+    for item in raw:
+        try:
+            entries.append(HistoryEntry.from_dict(item))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return entries
 
 
 class StateStore:

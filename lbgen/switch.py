@@ -1,22 +1,21 @@
 """The blue-green switch: a pure plan, then one short orchestration — gate, swap, verify, record.
 
-`run_switch` is what `lbgen switch` and `lbgen rollback` call, and what a deployment script calls from
-Python through `Lbgen.switch()`.
+`run_switch` is what `Lbgen.switch()` / `rollback()` (and so `lbgen switch` / `rollback`) run.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Mapping
 
+from lbgen.config import Config
+from lbgen.core import Core, diff
 from lbgen.errors import HealthGateFailed, LbgenError, NoBackends, ReloadFailed
 from lbgen.events import event
 from lbgen.health import GateProgress, GateResult, check_all, gate, required_count
-from lbgen.model import Backend, Inventory
-
-if TYPE_CHECKING:
-    from lbgen.app import Lbgen
-    from lbgen.config import Config
+from lbgen.model import Backend, HistoryEntry, Inventory, Outcome
+from lbgen.routing import recorded_or_default
+from lbgen.state import State, holder_identity
 
 
 @dataclass(frozen=True)
@@ -33,31 +32,34 @@ class SwitchResult:
     service: str
     from_env: str | None
     to_env: str
-    outcome: str  # switched, unchanged, dry-run
+    outcome: Outcome  # switched, unchanged or dry-run when returned
     forced: bool = False
     generation: str | None = None
     diff: str = ""
     gate: GateResult | None = None
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    stopped: list[str] | None = None  # the old env's containers stopped after the switch (stop_old)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "service": self.service, "from_env": self.from_env, "to_env": self.to_env,
-            "outcome": self.outcome, "forced": self.forced, "generation": self.generation,
+            "outcome": self.outcome.value, "forced": self.forced, "generation": self.generation,
             "timings": {k: round(v, 4) for k, v in self.timings.items()}, "notes": self.notes,
         }
         if self.gate is not None:
             data["gate"] = {"passed": self.gate.passed, "required": self.gate.required,
                             "healthy": [b.name for b in self.gate.healthy],
                             "failing": [{"name": r.backend.name, "detail": r.detail} for r in self.gate.failing]}
-        if self.outcome == "dry-run":
+        if self.outcome is Outcome.DRY_RUN:
             data["diff"] = self.diff
+        if self.stopped is not None:
+            data["stopped"] = self.stopped
         return data
 
 
 def plan_switch(config: Config, inventory: Inventory, service: str | None, env: str,
-                active: dict[str, str | None], min_healthy: str | None = None) -> SwitchPlan:
+                active: Mapping[str, str | None], min_healthy: str | None = None) -> SwitchPlan:
     """Which backends must be healthy for `service` to move to `env`. Pure."""
     svc = config.service(service)
     targets = tuple(b for b in inventory.for_service(svc.name) if b.env == env)
@@ -72,93 +74,107 @@ def plan_switch(config: Config, inventory: Inventory, service: str | None, env: 
                       required=required_count(len(targets), min_healthy))
 
 
-def run_switch(app: Lbgen, env: str, service: str | None = None, timeout: float = 60.0,
+def run_switch(core: Core, env: str, service: str | None = None, *, timeout: float = 60.0,
                min_healthy: str | None = None, force: bool = False, dry_run: bool = False,
                on_progress: Callable[[GateProgress], None] | None = None, lock_wait: float = 30.0) -> SwitchResult:
     """Gate, swap, verify, record. Raises HealthGateFailed (nothing changed) or ReloadFailed (restored)."""
-    clock = app.clock
+    clock = core.clock
     started = clock()
     timings: dict[str, float] = {}
-    with app.lock(f"switch {service or ''} to {env}".replace("  ", " "), wait=lock_wait, lease=timeout + 120):
-        live, note = app.proxy.reconcile()
-        notes = [note] if note else []
-        app.proxy.preflight(live)
-        inventory = app.discover()
-        state = app.store.load()
-        active = app.active_envs(live, state)
-        plan = plan_switch(app.config, inventory, service, env, active, min_healthy)
-        health = app.config.services[plan.service].health
-        result = SwitchResult(plan.service, plan.from_env, plan.to_env, "switched", forced=force, notes=notes,
-                              timings=timings)
+    with core.lock(f"switch {service or ''} to {env}".replace("  ", " "), wait=lock_wait, lease=timeout + 120):
+        world = core.read_world(reconcile=True)
+        core.proxy.preflight(world.live)
+        state = world.state
+        plan = plan_switch(core.config, world.inventory, service, env, world.active, min_healthy)
+        health = core.config.services[plan.service].health
+        result = SwitchResult(plan.service, plan.from_env, plan.to_env, Outcome.SWITCHED, forced=force,
+                              notes=list(world.notes), timings=timings)
 
         t = clock()
         if dry_run:
-            results = check_all(plan.targets, health, app.checker)
+            results = check_all(plan.targets, health, core.checker)
             healthy = [r.backend for r in results if r.ok]
             result.gate = GateResult(len(healthy) >= plan.required, healthy, [r for r in results if not r.ok],
                                      plan.required, clock() - t)
         elif not force:
-            result.gate = gate(plan.targets, health, app.checker, timeout, plan.required,
-                               clock=clock, sleep=app.sleep, on_round=on_progress)
+            result.gate = gate(plan.targets, health, core.checker, timeout, plan.required,
+                               clock=clock, sleep=core.sleep, on_round=on_progress)
             if not result.gate.passed:
-                app.record(plan, "refused", clock() - started, force, state)
+                record(core, state, plan, Outcome.REFUSED, clock() - started, force)
                 raise HealthGateFailed(
                     f"{env} not healthy after {result.gate.elapsed:.0f}s ({result.gate.summary()}); "
                     f"{_traffic_stays(plan)}"
                 )
         else:
-            app.log(event("gate-skipped", service=plan.service, env=env, reason="--force"))
+            core.log(event("gate-skipped", service=plan.service, env=env, reason="--force"))
         timings["gate"] = clock() - t
+        inventory = world.inventory
         if result.gate is not None and not dry_run:
             inventory = _with_gate_health(inventory, result.gate)
 
         t = clock()
         state.health.pop(plan.service, None)  # the gate judges the new pool; earlier ejections do not apply
-        rendered = app.desired(inventory, live, {plan.service: env}, state)
+        rendered = core.desired(world.with_inventory(inventory), {plan.service: env}, state)
         result.generation = rendered.generation
         if dry_run:
-            result.outcome = "dry-run"
-            result.diff = app.diff(live, rendered.text)
+            result.outcome = Outcome.DRY_RUN
+            result.diff = diff(world.live, rendered.text)
             timings["render"] = clock() - t
             return result
-        if live == rendered.text:
-            result.outcome = "unchanged"
+        if world.live == rendered.text:
+            result.outcome = Outcome.UNCHANGED
             timings["render"] = clock() - t
             # A switch killed (or cut off from Docker) between its reload and its record made `env` live
             # without saying so in state.json: record it now, so history and `previous` match the proxy.
-            believed = state.recorded_active.get(plan.service) or app.config.services[plan.service].default_env
+            believed = recorded_or_default(core.config.services[plan.service],
+                                           state.recorded_active.get(plan.service))
             if believed is not None and believed != env:
                 try:
-                    app.record(replace(plan, from_env=believed), "switched", clock() - started, force, state)
+                    record(core, state, replace(plan, from_env=believed), Outcome.SWITCHED, clock() - started, force)
                     result.notes.append(f"{env} was live but not recorded (an interrupted switch); recorded it")
                 except LbgenError as e:
                     result.notes.append(f"{env} is live, but the history could not be recorded: {e}")
             return result
-        app.proxy.install(rendered.text)
+        core.proxy.install(rendered.text)
         timings["render_install_validate"] = clock() - t
 
         t = clock()
         try:
-            app.proxy.reload()
+            core.proxy.reload()
             timings["reload"] = clock() - t
             t = clock()
-            app.proxy.wait_serving(rendered.generation)
+            core.proxy.wait_serving(rendered.generation)
             if not force:
-                after = check_all(plan.targets, health, app.checker)
+                after = check_all(plan.targets, health, core.checker)
                 if sum(r.ok for r in after) < plan.required:
                     failing = "; ".join(r.describe() for r in after if not r.ok)
                     raise ReloadFailed(f"{env} stopped passing its health check after the switch ({failing})")
         except ReloadFailed as e:
-            app.proxy.rollback_to_previous()
-            app.record(plan, "rolled-back", clock() - started, force, state)
+            core.proxy.rollback_to_previous()
+            record(core, state, plan, Outcome.ROLLED_BACK, clock() - started, force)
             raise ReloadFailed(f"{e}; restored the previous config, {_traffic_stays(plan)}") from e
         timings["verify"] = clock() - t
         try:
-            app.record(plan, "switched", clock() - started, force, state)
+            record(core, state, plan, Outcome.SWITCHED, clock() - started, force)
         except LbgenError as e:
             result.notes.append(f"switched, but the history could not be recorded: {e}")
         timings["total"] = clock() - started
         return result
+
+
+def record(core: Core, state: State, plan: SwitchPlan, outcome: Outcome, duration: float, forced: bool) -> None:
+    """Add a history entry (and, for a switch, the new active/previous env) to `state`, loaded under the
+    same lock, and save it."""
+    who = holder_identity()
+    state.record(HistoryEntry(time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), service=plan.service,
+                              from_env=plan.from_env, to_env=plan.to_env, outcome=outcome,
+                              duration=round(duration, 3), forced=forced, host=who["host"], user=who["user"]))
+    if outcome is Outcome.SWITCHED:
+        if plan.from_env != plan.to_env:
+            state.previous[plan.service] = plan.from_env
+        state.recorded_active[plan.service] = plan.to_env
+        state.health.pop(plan.service, None)  # the gate just judged the new pool; count afresh
+    core.store.save(state)
 
 
 def _with_gate_health(inventory: Inventory, result: GateResult) -> Inventory:
@@ -174,12 +190,3 @@ def _with_gate_health(inventory: Inventory, result: GateResult) -> Inventory:
 
 def _traffic_stays(plan: SwitchPlan) -> str:
     return f"traffic stays on {plan.from_env}" if plan.from_env else "the live config is unchanged"
-
-
-def history_entry(plan: SwitchPlan, outcome: str, duration: float, forced: bool, who: dict[str, str]) -> dict[str, Any]:
-    return {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "service": plan.service, "from": plan.from_env, "to": plan.to_env,
-        "host": who["host"], "user": who["user"], "outcome": outcome,
-        "duration": round(duration, 3), "forced": forced,
-    }

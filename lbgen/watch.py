@@ -28,7 +28,7 @@ from lbgen.model import Backend, Inventory, Pool
 from lbgen.routing import build_pools
 
 if TYPE_CHECKING:
-    from lbgen.app import ApplyResult, Lbgen
+    from lbgen.core import ApplyResult, Core
 
 # A stopping backend leaves its pool at once, before Docker reports it gone.
 STOP_ACTIONS = frozenset({"kill", "stop", "die"})
@@ -304,7 +304,7 @@ class Watcher:
     decision; `spawn(target, name)` runs the event reader and the health checks (a thread by default).
     """
 
-    def __init__(self, app_factory: Callable[[], Lbgen], engine: Engine, *, interval: float = 5.0,
+    def __init__(self, app_factory: Callable[[], Core], engine: Engine, *, interval: float = 5.0,
                  min_quiet: float = 0.1, max_delay: float = 1.0, lock_wait: float = 30.0,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  log: Callable[..., None] | None = None, metrics: Metrics | None = None,
@@ -520,18 +520,16 @@ class Watcher:
         app = self.app
         transitions: list[monitor.Transition] = []
         try:
-            inventory = app.discover()
-            live = app.proxy.read_live()
-            state = app.store.load()
-            active = app.active_envs(live, state)
-            inventory = self._guard(self._exclude(inventory, started), active)
+            world = app.read_world()
+            live, state, active = world.live, world.state, world.active
+            inventory = self._guard(self._exclude(world.inventory, started), active)
             counts_change = False
             trial = state
             if results is not None:
                 trial = copy.deepcopy(state)
                 monitor.fold(trial, monitor.targets_for(app.config, inventory, active), results)
                 counts_change = trial.health != state.health
-            rendered = app.desired(inventory, live, state=trial)
+            rendered = app.desired(world.with_inventory(inventory), state=trial)
             if rendered.text == live and not counts_change:
                 result: ApplyResult | _Unchanged = _Unchanged(rendered.generation)
             else:
@@ -621,11 +619,8 @@ class Watcher:
         self.next_health = now + self.interval
         app = self.app
         try:
-            live = app.proxy.read_live()
-            state = app.store.load()
-            inventory = app.discover()
-            active = app.active_envs(live, state)
-            services = monitor.targets_for(app.config, inventory, active, exclude=set(self.stopping))
+            world = app.read_world()
+            services = monitor.targets_for(app.config, world.inventory, world.active, exclude=set(self.stopping))
         except LbgenError as e:
             self.log("health-failed", error=str(e))
             return
@@ -729,7 +724,7 @@ def serve(watcher: Watcher, install_signals: bool = True) -> None:
             signal.signal(sig, handler)
 
 
-def run_watch(load_app: Callable[[EventLog, Engine], Lbgen], engine_factory: Callable[[], Engine], *,
+def run_watch(load_app: Callable[[EventLog, Engine], Core], engine_factory: Callable[[], Engine], *,
               interval: float = 5.0, debounce: tuple[float, float] = (0.1, 1.0), log_format: str = "text",
               metrics_port: int | None = None, metrics_addr: str = "127.0.0.1", lock_wait: float = 30.0,
               stream: TextIO | None = None) -> None:

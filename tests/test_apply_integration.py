@@ -119,11 +119,11 @@ def test_a_failed_verification_restores_the_previous_config(lab, tmp_path):
         return 200, f"lbgen generation={first.generation} web=blue"
 
     app = s.app(get=blind_get)
-    app.proxy.verify_timeout = 1.0
+    app.core.proxy.verify_timeout = 1.0
     with pytest.raises(ReloadFailed, match="did not serve generation .* the previous config was restored"):
         app.apply()
     assert s.live() == before
-    proxy = s.app().proxy
+    proxy = s.app().core.proxy
     lab.wait_for(lambda: proxy.served().generation == first.generation, timeout=5,
                  what="the proxy to serve the restored generation")
 

@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from fakeproxy import FakeProxy
+from lbgen.model import Outcome
 from lbgen.events import event
 from lbgen.app import Lbgen
 from lbgen.errors import (ContainerNotFound, DockerUnavailable, HealthGateFailed, LockHeld, NoBackends, ProxyError,
@@ -36,7 +37,7 @@ def make(kind="nginx", blue=2, green=2, green_status=200):
     clock = Clock()
     logs: list[str] = []
     app = Lbgen(fp.config, fp.engine, get=fp.get, clock=clock, sleep=clock.sleep, log=logs.append)
-    app.proxy.verify_timeout = 0.5
+    app.core.proxy.verify_timeout = 0.5
     return fp, app, logs
 
 
@@ -94,9 +95,9 @@ def test_switch_gates_swaps_verifies_and_records():
     assert (result.outcome, result.from_env, result.to_env) == ("switched", "blue", "green")
     assert served_env(fp) == "green" and fp.serving == result.generation
     assert result.gate.passed and [b.name for b in result.gate.healthy] == ["web-green-0", "web-green-1"]
-    state = app.store.load()
+    state = app.core.store.load()
     assert state.previous == {"web": "blue"} and state.recorded_active == {"web": "green"}
-    assert state.history[0]["outcome"] == "switched" and state.history[0]["to"] == "green"
+    assert state.history[0].outcome == Outcome.SWITCHED and state.history[0].to_env == "green"
     assert not fp.engine.markers or fp.engine.removed  # the lock was released
     again = app.switch("green")
     assert again.outcome == "unchanged"
@@ -113,8 +114,8 @@ def test_a_refused_gate_changes_nothing_and_is_recorded():
     assert str(info.value) == ("green not healthy after 1s (web-green-0: HTTP 503 on /health; "
                                "web-green-1: HTTP 503 on /health); traffic stays on blue")
     assert fp.live() == before
-    assert app.store.load().history[0]["outcome"] == "refused"
-    assert app.store.load().recorded_active == {}
+    assert app.core.store.load().history[0].outcome == Outcome.REFUSED
+    assert app.core.store.load().recorded_active == {}
 
 
 def test_force_skips_the_gate_loudly():
@@ -123,7 +124,7 @@ def test_force_skips_the_gate_loudly():
     result = app.switch("green", force=True)
     assert result.outcome == "switched" and result.forced
     assert event("gate-skipped", service="web", env="green", reason="--force") in logs
-    assert app.history()[0]["forced"] is True
+    assert app.history()[0].forced is True
 
 
 def test_new_env_failing_after_the_swap_is_rolled_back():
@@ -141,14 +142,14 @@ def test_new_env_failing_after_the_swap_is_rolled_back():
                 return 503, ""
         return status, body
 
-    app.get = fp.get = flaky
-    app._checker = None
-    app.proxy.get = flaky
+    app.core.get = fp.get = flaky
+    app.core._checker = None
+    app.core.proxy.get = flaky
     with pytest.raises(ReloadFailed, match="green stopped passing its health check after the switch .* traffic stays on blue"):
         app.switch("green")
     assert fp.live() == before
     assert served_env(fp) == "blue"
-    assert app.store.load().history[0]["outcome"] == "rolled-back"
+    assert app.core.store.load().history[0].outcome == Outcome.ROLLED_BACK
 
 
 def test_dry_run_changes_nothing():
@@ -159,7 +160,7 @@ def test_dry_run_changes_nothing():
     assert result.outcome == "dry-run"
     assert "-# lbgen-meta:" in result.diff and '"web":"green"' in result.diff
     assert fp.live() == before and fp.engine.signals == signals
-    assert app.store.load().history == []
+    assert app.core.store.load().history == []
 
 
 def test_no_backends_in_the_target_env():
@@ -182,7 +183,7 @@ def test_reconcile_leaves_a_consistent_proxy_alone():
     app.switch("green")
     assert fp.engine.read("proxy", fp.path + ".lbgen-prev") is not None  # the config before, kept as a backup
     reads = len([c for c in fp.engine.calls if c[0] == "read_file"])
-    live, note = app.proxy.reconcile()
+    live, note = app.core.proxy.reconcile()
     assert (live.encode(), note) == (fp.live(), None)
     assert len([c for c in fp.engine.calls if c[0] == "read_file"]) == reads + 1  # only the live file
 
@@ -193,9 +194,9 @@ def test_reconcile_restores_a_swap_that_never_took_effect():
     old = fp.live()
     # Killed after the swap, before the reload: disk has the new config, the proxy serves the old one.
     fp.engine.write("proxy", fp.path + ".lbgen-prev", old)
-    rendered = app.desired(app.discover(), old.decode(), {"web": "green"})
+    rendered = app.core.desired(app.core.read_world(), {"web": "green"})
     fp.engine.write("proxy", fp.path, rendered.text)
-    live, note = app.proxy.reconcile()
+    live, note = app.core.proxy.reconcile()
     assert note.startswith("an interrupted switch had not taken effect; restored the previous config")
     assert live.encode() == fp.live() == old
     assert fp.serving == parse_meta(old.decode()).generation
@@ -205,9 +206,9 @@ def test_reconcile_restores_a_swap_that_never_took_effect():
 def test_reconcile_reloads_when_the_proxy_lags_behind_its_file():
     fp, app, _ = make()
     app.apply()
-    rendered = app.desired(app.discover(), fp.live().decode(), {"web": "green"})
+    rendered = app.core.desired(app.core.read_world(), {"web": "green"})
     fp.engine.write("proxy", fp.path, rendered.text)  # e.g. an operator's edit, or a lost reload
-    live, note = app.proxy.reconcile()
+    live, note = app.core.proxy.reconcile()
     assert "reloaded" in note and fp.serving == rendered.generation
 
 
@@ -225,10 +226,10 @@ def test_haproxy_must_be_in_master_worker_mode(command, ok):
         fp.engine.write("proxy", fp.path, "global\n    master-worker\n")
         ok = True
     if ok:
-        app.proxy.preflight(fp.live() and fp.live().decode())
+        app.core.proxy.preflight(fp.live() and fp.live().decode())
     else:
         with pytest.raises(ProxyError, match="not running in master-worker mode.*nothing was changed"):
-            app.proxy.preflight(None)
+            app.core.proxy.preflight(None)
 
 
 def test_proxy_not_running_or_missing():
@@ -248,7 +249,7 @@ def test_proxy_not_on_the_network_is_refused_before_any_change():
     before = fp.live()
     fp.backend("web-blue-9", "blue")
     fp.engine.update("proxy", networks={"other": "192.0.2.200"})
-    app.proxy._info = None
+    app.core.proxy._info = None
     with pytest.raises(ContainerNotFound, match="not attached to network lbnet; attach it"):
         app.apply()
     assert fp.live() == before and len(fp.engine.signals) == 1

@@ -80,7 +80,7 @@ def one_error(result: Any, code: int, *needles: str) -> str:
 
 
 def served_generation(s: Scenario) -> str | None:
-    return s.app(log=lambda line: None).proxy.served().generation
+    return s.app(log=lambda line: None).core.proxy.served().generation
 
 
 def assert_consistent(s: Scenario, env: str) -> None:
@@ -88,18 +88,18 @@ def assert_consistent(s: Scenario, env: str) -> None:
     live = s.live().decode()
     meta = parse_meta(live)
     assert meta is not None and meta.active == {"web": env}
-    status = s.app(log=lambda line: None).status()
+    status = s.app(log=lambda line: None).status().to_dict()
     assert status["services"]["web"]["active_env"] == env
     assert status["proxy"]["served_generation"] == status["proxy"]["live_generation"] == meta.generation
     assert status["proxy"]["in_sync"], status["proxy"]
-    state = s.app().store.load()
+    state = s.app().core.store.load()
     assert state.recorded_active.get("web", env) == env, state.recorded_active
     assert s.envs_served() == {env}
 
 
 def rendered_for(s: Scenario, env: str) -> str:
     app = s.app(log=lambda line: None)
-    return app.desired(app.discover(), app.proxy.read_live(), {"web": env}).text
+    return app.core.desired(app.core.read_world(), {"web": env}).text
 
 
 # --- the Docker daemon ------------------------------------------------------------------------------------
@@ -286,13 +286,13 @@ def test_a_proxy_stopped_at_each_step_of_a_switch_is_back_consistent(lab, tmp_pa
         assert live in (old, new), f"proxy stopped before call {at}: the live config is neither old nor new"
         seen["back with old" if live == old else "back with new"] += 1
         # Back: lbgen's view (the live config's record of the active env) is what the proxy serves...
-        status = s.app(log=lambda line: None).status()
+        status = s.app(log=lambda line: None).status().to_dict()
         assert status["proxy"]["served_generation"] == status["proxy"]["live_generation"]
         assert status["services"]["web"]["active_env"] == parse_meta(live).active["web"]
         # ...and the next switch completes the history of one whose record was cut off.
         assert s.app(log=lambda line: None).switch("green", lock_wait=15).outcome in ("switched", "unchanged")
         assert_consistent(s, "green")
-        assert [h["to"] for h in s.app().history()][:1] == ["green"]
+        assert [h.to_env for h in s.app().history()][:1] == ["green"]
         assert s.app(log=lambda line: None).switch("blue", lock_wait=15).outcome == "switched"
     FIGURES["proxy-stopped points"] += total
     for k, v in seen.items():
@@ -432,9 +432,9 @@ def test_ten_concurrent_switches_serialize_and_no_request_fails(lab, tmp_path, k
     unchanged = sum(out.startswith("unchanged ") for _, out, _ in results)
     assert switched + unchanged == codes[0]
     # Serialized: each recorded switch starts from where the one before it ended.
-    history = [h for h in reversed(s.app().history()) if h["outcome"] == "switched"]
+    history = [h for h in reversed(s.app().history()) if h.outcome.value == "switched"]
     assert len(history) == switched
-    assert all(a["to"] == b["from"] for a, b in zip(history, history[1:])), history
+    assert all(a.to_env == b.from_env for a, b in zip(history, history[1:])), history
     final = parse_meta(s.live().decode()).active["web"]
     assert_consistent(s, final)
     assert load.failed == 0, load.summary()

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from fakeproxy import FakeProxy
 from fakes import FakeEngine
+from lbgen.model import HealthCount
 from lbgen.events import event
 from lbgen import cli as cli_module
 from lbgen.app import Lbgen
@@ -129,6 +130,7 @@ def r(name: str, ok: bool) -> CheckResult:
 
 
 HC = HealthConfig(rise=2, fall=3)
+HC_ = HealthCount
 
 
 def run_passes(outcomes: list[bool], health: HealthConfig = HC) -> list[tuple[bool, list[str]]]:
@@ -136,7 +138,7 @@ def run_passes(outcomes: list[bool], health: HealthConfig = HC) -> list[tuple[bo
     seen = []
     for ok in outcomes:
         counts, changes = advance(counts, [r("a", ok)], {"id-a"}, health)
-        seen.append((bool(counts.get("id-a", {}).get("ejected")), [c[2] for c in changes]))
+        seen.append((bool("id-a" in counts and counts["id-a"].ejected), [c[2] for c in changes]))
     return seen
 
 
@@ -160,26 +162,26 @@ def test_steady_passes_change_nothing_so_nothing_is_written():
     counts, changes = advance({}, [r("a", True), r("b", True)], {"id-a", "id-b"}, HC)
     assert counts == {} and changes == []
     # An ejected backend that keeps failing: counts stop at fall, so the next pass changes nothing either.
-    ejected = {"id-a": {"name": "a", "fails": 3, "passes": 0, "ejected": True}}
+    ejected = {"id-a": HC_("a", 3, 0, True)}
     assert advance(ejected, [r("a", False)], {"id-a"}, HC) == (ejected, [])
 
 
 def test_backends_gone_are_dropped_and_unchecked_ones_keep_their_counts():
-    counts = {"id-a": {"name": "a", "fails": 1, "passes": 0, "ejected": False},
-              "id-b": {"name": "b", "fails": 3, "passes": 0, "ejected": True},
-              "id-c": {"name": "c", "fails": 2, "passes": 0, "ejected": False}}
+    counts = {"id-a": HC_("a", 1, 0, False),
+              "id-b": HC_("b", 3, 0, True),
+              "id-c": HC_("c", 2, 0, False)}
     new, _ = advance(counts, [r("a", False)], {"id-a", "id-b"}, HC)
-    assert new == {"id-a": {"name": "a", "fails": 2, "passes": 0, "ejected": False},
-                   "id-b": {"name": "b", "fails": 3, "passes": 0, "ejected": True}}
+    assert new == {"id-a": HC_("a", 2, 0, False),
+                   "id-b": HC_("b", 3, 0, True)}
 
 
 def test_fold_touches_only_the_services_it_is_given():
-    state = State(health={"api": {"x": {"name": "x", "fails": 1, "passes": 0, "ejected": False}}})
+    state = State(health={"api": {"x": HC_("x", 1, 0, False)}})
     services = [ServiceTargets("web", "blue", HealthConfig(fall=1), (b("a"),))]
     transitions = fold(state, services, {"web": [r("a", False)]})
     assert [t.describe() for t in transitions] == ["ejected a from web after 1 failed checks in a row"]
-    assert state.health == {"api": {"x": {"name": "x", "fails": 1, "passes": 0, "ejected": False}},
-                            "web": {"id-a": {"name": "a", "fails": 1, "passes": 0, "ejected": True}}}
+    assert state.health == {"api": {"x": HC_("x", 1, 0, False)},
+                            "web": {"id-a": HC_("a", 1, 0, True)}}
 
 
 # --- one pass: the report ------------------------------------------------------------------------------
@@ -359,7 +361,7 @@ def test_apply_that_cannot_take_the_lock_is_unknown_but_still_reports_the_checks
     w = standard_world()
     w.answer("web-2", 503)
     app = w.app()
-    holder = app.lock("switch web to green", wait=0)
+    holder = app.core.lock("switch web to green", wait=0)
     holder.acquire()
     report = w.app().health(apply=True, lock_wait=0)
     assert report.exit_code == UNKNOWN

@@ -163,7 +163,7 @@ def test_apply_switch_and_rollback_exec_only_whole_values(kind):
     fp.backend("web-green-2", "green", labels={"com.example.password": SECRET})
     logs: list = []
     app = Lbgen(fp.config, fp.engine, get=fp.get, sleep=lambda s: None, log=logs.append)
-    app.proxy.verify_timeout = 0.5
+    app.core.proxy.verify_timeout = 0.5
     assert app.apply().changed
     assert app.switch("green", timeout=5).outcome == "switched"
     assert app.rollback(timeout=5).outcome == "switched"

@@ -46,7 +46,7 @@ def test_switch_and_rollback_under_load_fail_no_request(lab, tmp_path, kind):
     assert summary["failed"] == 0, summary
     assert summary["by_env"].get("green", 0) > 0 and summary["by_env"].get("blue", 0) > 0, summary
     history = s.app().history()
-    assert [(h["from"], h["to"], h["outcome"]) for h in history] == [("green", "blue", "switched"),
+    assert [(h.from_env, h.to_env, h.outcome) for h in history] == [("green", "blue", "switched"),
                                                                    ("blue", "green", "switched")]
     assert {"time", "service", "host", "user", "duration", "forced"} <= set(history[0])
 
@@ -117,7 +117,7 @@ def test_state_lives_with_the_proxy_and_survives_losing_state_json(lab, tmp_path
     s.app().apply()
     s.app().switch("green")
     # Another lbgen (here: a fresh core object; in life, another host) sees the same state.
-    status = s.app().status()
+    status = s.app().status().to_dict()
     web = status["services"]["web"]
     assert (web["active_env"], web["previous_env"]) == ("green", "blue")
     assert web["last_switch"]["to"] == "green"
@@ -128,7 +128,7 @@ def test_state_lives_with_the_proxy_and_survives_losing_state_json(lab, tmp_path
     s.proxy.exec_run(["rm", "-f", "/var/lib/lbgen/state.json"])
     assert s.app().apply().changed is False
     assert parse_meta(s.live().decode()).active == {"web": "green"}
-    assert s.app().status()["services"]["web"]["active_env"] == "green"
+    assert s.app().status().to_dict()["services"]["web"]["active_env"] == "green"
 
 
 def test_a_recreated_proxy_without_state_says_what_to_run(lab, tmp_path):
@@ -148,7 +148,7 @@ def test_a_held_lock_makes_the_second_switch_wait_then_fail_naming_the_holder(la
     s = Scenario(lab, tmp_path, "nginx")
     s.app().apply()
     app = s.app()
-    holder = app.lock("switch web to green (test)")
+    holder = app.core.lock("switch web to green (test)")
     holder.acquire()
     try:
         result = CliRunner().invoke(cli, ["-c", str(s.config_path), "switch", "--env", "green", "--lock-timeout", "1s"])
@@ -164,12 +164,12 @@ def test_a_lock_left_by_a_dead_lbgen_is_recovered(lab, tmp_path):
     s = Scenario(lab, tmp_path, "nginx")
     s.app().apply()
     app = s.app()
-    info = app.proxy.info()
-    dead = ProxyLock(app.engine, info.id, info.image, s.proxy.name, "switch (killed)")
+    info = app.core.proxy.info()
+    dead = ProxyLock(app.core.engine, info.id, info.image, s.proxy.name, "switch (killed)")
     labels = dead._labels()
     labels["lbgen.lock.pid"] = "999999"  # no such process on this host
     labels["lbgen.lock.host"] = socket.gethostname()
-    marker = app.engine.create_marker(dead.name, info.image, labels)
+    marker = app.core.engine.create_marker(dead.name, info.image, labels)
     assert marker
     # A dead holder on another host is recovered once its lease has expired.
     result = s.app().switch("green", lock_wait=5)
@@ -200,7 +200,7 @@ def test_concurrent_switches_serialize_and_state_matches_live(lab, tmp_path, kin
         load.stop()
     assert len(outcomes) == 6 and set(outcomes) <= {"switched", "unchanged", "lock-held"}
     live_active = parse_meta(s.live().decode()).active["web"]
-    status = s.app().status()
+    status = s.app().status().to_dict()
     assert status["services"]["web"]["active_env"] == live_active
     assert status["proxy"]["served_generation"] == status["proxy"]["live_generation"]
     assert s.envs_served() == {live_active}

@@ -17,7 +17,7 @@ import pytest
 
 from fakes import FakeEngine
 from lbgen.events import event, warning
-from lbgen.app import Lbgen
+from lbgen.core import Core
 from lbgen.config import parse_config
 from lbgen.engine import EngineEvent
 from lbgen.errors import ConfigError, DockerUnavailable, UsageError
@@ -71,8 +71,8 @@ class WatchWorld(World):
             self.backend(name)
         self.backend("api-1", service="api", env=None)
 
-    def factory(self) -> Lbgen:
-        return Lbgen(parse_config(self.config_text), self.engine, get=self.get, clock=self.clock,
+    def factory(self) -> Core:
+        return Core(parse_config(self.config_text), self.engine, get=self.get, clock=self.clock,
                      sleep=self.clock.sleep, log=self.log.emit)
 
     def watcher(self, **kw: Any) -> Watcher:

@@ -1,0 +1,190 @@
+"""The core every operation stands on: `Core` holds the parts lbgen drives (engine, discovery, proxy,
+state store, checker, clock, event sink), `read_world()` reads what is live, recorded and running once,
+in one order, and `converge()` is the one step that brings the proxy in line with it (apply,
+`health --apply` and watch all end in it)."""
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Collection, Mapping
+
+from lbgen.config import Config
+from lbgen.engine import Engine
+from lbgen.events import EventSink, discard, warning
+from lbgen.health import Checker, HttpChecker, HttpGet, http_get
+from lbgen.model import Backend, Inventory
+from lbgen.proxy import Proxy
+from lbgen.render import Rendered, parse_meta, render
+from lbgen.routing import build_pools
+from lbgen.discovery import Source
+from lbgen.state import ProxyLock, State, StateStore
+
+
+@dataclass(frozen=True)
+class World:
+    """What is live, recorded and running, read once: the config on the proxy's disk, the state, what
+    discovery found, and the active env per service as recorded (served config first, then state)."""
+
+    live: str | None
+    state: State
+    inventory: Inventory
+    active: Mapping[str, str | None]
+    notes: tuple[str, ...] = ()
+
+    def with_inventory(self, inventory: Inventory) -> World:
+        return replace(self, inventory=inventory)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What one converge did: `changed` (the proxy reloaded with `generation`), or not."""
+
+    changed: bool
+    generation: str
+    diff: str = ""
+    dry_run: bool = False
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+class Core:
+    """The parts one lbgen run drives, each built on first use (so `render --from-file` never touches
+    Docker) and each replaceable through the constructor (tests pass fakes)."""
+
+    def __init__(self, config: Config, engine: Engine | None = None, *, source: Source | None = None,
+                 checker: Checker | None = None, get: HttpGet = http_get,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 log: EventSink = discard) -> None:
+        self.config = config
+        self._engine = engine
+        self._source = source
+        self._checker = checker
+        self._proxy: Proxy | None = None
+        self.get = get
+        self.clock = clock
+        self.sleep = sleep
+        self.log = log
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from lbgen.docker_engine import DockerEngine
+
+            self._engine = DockerEngine()
+        return self._engine
+
+    @property
+    def source(self) -> Source:
+        if self._source is None:
+            from lbgen.discovery import DockerSource
+
+            self._source = DockerSource(self.engine, self.config.network, self.config.label_prefix)
+        return self._source
+
+    @property
+    def proxy(self) -> Proxy:
+        if self._proxy is None:
+            self._proxy = Proxy(self.engine, self.config.proxy, self.config.network, self.get,
+                                clock=self.clock, sleep=self.sleep)
+        return self._proxy
+
+    @property
+    def checker(self) -> Checker:
+        if self._checker is None:
+            self._checker = HttpChecker(self.get, docker_health=self._docker_health)
+        return self._checker
+
+    @property
+    def store(self) -> StateStore:
+        return StateStore(self.engine, self.config.proxy.container, self.config.proxy.state_dir)
+
+    def _docker_health(self, backend: Backend) -> str | None:
+        from lbgen.errors import ContainerNotFound
+
+        try:
+            return self.engine.get_container(backend.id).health
+        except ContainerNotFound:
+            return None
+
+    def lock(self, purpose: str, wait: float = 30.0, lease: float = 300.0) -> ProxyLock:
+        info = self.proxy.info()
+        return ProxyLock(self.engine, info.id, info.image, self.config.proxy.container, purpose,
+                         wait=wait, lease=lease, log=self.log)
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    def discover(self) -> Inventory:
+        inventory = self.source.discover()
+        for skipped in inventory.skipped:
+            self.log(warning(str(skipped)))
+        return inventory
+
+    def active_envs(self, live: str | None, state: State) -> dict[str, str | None]:
+        """The active env per service as recorded: the served config's header, else state.json. What a
+        service without a record routes to is routing's rule (resolve_active_env)."""
+        meta = parse_meta(live or "")
+        recorded = meta.active if meta is not None else state.recorded_active
+        return {k: v for k, v in recorded.items() if k in self.config.services}
+
+    def read_world(self, *, reconcile: bool = False, inventory: Inventory | None = None) -> World:
+        """Live config, state, inventory, active envs: in this order, once. With `reconcile`, first settle
+        what a killed lbgen left half-done (the caller holds the lock)."""
+        notes: tuple[str, ...] = ()
+        if reconcile:
+            live, note = self.proxy.reconcile()
+            notes = (note,) if note else ()
+        else:
+            live = self.proxy.read_live()
+        state = self.store.load()
+        inventory = self.discover() if inventory is None else inventory
+        return World(live, state, inventory, self.active_envs(live, state), notes)
+
+    # --- deciding ------------------------------------------------------------------------------------
+
+    def desired(self, world: World, overrides: Mapping[str, str | None] | None = None,
+                state: State | None = None) -> Rendered:
+        """The config that should be live: the recorded active envs (then `overrides`), minus the backends
+        the health counts in `state` (default: the world's) have ejected."""
+        active = {**world.active, **(overrides or {})}
+        return self.render_for(world.inventory, active, (state or world.state).ejected_ids())
+
+    def render_for(self, inventory: Inventory, active: Mapping[str, str | None],
+                   ejected: Collection[str] = ()) -> Rendered:
+        rendered = render(self.config, build_pools(self.config, inventory, active, ejected))
+        for message in rendered.warnings:
+            self.log(warning(message))
+        return rendered
+
+    # --- changing ------------------------------------------------------------------------------------
+
+    def converge(self, inventory: Inventory | None = None) -> ApplyResult:
+        """Bring the live proxy to what the world asks for (the caller holds the lock): reconcile, read,
+        render, and when the text differs install (validated), reload and verify. A byte-identical config
+        is left alone."""
+        timings: dict[str, float] = {}
+        t = self.clock()
+        world = self.read_world(reconcile=True, inventory=inventory)
+        self.proxy.preflight(world.live)
+        rendered = self.desired(world)
+        timings["discover_render"] = self.clock() - t
+        if world.live == rendered.text:
+            return ApplyResult(False, rendered.generation, warnings=rendered.warnings, notes=world.notes,
+                               timings=timings)
+        t = self.clock()
+        self.proxy.install(rendered.text)
+        timings["install_validate"] = self.clock() - t
+        t = self.clock()
+        self.proxy.activate(rendered.generation)
+        timings["reload_verify"] = self.clock() - t
+        return ApplyResult(True, rendered.generation, warnings=rendered.warnings, notes=world.notes,
+                           timings=timings)
+
+    # watch mode calls the converge step by its older name
+    apply_locked = converge
+
+
+def diff(live: str | None, new: str) -> str:
+    """A unified diff of the live config against a rendered one."""
+    return "".join(difflib.unified_diff((live or "").splitlines(True), new.splitlines(True), "live", "rendered"))

@@ -1,0 +1,87 @@
+"""`lbgen status`: per service, the active and previous env, the last switch and each backend's health and
+routing; per proxy, which generation is live, served and wanted. Typed here, a dict only at the JSON edge."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lbgen.core import Core
+from lbgen.health import check_all
+from lbgen.model import Backend, HistoryEntry
+from lbgen.render import parse_meta
+from lbgen.routing import build_pools
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    backend: Backend
+    healthy: bool
+    detail: str
+    routed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.backend.to_dict(), "healthy": self.healthy, "health_detail": self.detail,
+                "routed": self.routed}
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    active_env: str | None
+    previous_env: str | None
+    last_switch: HistoryEntry | None
+    envs: tuple[str, ...]
+    backends: tuple[BackendStatus, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"active_env": self.active_env, "previous_env": self.previous_env,
+                "last_switch": self.last_switch.to_dict() if self.last_switch else None,
+                "envs": list(self.envs), "backends": [b.to_dict() for b in self.backends]}
+
+
+@dataclass(frozen=True)
+class ProxyStatus:
+    container: str
+    kind: str
+    live_generation: str | None
+    served_generation: str | None
+    in_sync: bool
+    rendered_generation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"container": self.container, "kind": self.kind, "live_generation": self.live_generation,
+                "served_generation": self.served_generation, "in_sync": self.in_sync,
+                "rendered_generation": self.rendered_generation}
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    proxy: ProxyStatus
+    services: tuple[ServiceStatus, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"proxy": self.proxy.to_dict(), "services": {s.name: s.to_dict() for s in self.services}}
+
+
+def build_status(core: Core) -> StatusReport:
+    """Read the world once, check every backend once (concurrently per service), and ask the proxy what
+    it serves."""
+    world = core.read_world()
+    rendered = core.desired(world)
+    pools = build_pools(core.config, world.inventory, rendered.active, world.state.ejected_ids())
+    routed = {b.id for pool in pools for b in pool.servers}
+    served = core.proxy.served()
+    services = []
+    for name, svc in core.config.services.items():
+        results = check_all(world.inventory.for_service(name), svc.health, core.checker)
+        services.append(ServiceStatus(
+            name=name, active_env=rendered.active.get(name), previous_env=world.state.previous.get(name),
+            last_switch=world.state.last_switch(name), envs=tuple(world.inventory.envs(name)),
+            backends=tuple(BackendStatus(r.backend, r.ok, r.detail, r.backend.id in routed) for r in results),
+        ))
+    live_meta = parse_meta(world.live or "")
+    proxy = ProxyStatus(container=core.config.proxy.container, kind=core.config.proxy.kind,
+                        live_generation=live_meta.generation if live_meta else None,
+                        served_generation=served.generation, in_sync=world.live == rendered.text,
+                        rendered_generation=rendered.generation)
+    return StatusReport(proxy, tuple(services))
