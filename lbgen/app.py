@@ -16,7 +16,7 @@ from lbgen.engine import Engine
 from lbgen.errors import ConfigError, UsageError
 from lbgen.health import Checker, HttpChecker, HttpGet, check_all, http_get
 from lbgen.model import Backend, Inventory
-from lbgen.proxy import Proxy
+from lbgen.proxies.driver import Proxy
 from lbgen.render import Rendered, parse_meta, render
 from lbgen.routing import build_pools
 from lbgen.state import ProxyLock, State, StateStore, holder_identity
