@@ -1,8 +1,8 @@
 """What a proxy kind is: `ProxyKind` holds everything that differs between nginx, HAProxy, ... (config
-path, template, validator, reload, preflight rules, render rules); the driver and render.py ask it.
+path, template, validator, reload, preflight rules, render rules); config.py, render.py and the driver ask it.
 
-Imports only lbgen.errors, lbgen.engine and the standard library (lbgen.model for type hints), so that
-config.py can look kinds up without importing the driver, which sits above config.
+Imports only lbgen.engine and the standard library (lbgen.model for type hints only), so that config.py
+can look kinds up without importing the driver, which sits above config.
 """
 from __future__ import annotations
 
