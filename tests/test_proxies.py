@@ -54,8 +54,8 @@ def test_nginx_behind_an_init_or_a_shell_reloads_through_its_pid_file(command):
 
 def test_a_failed_nginx_s_reload_says_why():
     engine, info = proxy_with(("tini", "--", "nginx"))
-    engine.exec_handlers["nginx"] = lambda eng, c, argv: ExecResult(
-        1, "nginx: [notice] signal process started\nnginx: [error] open() \"/run/nginx.pid\" failed (2: No such file)\n")
+    output = 'nginx: [notice] signal process started\nnginx: [error] open() "/run/nginx.pid" failed (2: No such file)\n'
+    engine.exec_handlers["nginx"] = lambda eng, c, argv: ExecResult(1, output)
     with pytest.raises(ReloadFailed) as e:
         NGINX.reload(engine, info)
     assert str(e.value) == ('reload of nginx in edge failed: nginx: [error] open() "/run/nginx.pid" failed '
