@@ -10,11 +10,8 @@ from typing import Any, Callable, Mapping
 
 from lbgen import grammar
 from lbgen.errors import ConfigError
+from lbgen.proxies import KINDS, kind_named
 
-DEFAULT_CONFIG_PATHS = {
-    "nginx": "/etc/nginx/conf.d/lbgen.conf",
-    "haproxy": "/usr/local/etc/haproxy/haproxy.cfg",
-}
 DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -259,11 +256,12 @@ class _Parser:
     def proxy(self, raw: Any, parent: dict) -> ProxyConfig:
         data = self.mapping(raw, "proxy", ("kind", "container", "config_path", "status_port", "state_dir"),
                             ("kind", "container"), parent, "proxy")
-        kind = self.field(data, "kind", "proxy", _choice(grammar.PROXY_KINDS))
+        kind = self.field(data, "kind", "proxy", _choice(tuple(KINDS)))
         return ProxyConfig(
             kind=kind,
             container=self.field(data, "container", "proxy", grammar.container_name),
-            config_path=self.field(data, "config_path", "proxy", _abs_path, DEFAULT_CONFIG_PATHS[kind]),
+            config_path=self.field(data, "config_path", "proxy", _abs_path,
+                                   kind_named(kind).default_config_path),
             status_port=self.field(data, "status_port", "proxy", grammar.port, 9180),
             state_dir=self.field(data, "state_dir", "proxy", _abs_path, "/var/lib/lbgen"),
         )

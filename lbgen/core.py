@@ -14,7 +14,7 @@ from lbgen.engine import Engine
 from lbgen.events import EventSink, discard, warning
 from lbgen.health import Checker, HttpChecker, HttpGet, http_get
 from lbgen.model import Backend, Inventory
-from lbgen.proxy import Proxy
+from lbgen.proxies.driver import Proxy
 from lbgen.render import Rendered, parse_meta, render
 from lbgen.routing import build_pools
 from lbgen.discovery import Source

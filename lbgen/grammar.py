@@ -18,7 +18,6 @@ LABEL_PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 # The hash keys lbgen knows how to express in both nginx and HAProxy.
 HASH_KEY_RE = re.compile(r"\$(request_uri|uri|remote_addr|(http|cookie|arg)_([a-z0-9_]{1,64}))")
 ALGORITHMS = ("round_robin", "least_conn", "ip_hash", "hash", "random")
-PROXY_KINDS = ("nginx", "haproxy")
 
 
 def name(value: str) -> str:

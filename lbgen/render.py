@@ -16,14 +16,12 @@ from lbgen import __version__
 from lbgen.config import Config, ServiceConfig
 from lbgen.errors import ConfigError
 from lbgen.model import Backend, Pool
+from lbgen.proxies import kind_named
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
-TEMPLATE_NAMES = {"nginx": "nginx.conf.j2", "haproxy": "haproxy.cfg.j2"}
 GENERATION_PLACEHOLDER = "LBGEN_GENERATION_PLACEHOLDER"
 META_PREFIX = "# lbgen-meta: "
 META_RE = re.compile(r"^# lbgen-meta: (\{.*\})$", re.M)
-# Algorithms that nginx forbids `backup` servers with.
-NGINX_NO_BACKUP = ("ip_hash", "hash", "random")
 
 
 @dataclass(frozen=True)
@@ -147,18 +145,14 @@ def render(config: Config, pools: Sequence[Pool]) -> Rendered:
     """Render the config for `config.proxy.kind`; identical input gives byte-identical output."""
     import jinja2
 
+    kind = kind_named(config.proxy.kind)
     by_name = {p.service: p for p in pools}
     warnings: list[str] = []
     views = []
     for name, service in config.services.items():
         pool = by_name.get(name) or Pool(service=name, active_env=None)
-        servers = pool.primary + pool.backups
-        if config.proxy.kind == "nginx" and service.algorithm in NGINX_NO_BACKUP and pool.backups:
-            warnings.append(
-                f"service {name}: nginx cannot use backup servers with {service.algorithm}; "
-                f"left out {', '.join(b.name for b in pool.backups)}"
-            )
-            servers = pool.primary
+        servers, left_out = kind.servers(service.algorithm, pool)
+        warnings.extend(left_out)
         views.append(ServiceView(name=name, config=service, active_env=pool.active_env, servers=servers))
     ports = []
     for port in sorted({v.config.listen for v in views}):
@@ -179,7 +173,7 @@ def render(config: Config, pools: Sequence[Pool]) -> Rendered:
         "generation": GENERATION_PLACEHOLDER,
     }
     env = make_environment(config.templates_dir)
-    template_name = TEMPLATE_NAMES[config.proxy.kind]
+    template_name = kind.template_name
     try:
         text = env.get_template(template_name).render(context)
     except jinja2.TemplateError as e:

@@ -212,26 +212,6 @@ def test_reconcile_reloads_when_the_proxy_lags_behind_its_file():
     assert "reloaded" in note and fp.serving == rendered.generation
 
 
-@pytest.mark.parametrize("command,ok", [
-    (("haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"), True),
-    (("haproxy", "-Ws", "-f", "/x.cfg"), True),
-    (("/usr/local/bin/docker-entrypoint.sh", "haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg"), True),
-    (("haproxy", "-db", "-f", "/other.cfg"), False),
-    (("haproxy", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"), "with master-worker in the live config"),
-])
-def test_haproxy_must_be_in_master_worker_mode(command, ok):
-    fp, app, _ = make("haproxy")
-    fp.engine.update("proxy", command=command)
-    if ok == "with master-worker in the live config":
-        fp.engine.write("proxy", fp.path, "global\n    master-worker\n")
-        ok = True
-    if ok:
-        app.core.proxy.preflight(fp.live() and fp.live().decode())
-    else:
-        with pytest.raises(ProxyError, match="not running in master-worker mode.*nothing was changed"):
-            app.core.proxy.preflight(None)
-
-
 def test_proxy_not_running_or_missing():
     fp, app, _ = make()
     fp.engine.update("proxy", running=False)

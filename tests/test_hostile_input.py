@@ -35,7 +35,7 @@ from lbgen.config import Config, parse_config
 from lbgen.discovery import DockerSource, parse_inventory, sort_backends
 from lbgen.errors import ConfigError
 from lbgen.model import Backend, Inventory, Pool
-from lbgen.render import NGINX_NO_BACKUP, render
+from lbgen.render import render
 from lbgen.routing import build_pools
 
 CI = os.environ.get("CI") == "true"
@@ -174,7 +174,8 @@ def rendered_servers(config: Config, pool: Pool) -> list[Backend]:
     """The servers the template must print for a pool, in order (nginx drops backups where it can't use them)."""
     primary = [b for b in pool.servers if not b.backup]
     backups = [b for b in pool.servers if b.backup]
-    if config.proxy.kind == "nginx" and config.services[pool.service].algorithm in NGINX_NO_BACKUP:
+    # nginx refuses `backup` with these algorithms (written out here, not imported: this is the oracle).
+    if config.proxy.kind == "nginx" and config.services[pool.service].algorithm in ("ip_hash", "hash", "random"):
         backups = []
     return primary + backups
 

@@ -3,7 +3,7 @@
 - By reading lbgen's source (ast): no subprocess, os.system/popen/exec*/spawn*, shell=True, eval or exec
   anywhere; every command goes through Engine.exec as a list literal whose items are whole values (never
   an f-string, a concatenation or a formatted string); the only shell run is `sh -c` with one of the two
-  constant scripts in lbgen.proxy, every value after them a positional argument.
+  constant scripts in lbgen.proxies.driver, every value after them a positional argument.
 - By running apply / switch / rollback on a FakeEngine proxy (the real scripts run under a real sh), with
   config paths that would be options or code if anything interpolated them: the recorded execs.
 - Secrets: the values of unknown labels and of other tools' labels, and containers' environment, never
@@ -18,14 +18,16 @@ from pathlib import Path
 import pytest
 
 from fakeproxy import FakeProxy
-from lbgen import proxy as proxy_module
+import lbgen
+from lbgen.proxies import driver as proxy_module
+from lbgen.proxies import kind_named
 from lbgen.app import Lbgen
 from lbgen.discovery import DockerSource
 from lbgen.docker_engine import DockerEngine, info_from_inspect, info_from_summary
 from lbgen.render import parse_meta
 
-LBGEN = Path(proxy_module.__file__).resolve().parent
-SOURCES = sorted(LBGEN.glob("*.py"))
+LBGEN = Path(lbgen.__file__).resolve().parent
+SOURCES = sorted(LBGEN.rglob("*.py"))
 SCRIPTS = {"INSTALL_SCRIPT": proxy_module.INSTALL_SCRIPT, "RESTORE_SCRIPT": proxy_module.RESTORE_SCRIPT}
 SHELLS = {"sh", "bash", "dash", "ash", "zsh", "/bin/sh", "/bin/bash", "/usr/bin/env", "env", "busybox"}
 SECRET = "hunter2-9f8e7d"
@@ -40,8 +42,9 @@ def where(path: Path, node: ast.AST) -> str:
 
 
 def test_the_audit_reads_the_whole_package():
-    names = {p.name for p in SOURCES}
-    assert {"proxy.py", "state.py", "docker_engine.py", "app.py", "cli.py"} <= names
+    names = {p.relative_to(LBGEN).as_posix() for p in SOURCES}
+    assert {"proxies/driver.py", "proxies/nginx.py", "proxies/haproxy.py", "state.py", "docker_engine.py", "app.py",
+            "cli.py"} <= names
 
 
 def test_no_process_is_started_on_the_host_and_no_shell_is_asked_for():
@@ -84,7 +87,7 @@ def exec_calls() -> list[tuple[str, ast.Call]]:
 
 def test_every_command_is_an_argv_list_of_whole_values():
     calls = exec_calls()
-    assert len(calls) >= 5, "the audit should see proxy.py's and state.py's execs"
+    assert len(calls) >= 5, "the audit should see the proxy driver's and state.py's execs"
     for at, call in calls:
         assert len(call.args) == 2 and not call.keywords, f"{at}: exec(container, argv) expected"
         argv = call.args[1]
@@ -111,8 +114,8 @@ def test_the_only_shell_runs_a_constant_script_with_values_as_positional_argumen
         assert isinstance(items[2], ast.Name) and items[2].id in SCRIPTS, f"{at}: sh -c {ast.unparse(items[2])}"
         assert isinstance(items[3], ast.Constant) and items[3].value == "sh", f"{at}: $0 must be a constant"
     assert sorted(shells) == ["INSTALL_SCRIPT", "RESTORE_SCRIPT"]
-    # Both scripts are constant text in lbgen/proxy.py (not built at run time).
-    tree = ast.parse((LBGEN / "proxy.py").read_text())
+    # Both scripts are constant text in lbgen/proxies/driver.py (not built at run time).
+    tree = ast.parse((LBGEN / "proxies" / "driver.py").read_text())
     assigned = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
                 for t in node.targets if isinstance(t, ast.Name)}
     for name in SCRIPTS:
@@ -169,7 +172,7 @@ def test_apply_switch_and_rollback_exec_only_whole_values(kind):
     assert app.rollback(timeout=5).outcome == "switched"
     assert parse_meta(fp.live().decode()).active == {"web": "blue"}
 
-    mode, validator = proxy_module.VALIDATORS[kind]
+    mode, validator = kind_named(kind).validate_mode, kind_named(kind).validator
     assert validator[0] == kind and mode == ("inplace" if kind == "nginx" else "candidate")
     allowed = {
         ("sh", "-c", proxy_module.INSTALL_SCRIPT, "sh", path, mode, *validator),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lbgen.proxy import INSTALL_SCRIPT, RESTORE_SCRIPT
+from lbgen.proxies.driver import INSTALL_SCRIPT, RESTORE_SCRIPT
 
 
 def install(path: Path, mode: str, *validator: str) -> subprocess.CompletedProcess:

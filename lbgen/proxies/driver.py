@@ -1,6 +1,8 @@
-"""Install a rendered config into the running proxy container, validate it with the proxy's own binary,
-reload gracefully, verify what is served, and restore the previous config on any failure.
-The only place that execs in the proxy container or signals it.
+"""The proxy driver: install a rendered config into the running proxy container, validate it with the
+proxy's own binary, reload gracefully, verify what is served, and restore the previous config on any
+failure. Whatever differs between kinds it asks the proxy's ProxyKind (lbgen.proxies).
+
+Imports the kinds (lbgen.proxies), config, engine, errors, health and render; the kinds never import it.
 
 The file is delivered through the Docker API (no bind mount), so a remote DOCKER_HOST works. On disk
 the swap is a rename: a killed lbgen leaves either the old or the new file, plus at most a
@@ -16,12 +18,15 @@ from lbgen.config import ProxyConfig
 from lbgen.engine import ContainerInfo, Engine
 from lbgen.errors import ContainerNotFound, DockerUnavailable, ProxyError, ProxyRejectedConfig, ReloadFailed
 from lbgen.health import HttpGet
+from lbgen.proxies import kind_named
+from lbgen.proxies.base import first_error
 from lbgen.render import parse_meta
 
 # Runs inside the proxy container as `sh -c INSTALL_SCRIPT sh PATH MODE VALIDATOR...`: every value is a
-# positional argument, never part of the script text. MODE `candidate` validates the new file on its own
-# before the swap (HAProxy owns its whole config); `inplace` swaps first and validates the whole proxy
-# config, swapping back on failure (nginx validates conf.d files only through nginx.conf).
+# positional argument, never part of the script text. MODE (the kind's validate_mode) `candidate`
+# validates the new file on its own before the swap (HAProxy owns its whole config); `inplace` swaps first
+# and validates the whole proxy config, swapping back on failure (nginx validates conf.d files only
+# through nginx.conf).
 INSTALL_SCRIPT = r"""
 path=$1; mode=$2; shift 2
 new="$path.lbgen-new"; prev="$path.lbgen-prev"
@@ -44,12 +49,6 @@ RESTORE_SCRIPT = r"""
 path=$1; prev="$path.lbgen-prev"
 if [ -e "$prev" ]; then mv -f "$prev" "$path"; else rm -f "$path"; fi
 """
-VALIDATORS = {
-    "nginx": ("inplace", ["nginx", "-t", "-q"]),
-    # No -q: HAProxy's quiet mode hides the ALERT lines that say why a config is invalid.
-    "haproxy": ("candidate", ["haproxy", "-c", "-f"]),
-}
-RELOAD_SIGNALS = {"nginx": "HUP", "haproxy": "USR2"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +72,7 @@ class Proxy:
         self.clock = clock
         self.sleep = sleep
         self.verify_timeout = verify_timeout
+        self.kind = kind_named(config.kind)
         self._info: ContainerInfo | None = None
 
     @property
@@ -110,25 +110,10 @@ class Proxy:
         """Refuse before changing anything when the proxy cannot be reloaded gracefully and verified:
         not running, not on the network (lbgen verifies through it), HAProxy outside master-worker mode."""
         self.address()
-        if self.config.kind != "haproxy":
-            return
-        command = self.info().command
-        if any(arg in ("-W", "-Ws") for arg in command):
-            return
-        if command and command[0].endswith("docker-entrypoint.sh") and "haproxy" in command[1:2]:
-            return  # the official image's entrypoint adds -W -db
-        started_with_our_file = self.path in command
-        if started_with_our_file and live and any(line.strip() == "master-worker" for line in live.splitlines()):
-            return
-        raise ProxyError(
-            f"HAProxy in container {self.name} is not running in master-worker mode, so it cannot reload "
-            f"seamlessly; lbgen will not restart it. Start it with `haproxy -W` (or `master-worker` in "
-            f"its global section); nothing was changed"
-        )
+        self.kind.preflight(self.info(), self.path, live)
 
     def install(self, text: str) -> None:
         """Upload, validate with the proxy's own binary, and swap in. On rejection the live file is untouched."""
-        mode, validator = VALIDATORS[self.config.kind]
         try:
             self.engine.put_file(self.name, self.path + ".lbgen-new", text.encode(), 0o644)
         except DockerUnavailable:
@@ -136,30 +121,21 @@ class Proxy:
         except OSError as e:
             raise ProxyError(f"cannot write {self.path} in proxy container {self.name}: {e}; "
                              f"the previous config is still live") from e
-        result = self.engine.exec(self.name, ["sh", "-c", INSTALL_SCRIPT, "sh", self.path, mode, *validator])
+        result = self.engine.exec(self.name, ["sh", "-c", INSTALL_SCRIPT, "sh", self.path,
+                                              self.kind.validate_mode, *self.kind.validator])
         if result.exit_code == 3:
             raise ProxyRejectedConfig(
-                f"{self.config.kind} rejected the rendered config: {_first_error(result.output)}; "
+                f"{self.config.kind} rejected the rendered config: {first_error(result.output)}; "
                 f"the previous config is still live"
             )
         if result.exit_code != 0:
             raise ProxyError(f"cannot install {self.path} in proxy container {self.name}: "
-                             f"{_first_error(result.output)}; the previous config is still live")
+                             f"{first_error(result.output)}; the previous config is still live")
 
     def reload(self) -> None:
-        """Ask the proxy's master process to reload gracefully (nginx: HUP, HAProxy master-worker: USR2)."""
-        command = self.info().command
-        binary = self.config.kind
-        if command and (command[0].rsplit("/", 1)[-1] == binary or command[0].endswith("docker-entrypoint.sh")):
-            self.engine.signal(self.name, RELOAD_SIGNALS[binary])
-            return
-        if binary == "haproxy":
-            raise ProxyError(f"PID 1 of proxy container {self.name} is not the HAProxy master "
-                             f"({' '.join(command[:3])}); lbgen reloads HAProxy by signalling its master")
-        # PID 1 is an init or a shell: let nginx find its master through its pid file.
-        result = self.engine.exec(self.name, ["nginx", "-s", "reload"])
-        if result.exit_code != 0:
-            raise ReloadFailed(f"reload of {binary} in {self.name} failed: {_first_error(result.output)}")
+        """Ask the proxy's master process to reload gracefully, as its kind does (nginx: HUP or
+        `nginx -s reload`, HAProxy master-worker: USR2)."""
+        self.kind.reload(self.engine, self.info())
 
     def served(self, timeout: float = 2.0) -> Served:
         """Ask the proxy's status listener which generation it serves now."""
@@ -248,10 +224,3 @@ class Proxy:
         self.wait_serving(live_meta.generation)
         return live, f"the proxy served generation {served.generation}, not the installed {live_meta.generation}; reloaded"
 
-
-def _first_error(output: str) -> str:
-    lines = [line.strip() for line in (output or "").splitlines() if line.strip()]
-    for line in lines:
-        if "emerg" in line or "ALERT" in line or "error" in line.lower():
-            return line[:400]
-    return (lines[0][:400] if lines else "no output")
