@@ -65,7 +65,7 @@ class Lbgen:
     @property
     def source(self) -> Any:
         if self._source is None:
-            from lbgen.discovery import DockerSource
+            from lbgen.sources.docker import DockerSource
 
             self._source = DockerSource(self.engine, self.config.network, self.config.label_prefix)
         return self._source

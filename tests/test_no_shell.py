@@ -20,7 +20,7 @@ import pytest
 from fakeproxy import FakeProxy
 from lbgen import proxy as proxy_module
 from lbgen.app import Lbgen
-from lbgen.discovery import DockerSource
+from lbgen.sources.docker import DockerSource
 from lbgen.docker_engine import DockerEngine, info_from_inspect, info_from_summary
 from lbgen.render import parse_meta
 
