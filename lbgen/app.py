@@ -18,7 +18,7 @@ from lbgen.health import Checker, GateProgress, HttpGet, http_get
 from lbgen.model import HistoryEntry, Inventory, Outcome
 from lbgen.monitor import HealthReport, run_health
 from lbgen.render import Rendered
-from lbgen.discovery import Source
+from lbgen.sources import Source
 from lbgen.status import StatusReport, build_status
 from lbgen.switch import SwitchResult, run_switch
 

@@ -143,7 +143,7 @@ def render(ctx: click.Context, service: str | None, envs: tuple[str, ...], outpu
     app = Lbgen(config)
     inventory = None
     if inventory_path is not None:
-        from lbgen.discovery import FileSource
+        from lbgen.sources.inventory import FileSource
 
         inventory = FileSource(inventory_path).discover()
     rendered = app.render(overrides, inventory=inventory)

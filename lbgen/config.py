@@ -229,7 +229,7 @@ class _Parser:
                            ("network", "proxy", "services"))
         network = self.field(top, "network", "", _string("a Docker network name or id", r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"))
         prefix = self.field(top, "label_prefix", "", grammar.label_prefix, "lbgen")
-        templates_dir = self.field(top, "templates_dir", "", _string("a directory path"))
+        templates_dir = self.templates_dir(top)
         proxy = self.proxy(top["proxy"], top)
         services_raw = top["services"]
         if not isinstance(services_raw, dict) or not services_raw:
@@ -249,9 +249,22 @@ class _Parser:
             proxy=proxy,
             services=services,
             label_prefix=prefix,
-            templates_dir=(self.base_dir / templates_dir) if templates_dir else None,
+            templates_dir=templates_dir,
             source=self.source,
         )
+
+    def templates_dir(self, top: dict) -> Path | None:
+        """`templates_dir`, relative to lbgen.yaml. It must exist: a typo there must not silently render
+        the built-in templates instead of the user's own."""
+        value = self.field(top, "templates_dir", "", _string("a directory path"))
+        if value is None:
+            return None
+        path = self.base_dir / value
+        if not os.path.isdir(path):
+            what = "not a directory" if os.path.exists(path) else "no such directory"
+            shown = str(path) if str(path).isprintable() else grammar._show(str(path))
+            raise self.fail("templates_dir", f"{what}: {shown}", top, "templates_dir")
+        return path
 
     def proxy(self, raw: Any, parent: dict) -> ProxyConfig:
         data = self.mapping(raw, "proxy", ("kind", "container", "config_path", "status_port", "state_dir"),

@@ -17,7 +17,7 @@ from lbgen.model import Backend, Inventory
 from lbgen.proxies.driver import Proxy
 from lbgen.render import Rendered, parse_meta, render
 from lbgen.routing import build_pools
-from lbgen.discovery import Source
+from lbgen.sources import Source
 from lbgen.state import ProxyLock, State, StateStore
 
 
@@ -78,7 +78,7 @@ class Core:
     @property
     def source(self) -> Source:
         if self._source is None:
-            from lbgen.discovery import DockerSource
+            from lbgen.sources.docker import DockerSource
 
             self._source = DockerSource(self.engine, self.config.network, self.config.label_prefix)
         return self._source

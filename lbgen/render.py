@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from lbgen import __version__
 from lbgen.config import Config, ServiceConfig
@@ -18,7 +18,7 @@ from lbgen.errors import ConfigError
 from lbgen.model import Backend, Pool
 from lbgen.proxies import kind_named
 
-BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
+BUILTIN_TEMPLATES = "lbgen.templates"  # package data (top-level templates/ in a checkout)
 GENERATION_PLACEHOLDER = "LBGEN_GENERATION_PLACEHOLDER"
 META_PREFIX = "# lbgen-meta: "
 META_RE = re.compile(r"^# lbgen-meta: (\{.*\})$", re.M)
@@ -106,12 +106,17 @@ def duration_ms(seconds: float) -> str:
 
 
 def make_environment(templates_dir: Path | None = None) -> Any:
+    """The Jinja2 environment: `templates_dir` (if any) searched first, then the built-in templates."""
     import jinja2
 
-    search = [str(templates_dir)] if templates_dir else []
-    search.append(str(BUILTIN_TEMPLATES))
+    loaders = []
+    if templates_dir is not None:
+        if not templates_dir.is_dir():  # checked at load too; this catches one removed since
+            raise ConfigError(f"templates_dir: no such directory: {templates_dir}")
+        loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
+    loaders.append(jinja2.FunctionLoader(_builtin_template))
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(search),
+        loader=jinja2.ChoiceLoader(loaders),
         bytecode_cache=_bytecode_cache(jinja2),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -123,6 +128,22 @@ def make_environment(templates_dir: Path | None = None) -> Any:
     env.filters["haproxy_str"] = haproxy_str
     env.filters["ms"] = duration_ms
     return env
+
+
+def _builtin_template(name: str) -> tuple[str, str, Callable[[], bool]] | None:
+    """A built-in template read through importlib.resources, so it is found in a checkout, an installed
+    wheel or a zip alike; None when there is no such template."""
+    from importlib.resources import files
+
+    from jinja2.loaders import split_template_path  # refuses `..`
+
+    resource = files(BUILTIN_TEMPLATES)
+    for piece in split_template_path(name):
+        resource = resource.joinpath(piece)
+    if not resource.is_file():
+        return None
+    # Never stale: every render builds a fresh environment, and the bytecode cache keys on the source.
+    return resource.read_text(encoding="utf-8"), str(resource), lambda: True
 
 
 def _bytecode_cache(jinja2: Any) -> Any:

@@ -593,7 +593,7 @@ class Watcher:
     def _guard(self, inventory: Inventory, active: Mapping[str, str | None]) -> Inventory:
         """A pool that had servers never becomes empty because discovery answered nothing for it: a
         transient failure or an engine still starting containers must not take a service off the air."""
-        from lbgen.discovery import sort_backends
+        from lbgen.sources import sort_backends
 
         kept: list[Backend] = []
         for pool in build_pools(self.app.config, inventory, active, ()):

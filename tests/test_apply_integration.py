@@ -62,7 +62,7 @@ def test_an_invalid_config_never_goes_live(lab, tmp_path, kind):
     templates = tmp_path / "templates"
     templates.mkdir()
     name = "nginx.conf.j2" if kind == "nginx" else "haproxy.cfg.j2"
-    builtin = (Path(__file__).resolve().parents[1] / "lbgen" / "templates" / name).read_text()
+    builtin = (Path(__file__).resolve().parents[1] / "templates" / name).read_text()
     (templates / name).write_text(builtin + "\nthis_is_not_a_directive on;\n")
     s.write_config(top_yaml=f"templates_dir: {templates}\n")
     load = Load(s.url, workers=2, max_seconds=30).start()

@@ -109,10 +109,12 @@ def host_list(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(h, str) and len(h) <= 253 and re.fullmatch(HOST, h) for h in v)
 
 
+WORK: list[Path] = []  # the `work` fixture's directory, which holds lbgen.yaml
 LEAVES = {  # key (relative to its mapping) -> is the value valid on its own
     "network": matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"),
     "label_prefix": matches(r"[a-z0-9][a-z0-9._-]{0,62}"),
-    "templates_dir": lambda v: isinstance(v, str) and v != "",
+    # relative to lbgen.yaml, in the `work` directory; a directory that is not there is an error
+    "templates_dir": lambda v: isinstance(v, str) and v != "" and os.path.isdir(os.path.join(WORK[0], v)),
     "kind": lambda v: v in ("nginx", "haproxy") and isinstance(v, str),
     "container": matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"),
     "config_path": abs_path,
@@ -171,6 +173,8 @@ def service_relations(name: str, svc: dict[str, Any]) -> str | None:
 def work(tmp_path_factory, request):
     work = tmp_path_factory.mktemp("config-fuzz")
     (work / "inventory.yaml").write_text(INVENTORY)
+    (work / "templates").mkdir()  # a templates_dir without templates: the built-in ones are used
+    WORK[:] = [work]
     temp = "".join(f"    {k}_temp_path {work / k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     (work / "nginx.conf").write_text(
         f"pid {work / 'nginx.pid'};\nerror_log {work / 'error.log'};\nevents {{}}\n"
@@ -243,7 +247,7 @@ hostile_value = st.one_of(
 valid_leaf = {
     "network": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True),
     "label_prefix": st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True),
-    "templates_dir": st.just("no-such-templates"),
+    "templates_dir": st.sampled_from(["templates", "no-such-templates"]),
     "kind": st.sampled_from(["nginx", "haproxy"]),
     "container": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True),
     "config_path": st.sampled_from(["/etc/haproxy/haproxy.cfg", "/x", "/a/b.conf"]),

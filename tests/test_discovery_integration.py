@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lbgen.discovery import DockerSource
+from lbgen.sources.docker import DockerSource
 from lbgen.docker_engine import DockerEngine
 from lbgen.model import Backend, Inventory, Skipped
 

@@ -349,7 +349,7 @@ def test_a_config_the_proxy_rejects_is_exit_3_and_the_previous_one_stays_byte_id
     templates = tmp_path / "templates"
     templates.mkdir()
     name = "nginx.conf.j2" if kind == "nginx" else "haproxy.cfg.j2"
-    builtin = (Path(__file__).resolve().parents[1] / "lbgen" / "templates" / name).read_text()
+    builtin = (Path(__file__).resolve().parents[1] / "templates" / name).read_text()
     (templates / name).write_text(builtin + "\nthis_is_not_a_directive on;\n")
     s.write_config(service_yaml="default_env: blue\n" + FAST_GATE, top_yaml=f"templates_dir: {templates}\n")
     load = Load(s.url, workers=2, max_seconds=60).start()

@@ -32,7 +32,9 @@ from fakes import FakeEngine, fake_id
 from testutil import real_binary, report_figures
 from lbgen.app import Lbgen
 from lbgen.config import Config, parse_config
-from lbgen.discovery import DockerSource, parse_inventory, sort_backends
+from lbgen.sources import sort_backends
+from lbgen.sources.docker import DockerSource
+from lbgen.sources.inventory import parse_inventory
 from lbgen.errors import ConfigError
 from lbgen.model import Backend, Inventory, Pool
 from lbgen.render import render

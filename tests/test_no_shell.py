@@ -22,7 +22,7 @@ import lbgen
 from lbgen.proxies import driver as proxy_module
 from lbgen.proxies import kind_named
 from lbgen.app import Lbgen
-from lbgen.discovery import DockerSource
+from lbgen.sources.docker import DockerSource
 from lbgen.docker_engine import DockerEngine, info_from_inspect, info_from_summary
 from lbgen.render import parse_meta
 

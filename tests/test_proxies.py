@@ -199,7 +199,7 @@ def test_a_new_kind_needs_only_its_module_and_its_template(tmp_path, monkeypatch
     assert fp.path == "/etc/toy/lbgen.toy"
     address = fp.backend("web-blue-1", "blue")
     app = Lbgen(fp.config, fp.engine, get=fp.get, sleep=lambda s: None, log=lambda line: None)
-    app.proxy.verify_timeout = 0.5
+    app.core.proxy.verify_timeout = 0.5
     assert app.apply().changed
     assert fp.live().decode().splitlines()[1] == f"web: {address}:8080"
     assert fp.engine.signals == [("proxy", "HUP")]

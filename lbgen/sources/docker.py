@@ -1,34 +1,18 @@
-"""Discovery sources: Docker labels (through an Engine) or an inventory file -> an Inventory of Backends.
+"""Docker discovery: containers labelled `<prefix>.service` -> Backends, or Skipped with a one-line reason.
 
-Every value that becomes part of a Backend passes lbgen.grammar here. A container with bad labels is
-skipped with a one-line reason; a bad inventory file is an error (it is the user's own input).
+Every label value passes lbgen.grammar here; a container with bad labels is skipped, never routed with defaults.
 """
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any
 
 from lbgen import grammar
-from lbgen.config import _kind, _Parser, load_yaml
 from lbgen.engine import ContainerInfo, Engine
-from lbgen.errors import ConfigError
 from lbgen.model import Backend, Inventory, Skipped
+from lbgen.sources import sort_backends
 
 LABELS = ("service", "env", "port", "weight", "backup")  # the known `<prefix>.*` labels, in help order
-FILE_KEYS = ("service", "env", "name", "id", "address", "port", "weight", "backup")
 _REQUIRED = object()
-
-
-class Source(Protocol):
-    def discover(self) -> Inventory:
-        """What is there now: the routable backends, and what was skipped and why."""
-
-
-def sort_backends(backends: Iterable[Backend]) -> tuple[Backend, ...]:
-    """The one order every source returns (so rendered configs are byte-stable)."""
-    return tuple(sorted(backends, key=lambda b: (b.service, b.env is not None, b.env or "", b.name, b.id, b.port)))
 
 
 class DockerSource:
@@ -112,90 +96,6 @@ class DockerSource:
             if network_id == self.network or (len(self.network) >= 12 and network_id.startswith(self.network)):
                 return name
         return None
-
-
-class FileSource:
-    """An inventory file (YAML or JSON): `backends: [{service, env, name, address, port, weight, backup, id}]`.
-
-    `-` reads standard input. Any invalid entry is a ConfigError naming `backends[3].port`.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-
-    def discover(self) -> Inventory:
-        source = "<stdin>" if self.path == "-" else self.path
-        data = parse_inventory(self._read(), source, as_json=self.path.endswith(".json"))
-        return Inventory(sort_backends(data))
-
-    def _read(self) -> str:
-        if self.path == "-":
-            return sys.stdin.read()
-        try:
-            return Path(self.path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{self.path}: no such inventory file") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{self.path}: cannot read: {e}") from e
-
-
-def parse_inventory(text: str, source: str = "inventory", as_json: bool = False) -> list[Backend]:
-    """The backends of an inventory document; a ConfigError for the first thing wrong in it."""
-    if as_json:
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            line = getattr(e, "lineno", None)
-            raise ConfigError(f"{source}{f':{line}' if line else ''}: invalid JSON: "
-                              f"{getattr(e, 'msg', e)}") from None
-    else:
-        data = load_yaml(text, source)
-    parser = _Parser(source, Path.cwd())
-    top = parser.mapping(data, "", ("backends",), ("backends",))
-    items = top["backends"]
-    if not isinstance(items, list):
-        raise parser.fail("backends", f"expected a list of backends, got {_kind(items)}", top, "backends")
-    backends: list[Backend] = []
-    seen: dict[str, int] = {}
-    for i, raw in enumerate(items):
-        path = f"backends[{i}]"
-        entry = parser.mapping(raw, path, FILE_KEYS, ("service", "name", "address", "port"), items, i)
-        name = parser.field(entry, "name", path, grammar.container_name)
-        if name in seen:
-            raise parser.fail(f"{path}.name", f"{name} is already backends[{seen[name]}]", entry, "name")
-        seen[name] = i
-        backends.append(Backend(
-            service=parser.field(entry, "service", path, grammar.name),
-            env=parser.field(entry, "env", path, _optional(grammar.name)),
-            name=name,
-            id=parser.field(entry, "id", path, grammar.container_id, name),
-            address=parser.field(entry, "address", path, grammar.address),
-            port=parser.field(entry, "port", path, grammar.port),
-            weight=parser.field(entry, "weight", path, grammar.weight, 1),
-            backup=parser.field(entry, "backup", path, grammar.boolean, False),
-            docker_health=None,
-            source="file",
-        ))
-    return backends
-
-
-class MultiSource:
-    """Several sources as one: their inventories added up (e.g. several Docker hosts, or Docker + a file)."""
-
-    def __init__(self, sources: Iterable[Source]) -> None:
-        self.sources = tuple(sources)
-
-    def discover(self) -> Inventory:
-        total = Inventory()
-        for source in self.sources:
-            total = total + source.discover()
-        return Inventory(sort_backends(total.backends), total.skipped)
-
-
-def _optional(check: Any) -> Any:
-    def inner(value: Any) -> Any:
-        return None if value is None else check(value)
-    return inner
 
 
 def _word(value: str) -> str:

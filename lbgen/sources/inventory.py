@@ -1,0 +1,127 @@
+"""Inventory-file discovery: a YAML or JSON `backends:` list -> Backends; anything invalid is a ConfigError
+naming its key path (the file is the user's own input)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from lbgen import grammar
+from lbgen.config import _kind, _Parser, load_yaml
+from lbgen.errors import ConfigError
+from lbgen.model import Backend, Inventory
+from lbgen.sources import sort_backends
+
+FILE_KEYS = ("service", "env", "name", "id", "address", "port", "weight", "backup")
+
+
+class FileSource:
+    """An inventory file (YAML or JSON): `backends: [{service, env, name, address, port, weight, backup, id}]`.
+
+    `-` reads standard input. Any invalid entry is a ConfigError naming `backends[3].port`.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+
+    def discover(self) -> Inventory:
+        source = "<stdin>" if self.path == "-" else self.path
+        data = parse_inventory(self._read(), source, as_json=self.path.endswith(".json"))
+        return Inventory(sort_backends(data))
+
+    def _read(self) -> str:
+        if self.path == "-":
+            return sys.stdin.read()
+        try:
+            return Path(self.path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{self.path}: no such inventory file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{self.path}: cannot read: {e}") from e
+
+
+def parse_inventory(text: str, source: str = "inventory", as_json: bool = False) -> list[Backend]:
+    """The backends of an inventory document; a ConfigError for the first thing wrong in it."""
+    if as_json:
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            line = getattr(e, "lineno", None)
+            raise ConfigError(f"{source}{f':{line}' if line else ''}: invalid JSON: "
+                              f"{getattr(e, 'msg', e)}") from None
+    else:
+        data = load_yaml(text, source)
+    parser = _Parser(source, Path.cwd())
+    top = parser.mapping(data, "", ("backends",), ("backends",))
+    items = top["backends"]
+    if not isinstance(items, list):
+        raise parser.fail("backends", f"expected a list of backends, got {_kind(items)}", top, "backends")
+    backends: list[Backend] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(items):
+        path = f"backends[{i}]"
+        entry = parser.mapping(raw, path, FILE_KEYS, ("service", "name", "address", "port"), items, i)
+        name = parser.field(entry, "name", path, grammar.container_name)
+        if name in seen:
+            raise parser.fail(f"{path}.name", f"{name} is already backends[{seen[name]}]", entry, "name")
+        seen[name] = i
+        backends.append(Backend(
+            service=parser.field(entry, "service", path, grammar.name),
+            env=parser.field(entry, "env", path, _optional(grammar.name)),
+            name=name,
+            id=parser.field(entry, "id", path, grammar.container_id, name),
+            address=parser.field(entry, "address", path, grammar.address),
+            port=parser.field(entry, "port", path, grammar.port),
+            weight=parser.field(entry, "weight", path, grammar.weight, 1),
+            backup=parser.field(entry, "backup", path, grammar.boolean, False),
+            docker_health=None,
+            source="file",
+        ))
+    return backends
+
+
+def parse_inventory(text: str, source: str = "inventory", as_json: bool = False) -> list[Backend]:
+    """The backends of an inventory document; a ConfigError for the first thing wrong in it."""
+    if as_json:
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            line = getattr(e, "lineno", None)
+            raise ConfigError(f"{source}{f':{line}' if line else ''}: invalid JSON: "
+                              f"{getattr(e, 'msg', e)}") from None
+    else:
+        data = load_yaml(text, source)
+    parser = _Parser(source, Path.cwd())
+    top = parser.mapping(data, "", ("backends",), ("backends",))
+    items = top["backends"]
+    if not isinstance(items, list):
+        raise parser.fail("backends", f"expected a list of backends, got {_kind(items)}", top, "backends")
+    backends: list[Backend] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(items):
+        path = f"backends[{i}]"
+        entry = parser.mapping(raw, path, FILE_KEYS, ("service", "name", "address", "port"), items, i)
+        name = parser.field(entry, "name", path, grammar.container_name)
+        if name in seen:
+            raise parser.fail(f"{path}.name", f"{name} is already backends[{seen[name]}]", entry, "name")
+        seen[name] = i
+        backends.append(Backend(
+            service=parser.field(entry, "service", path, grammar.name),
+            env=parser.field(entry, "env", path, _optional(grammar.name)),
+            name=name,
+            id=parser.field(entry, "id", path, grammar.container_id, name),
+            address=parser.field(entry, "address", path, grammar.address),
+            port=parser.field(entry, "port", path, grammar.port),
+            weight=parser.field(entry, "weight", path, grammar.weight, 1),
+            backup=parser.field(entry, "backup", path, grammar.boolean, False),
+            docker_health=None,
+            source="file",
+        ))
+    return backends
+
+
+def _optional(check: Any) -> Any:
+    def inner(value: Any) -> Any:
+        return None if value is None else check(value)
+    return inner

@@ -1,0 +1,132 @@
+"""Inventory files (YAML, JSON, stdin) -> Backends; every invalid value an error naming its key path."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lbgen.errors import ConfigError
+from lbgen.model import Backend, Inventory
+from lbgen.sources.inventory import FileSource, parse_inventory
+
+
+GOOD_YAML = """\
+backends:
+  - service: web
+    env: blue
+    name: web-blue-1
+    address: 10.1.0.11
+    port: 8080
+  - {service: web, env: green, name: web-green-1, address: 10.1.0.21, port: "8080", weight: 5, backup: true,
+     id: abc123}
+  - service: web
+    env: null
+    name: web-shared
+    address: "fd00::1"
+    port: 80
+"""
+
+
+def test_an_inventory_file_in_yaml(tmp_path):
+    path = tmp_path / "inventory.yaml"
+    path.write_text(GOOD_YAML)
+
+    inventory = FileSource(path).discover()
+
+    assert inventory == Inventory(backends=(
+        Backend("web", None, "web-shared", "web-shared", "fd00::1", 80, source="file"),
+        Backend("web", "blue", "web-blue-1", "web-blue-1", "10.1.0.11", 8080, source="file"),
+        Backend("web", "green", "web-green-1", "abc123", "10.1.0.21", 8080, 5, True, source="file"),
+    ))
+
+
+def test_an_inventory_file_in_json(tmp_path):
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps({"backends": [
+        {"service": "api", "name": "api-1", "address": "10.1.0.5", "port": 9000, "backup": False},
+    ]}))
+    assert FileSource(path).discover().backends == (
+        Backend("api", None, "api-1", "api-1", "10.1.0.5", 9000, source="file"),
+    )
+
+
+def test_an_inventory_from_stdin(monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(GOOD_YAML))
+    assert len(FileSource("-").discover().backends) == 3
+
+
+def test_an_empty_backends_list_is_an_empty_inventory():
+    assert parse_inventory("backends: []\n") == []
+
+
+def entry(**overrides) -> str:
+    fields = {"service": "web", "env": "blue", "name": "web-1", "address": "10.1.0.1", "port": 8080, **overrides}
+    return json.dumps({"backends": [{"service": "web", "name": "web-0", "address": "10.1.0.9", "port": 80},
+                                    {k: v for k, v in fields.items() if v is not DROP}]})
+
+
+DROP = object()
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"port": 0}, "backends[1].port: 0 is not a port (expected 1-65535)"),
+    ({"port": "80;"}, "backends[1].port: '80;' is not a port (expected 1-65535)"),
+    ({"port": True}, "backends[1].port: True is not a port (expected 1-65535)"),
+    ({"port": 8080.5}, "backends[1].port: 8080.5 is not a port (expected 1-65535)"),
+    ({"weight": 0}, "backends[1].weight: 0 is not a weight (expected an integer 1-256)"),
+    ({"weight": 1000}, "backends[1].weight: 1000 is not a weight (expected an integer 1-256)"),
+    ({"backup": "yes"}, "backends[1].backup: 'yes' is not a boolean (expected true or false)"),
+    ({"service": "Web"}, "backends[1].service: 'Web' is not a valid name (expected [a-z0-9][a-z0-9_-]{0,62})"),
+    ({"env": "blue\n"}, "backends[1].env: 'blue\\n' is not a valid name (expected [a-z0-9][a-z0-9_-]{0,62})"),
+    ({"name": "web 1"}, "backends[1].name: 'web 1' is not a valid container name "
+                        "(expected [A-Za-z0-9][A-Za-z0-9_.-]*)"),
+    ({"name": "web-0"}, "backends[1].name: web-0 is already backends[0]"),
+    ({"id": "a;b"}, "backends[1].id: 'a;b' is not a valid container id"),
+    ({"address": "web.example.com"}, "backends[1].address: 'web.example.com' is not an IP address"),
+    ({"address": "10.0.0.1}"}, "backends[1].address: '10.0.0.1}' is not an IP address"),
+    ({"port": DROP}, "backends[1]: missing required key 'port'"),
+    ({"address": DROP}, "backends[1]: missing required key 'address'"),
+    ({"wieght": 2}, "backends[1].wieght: unknown key (expected one of: service, env, name, id, address, port, "
+                    "weight, backup)"),
+])
+def test_every_invalid_inventory_value_is_an_error_naming_its_key_path(overrides, message):
+    with pytest.raises(ConfigError) as e:
+        parse_inventory(entry(**overrides), "inv.json", as_json=True)
+    assert str(e.value) == f"inv.json: {message}"
+
+
+def test_yaml_inventory_errors_carry_the_line():
+    text = GOOD_YAML.replace("    port: 80\n", "    port: 80\n    weight: -2\n")
+    with pytest.raises(ConfigError) as e:
+        parse_inventory(text, "inv.yaml")
+    assert str(e.value) == "inv.yaml:14: backends[2].weight: -2 is not a weight (expected an integer 1-256)"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "inv.yaml: (top level): expected a mapping, got nothing"),
+    ("- a\n", "inv.yaml: (top level): expected a mapping, got a list"),
+    ("backend: []\n", "inv.yaml:1: backend: unknown key (expected one of: backends)"),
+    ("backends: {}\n", "inv.yaml:1: backends: expected a list of backends, got a mapping"),
+    ("backends:\n  - web\n", "inv.yaml:2: backends[0]: expected a mapping, got a string"),
+    ("backends: [\n", "inv.yaml:2: invalid YAML: expected the node content, but found '<stream end>'"),
+])
+def test_malformed_inventories(text, message):
+    with pytest.raises(ConfigError) as e:
+        parse_inventory(text, "inv.yaml")
+    assert str(e.value) == message
+
+
+def test_invalid_json_names_the_line(tmp_path):
+    path = tmp_path / "inv.json"
+    path.write_text('{"backends": [\n  {"service": "web",}\n]}')
+    with pytest.raises(ConfigError) as e:
+        FileSource(path).discover()
+    assert str(e.value) == f"{path}:2: invalid JSON: Expecting property name enclosed in double quotes"
+
+
+def test_a_missing_inventory_file(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        FileSource(tmp_path / "nope.yaml").discover()
+    assert str(e.value) == f"{tmp_path / 'nope.yaml'}: no such inventory file"
