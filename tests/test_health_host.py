@@ -156,7 +156,7 @@ def test_hostile_health_values_are_refused_or_reach_haproxy_exactly(tmp_path_fac
     if headers:
         health["headers"] = headers
     text = BASE.format(kind="haproxy") + yaml.safe_dump({"hosts": ["shop.example.com"], "health": health},
-                                                        allow_unicode=True).replace("\n", "\n    ").rstrip() + "\n"
+                                                        allow_unicode=True, sort_keys=False).replace("\n", "\n    ").rstrip() + "\n"
     text = text.replace("  web:\n", "  web:\n    ", 1)
     try:
         c = parse_config(text)
