@@ -275,6 +275,24 @@ class DockerLab:
         tagged `lbgen-test-<folder>:<hash of the folder and the base tag>`, so it is built once per recipe."""
         return derived_image(self.client, self.image, IMAGES / folder)
 
+    def official_nginx(self, network: str, name: str | None = None, **kw: Any) -> Any:
+        """A replica of the official nginx image (tests/images/official/nginx), run as its Dockerfile says
+        (its ENTRYPOINT and CMD); returns once the master has written its pid file."""
+        container = self.container(network, name or f"official-nginx-{next(self._names)}",
+                                   image=self.derived_image("official/nginx"), stop_signal="SIGQUIT", **kw)
+        self.wait_for(lambda: container.exec_run(["test", "-s", "/run/nginx.pid"]).exit_code == 0,
+                      timeout=10, what=f"nginx in {container.name} to start")
+        return container
+
+    def official_haproxy(self, network: str, name: str | None = None, **kw: Any) -> Any:
+        """A replica of the official haproxy image (tests/images/official/haproxy), run as its Dockerfile
+        says (user haproxy, entrypoint adding -W -db); with the base's placeholder haproxy.cfg (:80 answers
+        503). Returns once :80 answers."""
+        container = self.container(network, name or f"official-haproxy-{next(self._names)}",
+                                   image=self.derived_image("official/haproxy"), stop_signal="SIGUSR1", **kw)
+        self.wait_http(f"http://{self.ip(container, network)}:80/", timeout=10, status=None)
+        return container
+
     # --- looking ------------------------------------------------------------------------------------
 
     def ip(self, container: Any, network: str) -> str:
@@ -337,7 +355,8 @@ def derived_image(client: Any, base: str, folder: Path) -> str:
     digest = hashlib.sha256(base.encode())
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
-    tag = f"lbgen-test-{folder.name.replace('_', '-')}:{digest.hexdigest()[:12]}"
+    name = str(folder.relative_to(IMAGES)) if folder.is_relative_to(IMAGES) else folder.name
+    tag = f"lbgen-test-{name.replace('/', '-').replace('_', '-')}:{digest.hexdigest()[:12]}"
     with _derive_lock:
         try:
             client.images.get(tag)
@@ -346,7 +365,7 @@ def derived_image(client: Any, base: str, folder: Path) -> str:
             pass
         try:
             client.images.build(path=str(folder), tag=tag, buildargs={"BASE": base}, rm=True, forcerm=True,
-                                pull=False, labels={"lbgen-test-image": folder.name})
+                                pull=False, labels={"lbgen-test-image": name})
         except (docker.errors.BuildError, docker.errors.APIError) as e:
             log = "".join(str(line.get("stream", line.get("error", ""))) for line in getattr(e, "build_log", []) or [])
             raise LabError(f"cannot build {tag} from {folder}: {e}\n{log[-2000:]}") from e
