@@ -43,6 +43,17 @@ class HealthConfig:
     timeout: float = 2.0
     rise: int = 2
     fall: int = 3
+    # The Host header of lbgen's checks and HAProxy's: `health.host`, else the service's first exact
+    # host name (apps that check Host, such as Django's ALLOWED_HOSTS, answer 400 to any other), else
+    # None (lbgen sends address:port, HAProxy `localhost`).
+    host: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # `health.headers`, in the order written
+
+    def request_headers(self) -> dict[str, str]:
+        """The headers a check sends besides the defaults: Host (when known), then `health.headers`."""
+        out = {"Host": self.host} if self.host else {}
+        out.update(self.headers)
+        return out
 
     def status_ok(self, status: int) -> bool:
         if self.expect_status.endswith("xx"):
@@ -62,6 +73,10 @@ class ServiceConfig:
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     retries: int = 2
+    # Idle limit of an upgraded (WebSocket) connection, in both directions; replaces read_timeout once
+    # the connection is upgraded (HAProxy `timeout tunnel`; nginx proxy_read/send_timeout of the
+    # upgrade location).
+    websocket_timeout: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,10 @@ class ProxyConfig:
     config_path: str
     status_port: int = 9180
     state_dir: str = "/var/lib/lbgen"
+    # How long an old HAProxy worker keeps the connections it holds after a reload (HAProxy
+    # `hard-stop-after`). nginx has its equivalent, worker_shutdown_timeout, only in its main context,
+    # which lbgen's include does not reach: old nginx workers stay until their connections close.
+    drain_timeout: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -267,7 +286,8 @@ class _Parser:
         return path
 
     def proxy(self, raw: Any, parent: dict) -> ProxyConfig:
-        data = self.mapping(raw, "proxy", ("kind", "container", "config_path", "status_port", "state_dir"),
+        data = self.mapping(raw, "proxy", ("kind", "container", "config_path", "status_port", "state_dir",
+                                             "drain_timeout"),
                             ("kind", "container"), parent, "proxy")
         kind = self.field(data, "kind", "proxy", _choice(tuple(KINDS)))
         return ProxyConfig(
@@ -277,11 +297,13 @@ class _Parser:
                                    kind_named(kind).default_config_path),
             status_port=self.field(data, "status_port", "proxy", grammar.port, 9180),
             state_dir=self.field(data, "state_dir", "proxy", _abs_path, "/var/lib/lbgen"),
+            drain_timeout=self.field(data, "drain_timeout", "proxy", parse_duration, 300.0),
         )
 
     def service(self, name: str, raw: Any, path: str, parent: dict) -> ServiceConfig:
         data = self.mapping(raw, path, ("listen", "hosts", "algorithm", "hash_key", "default_env", "health",
-                                        "connect_timeout", "read_timeout", "retries"), (), parent, name)
+                                        "connect_timeout", "read_timeout", "websocket_timeout", "retries"), (),
+                            parent, name)
         algorithm = self.field(data, "algorithm", path, _choice(grammar.ALGORITHMS), "round_robin")
         hash_key = self.field(data, "hash_key", path, grammar.hash_key)
         if algorithm == "hash" and hash_key is None:
@@ -296,15 +318,17 @@ class _Parser:
             algorithm=algorithm,
             hash_key=hash_key,
             default_env=self.field(data, "default_env", path, grammar.name),
-            health=self.health(data.get("health"), f"{path}.health", data),
+            health=self.health(data.get("health"), f"{path}.health", data, hosts),
             connect_timeout=self.field(data, "connect_timeout", path, parse_duration, 5.0),
             read_timeout=self.field(data, "read_timeout", path, parse_duration, 60.0),
+            websocket_timeout=self.field(data, "websocket_timeout", path, parse_duration, 3600.0),
             retries=self.field(data, "retries", path, _int_range(0, 10), 2),
         )
 
-    def health(self, raw: Any, path: str, parent: dict) -> HealthConfig:
-        data = self.mapping(raw, path, ("path", "expect_status", "interval", "timeout", "rise", "fall"), (),
-                            parent, "health")
+    def health(self, raw: Any, path: str, parent: dict, hosts: list[str]) -> HealthConfig:
+        data = self.mapping(raw, path, ("path", "expect_status", "interval", "timeout", "rise", "fall", "host",
+                                        "headers"), (), parent, "health")
+        exact = next((h for h in hosts if not h.startswith("*.")), None)
         return HealthConfig(
             path=self.field(data, "path", path, grammar.http_path, "/health"),
             expect_status=self.field(data, "expect_status", path, grammar.expect_status, "200"),
@@ -312,7 +336,30 @@ class _Parser:
             timeout=self.field(data, "timeout", path, parse_duration, 2.0),
             rise=self.field(data, "rise", path, _int_range(1, 100), 2),
             fall=self.field(data, "fall", path, _int_range(1, 100), 3),
+            host=self.field(data, "host", path, grammar.host_header, exact),
+            headers=self.health_headers(data, path),
         )
+
+    def health_headers(self, data: dict, path: str) -> tuple[tuple[str, str], ...]:
+        if "headers" not in data:
+            return ()
+        raw = data["headers"]
+        if not isinstance(raw, dict):
+            raise self.fail(f"{path}.headers", f"expected a mapping of header names to values, got {_kind(raw)}",
+                            data, "headers")
+        out: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for name, value in raw.items():
+            sub = f"{path}.headers.{name}"
+            try:
+                checked = grammar.header_name(name)
+                if checked.lower() in seen:
+                    raise ValueError(f"{grammar._show(name)} is given twice")
+                seen.add(checked.lower())
+                out.append((checked, grammar.header_value(value)))
+            except ValueError as e:
+                raise self.fail(sub, str(e), raw, name) from None
+        return tuple(out)
 
     def check_routes(self, services: dict[str, ServiceConfig], proxy: ProxyConfig, raw: dict) -> None:
         """Two services may share a port only when their hosts tell them apart."""

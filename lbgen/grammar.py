@@ -17,6 +17,14 @@ PATH_RE = re.compile(r"/[A-Za-z0-9._~/%?=&+-]{0,255}")
 LABEL_PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 # The hash keys lbgen knows how to express in both nginx and HAProxy.
 HASH_KEY_RE = re.compile(r"\$(request_uri|uri|remote_addr|(http|cookie|arg)_([a-z0-9_]{1,64}))")
+# An HTTP header name (RFC 9110 token).
+HEADER_NAME_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
+# A header value: printable ASCII, no leading or trailing space (no control character, so no CR/LF).
+HEADER_VALUE_RE = re.compile(r"[!-~](?:[ -~]{0,1022}[!-~])?")
+# Headers a check may not set through `health.headers`: Host has `health.host`; the others frame the
+# request or the connection, which the checker and the proxy own.
+RESERVED_HEADERS = ("host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
+                    "keep-alive", "proxy-connection", "expect")
 ALGORITHMS = ("round_robin", "least_conn", "ip_hash", "hash", "random")
 
 
@@ -90,6 +98,40 @@ def host(value: object) -> str:
     """A DNS host name, lower case, optionally with a leading `*.` wildcard."""
     if not isinstance(value, str) or len(value) > 253 or not HOST_RE.fullmatch(value):
         raise ValueError(f"{_show(value)} is not a host name (lower-case DNS name, optionally *.example.com)")
+    return value
+
+
+def host_header(value: object) -> str:
+    """The Host a health check sends: a DNS name (no wildcard), optionally with `:port`."""
+    text = value if isinstance(value, str) else None
+    name_part, _, port_part = (text or "").partition(":")
+    try:
+        if text is None or name_part.startswith("*.") or len(name_part) > 253 or not HOST_RE.fullmatch(name_part):
+            raise ValueError
+        if port_part or text.endswith(":"):
+            port(port_part)
+    except ValueError:
+        raise ValueError(f"{_show(value)} is not a Host header (lower-case DNS name, optionally with :port)") from None
+    return text
+
+
+def header_name(value: object) -> str:
+    """An HTTP header name (RFC 9110 token, at most 64 characters), not one lbgen or the proxy owns."""
+    if not isinstance(value, str) or not HEADER_NAME_RE.fullmatch(value):
+        raise ValueError(f"{_show(value)} is not an HTTP header name (expected letters, digits and !#$%&'*+.^_`|~-)")
+    if value.lower() in RESERVED_HEADERS:
+        hint = "; use health.host" if value.lower() == "host" else ""
+        raise ValueError(f"{_show(value)} cannot be set by a health check{hint}")
+    return value
+
+
+def header_value(value: object) -> str:
+    """An HTTP header value: printable ASCII, 1-1024 characters, no leading or trailing space."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not HEADER_VALUE_RE.fullmatch(value):
+        raise ValueError(f"{_show(value)} is not an HTTP header value (printable ASCII, 1-1024 characters, "
+                         "no control characters)")
     return value
 
 

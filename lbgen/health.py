@@ -10,7 +10,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 from lbgen.config import HealthConfig
 from lbgen.model import Backend
@@ -33,16 +33,21 @@ class Checker(Protocol):
         """One check of one backend; never raises for a failing backend."""
 
 
-HttpGet = Callable[[str, float], "tuple[int, str]"]
+class HttpGet(Protocol):
+    def __call__(self, url: str, timeout: float, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
+        """GET url -> (status, body); ConnectionError/TimeoutError when there is no answer.
+
+        Callers pass `headers` only when there are some, so a get that takes (url, timeout) still fits
+        every service without health.host / health.headers."""
 
 
-def http_get(url: str, timeout: float) -> tuple[int, str]:
+def http_get(url: str, timeout: float, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
     """GET url -> (status, body); raises ConnectionError/TimeoutError with a short reason."""
     import requests
 
     try:
         response = requests.get(url, timeout=(timeout, timeout), allow_redirects=False,
-                                headers={"User-Agent": "lbgen", "Connection": "close"})
+                                headers={"User-Agent": "lbgen", **(headers or {}), "Connection": "close"})
         return response.status_code, response.text
     except requests.exceptions.Timeout as e:
         raise TimeoutError(f"timeout after {_secs(timeout)}") from e
@@ -65,8 +70,12 @@ class HttpChecker:
             if status != "healthy":
                 return CheckResult(backend, False, f"docker health: {status or 'gone'}")
         url = f"http://{backend.endpoint}{health.path}"
+        headers = health.request_headers()
         try:
-            status_code, _ = self.get(url, health.timeout)
+            if headers:
+                status_code, _ = self.get(url, health.timeout, headers)
+            else:
+                status_code, _ = self.get(url, health.timeout)
         except (TimeoutError, ConnectionError) as e:
             return CheckResult(backend, False, str(e))
         ok = health.status_ok(status_code)

@@ -30,7 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-BUILD_SCRIPT = Path(__file__).resolve().parent / "images" / "build.sh"
+IMAGES = Path(__file__).resolve().parent / "images"
+BUILD_SCRIPT = IMAGES / "build.sh"
 LABEL = "lbgen-test"
 SCOPE_LABEL = "lbgen-test-scope"
 SUBNET_PREFIX = "172.30"
@@ -194,15 +195,17 @@ class DockerLab:
     def container(self, network: str | None, name: str | None = None, *, command: list[str] | None = None,
                   labels: Mapping[str, str] | None = None, env_vars: Mapping[str, str] | None = None,
                   expose: Iterable[int] = (), healthcheck: Any = None, extra_networks: Iterable[str] = (),
-                  read_only: bool = False, start: bool = True) -> Any:
-        """A labelled container of the test image on `network` (None: no network at all).
+                  read_only: bool = False, start: bool = True, image: str | None = None,
+                  user: str | None = None, stop_signal: str | None = None) -> Any:
+        """A labelled container of the test image (or `image`) on `network` (None: no network at all).
+        `command=None` runs the image's own CMD (and ENTRYPOINT).
 
         Returns a docker.models.containers.Container. The name gets the session prefix.
         """
         full_name = self.prefix + (name or f"c{next(self._names)}")
         host_config = self.api.create_host_config(network_mode=network or "none", read_only=read_only)
         created = self.api.create_container(
-            self.image, command=command, name=full_name, labels={**(labels or {}), **self.labels},
+            image or self.image, command=command, user=user, stop_signal=stop_signal, name=full_name, labels={**(labels or {}), **self.labels},
             environment=dict(env_vars or {}), ports=list(expose) or None, healthcheck=_healthcheck(healthcheck),
             host_config=host_config, hostname=full_name[:63],
         )
@@ -215,13 +218,16 @@ class DockerLab:
     def backend(self, network: str | None, service: str, env: str | None = None, name: str | None = None,
                 port: int = 8080, labels: Mapping[str, str] | None = None, healthcheck: Any = None,
                 env_vars: Mapping[str, str] | None = None, *, prefix: str | None = None, expose: bool = True,
-                start: bool = True, wait: bool = True, extra_networks: Iterable[str] = ()) -> Any:
+                start: bool = True, wait: bool = True, extra_networks: Iterable[str] = (),
+                image: str | None = None, command: list[str] | None = None) -> Any:
         """A tests/images/backend.py container labelled `<prefix>.service`/`<prefix>.env`, serving on `port`.
 
         `prefix` defaults to this lab's own `label_prefix`, not "lbgen" (see the class docstring).
         The port is exposed (no label needed); `labels` adds or overrides labels. `healthcheck`: a Docker
         test list (e.g. ["CMD", "test", "-e", "/tmp/ready"]; checked every 0.2s, "starting" until it first
         passes) or a full healthcheck dict. With `wait`, returns once /health answers on `network`.
+        `image`/`command`: another backend with the same environment variables, e.g.
+        `image=lab.derived_image("ws")` (tests/images/ws: WebSockets, ALLOWED_HOSTS) and its CMD.
         """
         name = name or f"{service}-{env or 'all'}-{next(self._names)}"
         prefix = prefix or self.label_prefix
@@ -231,7 +237,9 @@ class DockerLab:
         all_labels.update(labels or {})
         environment = {"PORT": str(port), "LBGEN_TEST_ENV": env or "none", "LBGEN_TEST_NAME": self.prefix + name}
         environment.update(env_vars or {})
-        container = self.container(network, name, command=["/usr/local/bin/lbgen-test-backend"], labels=all_labels,
+        if command is None and image is None:
+            command = ["/usr/local/bin/lbgen-test-backend"]
+        container = self.container(network, name, command=command, image=image, labels=all_labels,
                                    env_vars=environment, expose=[port] if expose else [], healthcheck=healthcheck,
                                    extra_networks=extra_networks, start=start)
         if start and wait and network:
@@ -258,6 +266,31 @@ class DockerLab:
                                    labels=labels, extra_networks=extra_networks)
         if wait:
             self.wait_http(f"http://{self.ip(container, network)}:80/", timeout=10, status=None)
+        return container
+
+    # --- images derived from the test image --------------------------------------------------------
+
+    def derived_image(self, folder: str) -> str:
+        """The image of tests/images/<folder>/Dockerfile built `FROM` the test image (build arg BASE),
+        tagged `lbgen-test-<folder>:<hash of the folder and the base tag>`, so it is built once per recipe."""
+        return derived_image(self.client, self.image, IMAGES / folder)
+
+    def official_nginx(self, network: str, name: str | None = None, **kw: Any) -> Any:
+        """A replica of the official nginx image (tests/images/official/nginx), run as its Dockerfile says
+        (its ENTRYPOINT and CMD); returns once the master has written its pid file."""
+        container = self.container(network, name or f"official-nginx-{next(self._names)}",
+                                   image=self.derived_image("official/nginx"), stop_signal="SIGQUIT", **kw)
+        self.wait_for(lambda: container.exec_run(["test", "-s", "/run/nginx.pid"]).exit_code == 0,
+                      timeout=10, what=f"nginx in {container.name} to start")
+        return container
+
+    def official_haproxy(self, network: str, name: str | None = None, **kw: Any) -> Any:
+        """A replica of the official haproxy image (tests/images/official/haproxy), run as its Dockerfile
+        says (user haproxy, entrypoint adding -W -db); with the base's placeholder haproxy.cfg (:80 answers
+        503). Returns once :80 answers."""
+        container = self.container(network, name or f"official-haproxy-{next(self._names)}",
+                                   image=self.derived_image("official/haproxy"), stop_signal="SIGUSR1", **kw)
+        self.wait_http(f"http://{self.ip(container, network)}:80/", timeout=10, status=None)
         return container
 
     # --- looking ------------------------------------------------------------------------------------
@@ -309,6 +342,33 @@ def build_image() -> str:
     tag = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     if result.returncode != 0 or not tag:
         raise LabError(f"{BUILD_SCRIPT} failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
+    return tag
+
+
+_derive_lock = threading.Lock()
+
+
+def derived_image(client: Any, base: str, folder: Path) -> str:
+    """Build (or reuse) `folder`'s Dockerfile FROM `base`; the tag. No registry is involved: the base is local."""
+    import docker
+
+    digest = hashlib.sha256(base.encode())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    name = str(folder.relative_to(IMAGES)) if folder.is_relative_to(IMAGES) else folder.name
+    tag = f"lbgen-test-{name.replace('/', '-').replace('_', '-')}:{digest.hexdigest()[:12]}"
+    with _derive_lock:
+        try:
+            client.images.get(tag)
+            return tag
+        except docker.errors.ImageNotFound:
+            pass
+        try:
+            client.images.build(path=str(folder), tag=tag, buildargs={"BASE": base}, rm=True, forcerm=True,
+                                pull=False, labels={"lbgen-test-image": name})
+        except (docker.errors.BuildError, docker.errors.APIError) as e:
+            log = "".join(str(line.get("stream", line.get("error", ""))) for line in getattr(e, "build_log", []) or [])
+            raise LabError(f"cannot build {tag} from {folder}: {e}\n{log[-2000:]}") from e
     return tag
 
 

@@ -16,7 +16,8 @@ NGINX_CFG = "/etc/nginx/conf.d/lbgen.conf"
 
 class Scenario:
     def __init__(self, lab: Any, tmp_path: Path, kind: str, blue: int = 2, green: int = 2,
-                 service_yaml: str = "", top_yaml: str = "", backend_env: dict | None = None) -> None:
+                 service_yaml: str = "", top_yaml: str = "", backend_env: dict | None = None,
+                 proxy_yaml: str = "", backend_kw: dict | None = None) -> None:
         self.lab = lab
         self.kind = kind
         self.tmp_path = tmp_path
@@ -25,17 +26,17 @@ class Scenario:
         self.backends = {"blue": [], "green": []}
         for env, count in (("blue", blue), ("green", green)):
             for _ in range(count):
-                self.add_backend(env, env_vars=backend_env)
+                self.add_backend(env, env_vars=backend_env, **(backend_kw or {}))
         self.config_path = tmp_path / "lbgen.yaml"
         self.logs: list = []  # lbgen.events.Event
-        self.write_config(service_yaml, top_yaml)
+        self.write_config(service_yaml, top_yaml, proxy_yaml)
 
     def add_backend(self, env: str, **kw: Any) -> Any:
         container = self.lab.backend(self.net, "web", env, **kw)
         self.backends.setdefault(env, []).append(container)
         return container
 
-    def write_config(self, service_yaml: str = "", top_yaml: str = "") -> None:
+    def write_config(self, service_yaml: str = "", top_yaml: str = "", proxy_yaml: str = "") -> None:
         service_yaml = service_yaml or """\
             default_env: blue
             health: {path: /health, interval: 200ms, timeout: 1s, rise: 2, fall: 2}
@@ -45,7 +46,8 @@ class Scenario:
             f"label_prefix: {self.lab.label_prefix}\n"
             + textwrap.dedent(top_yaml)
             + f"proxy:\n  kind: {self.kind}\n  container: {self.proxy.name}\n"
-            "services:\n  web:\n    listen: 80\n"
+            + textwrap.indent(textwrap.dedent(proxy_yaml), "  ")
+            + "services:\n  web:\n    listen: 80\n"
             + textwrap.indent(textwrap.dedent(service_yaml), "    ")
         )
 

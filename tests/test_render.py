@@ -39,9 +39,11 @@ def backend(service: str, name: str, address: str, *, env: str | None = None, po
 class Scenario:
     services: str  # the `services:` mapping of lbgen.yaml, indented by two spaces
     backends: tuple[Backend, ...]
+    proxy: str = ""  # more keys of `proxy:`, indented by two spaces
 
     def config_text(self, kind: str) -> str:
-        return f"network: app-net\nproxy:\n  kind: {kind}\n  container: edge\nservices:\n{self.services}"
+        return (f"network: app-net\nproxy:\n  kind: {kind}\n  container: edge\n{self.proxy}"
+                f"services:\n{self.services}")
 
 
 SCENARIOS = {
@@ -160,6 +162,33 @@ SCENARIOS = {
             backend("legacy", "legacy-2", "172.20.5.12", backup=True),
         ),
     ),
+    # WebSockets and apps that check Host: an upgrade idle limit per service, the drain limit of old
+    # HAProxy workers, and the Host / headers of health checks (explicit, from `hosts`, or none).
+    "websocket_host": Scenario(
+        proxy="  drain_timeout: 15m\n",
+        services="""\
+  chat:
+    hosts: [chat.example.com]
+    websocket_timeout: 2h
+    read_timeout: 20s
+  shop:
+    hosts: ["*.shop.example.com", shop.example.com]
+    listen: 8080
+    health:
+      path: /healthz
+      headers: {X-Health-Token: "s3cret 100%", Accept: text/plain}
+  admin:
+    listen: 8081
+    health:
+      host: "admin.internal:8081"
+""",
+        backends=(
+            backend("chat", "chat-1", "172.20.6.11"),
+            backend("chat", "chat-2", "172.20.6.12"),
+            backend("shop", "shop-1", "172.20.7.11"),
+            backend("admin", "admin-1", "172.20.8.11"),
+        ),
+    ),
 }
 
 
@@ -276,7 +305,9 @@ def test_nginx_port_with_only_host_routed_services_answers_404_for_other_hosts()
             "        default_type text/plain;\n"
             '        return 404 "no service for this host on port 8080";\n') in text
     assert ("listen 80 default_server;\n    server_name _;\n    location / {\n"
-            "        proxy_pass http://lbgen_site;\n") in text
+            "        error_page 418 = @lbgen_upgrade;\n") in text
+    default_server = text.split("listen 80 default_server;", 1)[1].split("\n}\n", 1)[0]
+    assert default_server.count("proxy_pass http://lbgen_site;") == 2  # location / and @lbgen_upgrade
 
 
 @pytest.mark.parametrize("kind", KINDS)
