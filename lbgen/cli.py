@@ -184,7 +184,7 @@ def apply(ctx: click.Context, dry_run: bool, lock_timeout: float) -> None:
         click.echo(f"unchanged generation={result.generation}")
 
 
-def _switch_options(f: Callable) -> Callable:
+def _switch_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--stop-old", is_flag=True, help="Stop the old env's containers after the switch.")(f)
     f = click.option("--drain", type=DURATION, default=None, help="With --stop-old: seconds to let in-flight "
                      "requests finish before stopping the old env.")(f)
@@ -206,7 +206,7 @@ def _switch_options(f: Callable) -> Callable:
 @click.option("--env", "env", required=True, metavar="ENV", help="The env to move traffic to.")
 @_switch_options
 @click.pass_context
-def switch(ctx: click.Context, env: str, **options: Any) -> None:
+def switch(ctx: click.Context, /, env: str, **options: Any) -> None:
     """Move a service's traffic to ENV once ENV passes its health checks; verify; roll back on failure.
 
     \b
@@ -221,7 +221,7 @@ def switch(ctx: click.Context, env: str, **options: Any) -> None:
 @cli.command()
 @_switch_options
 @click.pass_context
-def rollback(ctx: click.Context, **options: Any) -> None:
+def rollback(ctx: click.Context, /, **options: Any) -> None:
     """Switch a service back to its previous env, through the same health gate.
 
     \b

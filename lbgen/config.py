@@ -138,15 +138,15 @@ def parse_config(text: str, source: str = "lbgen.yaml", base_dir: Path | None = 
 
 # --- YAML with line numbers -------------------------------------------------------------------------
 
-class LineDict(dict):
+class LineDict(dict):  # type: ignore[type-arg]  # holds any YAML mapping
     """A YAML mapping that remembers the line of each key (1-based)."""
 
-    lines: dict
+    lines: dict[Any, int]
     line: int = 0
 
 
-class LineList(list):
-    lines: list
+class LineList(list):  # type: ignore[type-arg]  # holds any YAML sequence
+    lines: list[int]
     line: int = 0
 
 
@@ -220,7 +220,7 @@ class _Parser:
         return ConfigError(f"{where}: {path}: {message}")
 
     def mapping(self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = (),
-                parent: Any = None, key: Any = None) -> dict:
+                parent: Any = None, key: Any = None) -> dict[str, Any]:
         if value is None and not required:
             return LineDict()
         if not isinstance(value, dict):
@@ -234,7 +234,7 @@ class _Parser:
                 raise self.fail(path or "(top level)", f"missing required key {k!r}", parent, key)
         return value
 
-    def field(self, data: dict, key: str, path: str, check: Callable[[Any], Any], default: Any = None) -> Any:
+    def field(self, data: dict[str, Any], key: str, path: str, check: Callable[[Any], Any], default: Any = None) -> Any:
         if key not in data:
             return default
         sub = f"{path}.{key}" if path else key
@@ -272,20 +272,20 @@ class _Parser:
             source=self.source,
         )
 
-    def templates_dir(self, top: dict) -> Path | None:
+    def templates_dir(self, top: dict[str, Any]) -> Path | None:
         """`templates_dir`, relative to lbgen.yaml. It must exist: a typo there must not silently render
         the built-in templates instead of the user's own."""
         value = self.field(top, "templates_dir", "", _string("a directory path"))
         if value is None:
             return None
-        path = self.base_dir / value
+        path: Path = self.base_dir / value
         if not os.path.isdir(path):
             what = "not a directory" if os.path.exists(path) else "no such directory"
             shown = str(path) if str(path).isprintable() else grammar._show(str(path))
             raise self.fail("templates_dir", f"{what}: {shown}", top, "templates_dir")
         return path
 
-    def proxy(self, raw: Any, parent: dict) -> ProxyConfig:
+    def proxy(self, raw: Any, parent: dict[str, Any]) -> ProxyConfig:
         data = self.mapping(raw, "proxy", ("kind", "container", "config_path", "status_port", "state_dir",
                                              "drain_timeout"),
                             ("kind", "container"), parent, "proxy")
@@ -300,7 +300,7 @@ class _Parser:
             drain_timeout=self.field(data, "drain_timeout", "proxy", parse_duration, 300.0),
         )
 
-    def service(self, name: str, raw: Any, path: str, parent: dict) -> ServiceConfig:
+    def service(self, name: str, raw: Any, path: str, parent: dict[str, Any]) -> ServiceConfig:
         data = self.mapping(raw, path, ("listen", "hosts", "algorithm", "hash_key", "default_env", "health",
                                         "connect_timeout", "read_timeout", "websocket_timeout", "retries"), (),
                             parent, name)
@@ -325,7 +325,7 @@ class _Parser:
             retries=self.field(data, "retries", path, _int_range(0, 10), 2),
         )
 
-    def health(self, raw: Any, path: str, parent: dict, hosts: list[str]) -> HealthConfig:
+    def health(self, raw: Any, path: str, parent: dict[str, Any], hosts: list[str]) -> HealthConfig:
         data = self.mapping(raw, path, ("path", "expect_status", "interval", "timeout", "rise", "fall", "host",
                                         "headers"), (), parent, "health")
         exact = next((h for h in hosts if not h.startswith("*.")), None)
@@ -340,7 +340,7 @@ class _Parser:
             headers=self.health_headers(data, path),
         )
 
-    def health_headers(self, data: dict, path: str) -> tuple[tuple[str, str], ...]:
+    def health_headers(self, data: dict[str, Any], path: str) -> tuple[tuple[str, str], ...]:
         if "headers" not in data:
             return ()
         raw = data["headers"]
@@ -361,7 +361,7 @@ class _Parser:
                 raise self.fail(sub, str(e), raw, name) from None
         return tuple(out)
 
-    def check_routes(self, services: dict[str, ServiceConfig], proxy: ProxyConfig, raw: dict) -> None:
+    def check_routes(self, services: dict[str, ServiceConfig], proxy: ProxyConfig, raw: dict[str, Any]) -> None:
         """Two services may share a port only when their hosts tell them apart."""
         seen: dict[tuple[int, str], str] = {}
         for svc in services.values():
@@ -413,7 +413,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in options:
             raise ValueError(f"{grammar._show(value)} is not one of: {', '.join(options)}")
-        return value
+        return str(value)
     return check
 
 
@@ -431,8 +431,8 @@ def _int_port(value: Any) -> int:
     return grammar.port(value)
 
 
-def _list_of(check: Callable[[Any], Any]) -> Callable[[Any], list]:
-    def inner(value: Any) -> list:
+def _list_of(check: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
+    def inner(value: Any) -> list[Any]:
         if not isinstance(value, list):
             raise ValueError(f"expected a list, got {_kind(value)}")
         out = []

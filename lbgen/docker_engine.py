@@ -140,7 +140,7 @@ class DockerEngine:
                 if e.status_code == 409:  # the name is taken: someone else holds it
                     return None
                 raise
-        return created["Id"]
+        return str(created["Id"])
 
     def remove_container(self, ref: str) -> bool:
         with self._calls(f"remove container {ref}"):

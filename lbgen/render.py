@@ -109,7 +109,7 @@ def make_environment(templates_dir: Path | None = None) -> Any:
     """The Jinja2 environment: `templates_dir` (if any) searched first, then the built-in templates."""
     import jinja2
 
-    loaders = []
+    loaders: list[jinja2.BaseLoader] = []
     if templates_dir is not None:
         if not templates_dir.is_dir():  # checked at load too; this catches one removed since
             raise ConfigError(f"templates_dir: no such directory: {templates_dir}")
@@ -198,7 +198,8 @@ def render(config: Config, pools: Sequence[Pool]) -> Rendered:
     try:
         text = env.get_template(template_name).render(context)
     except jinja2.TemplateError as e:
-        where = f" line {e.lineno}" if getattr(e, "lineno", None) else ""
+        lineno = getattr(e, "lineno", None)  # syntax errors carry one
+        where = f" line {lineno}" if lineno else ""
         raise ConfigError(f"template {template_name}{where}: {e.message or e}") from e
     generation = hashlib.sha256(text.encode()).hexdigest()[:12]
     return Rendered(text=text.replace(GENERATION_PLACEHOLDER, generation), generation=generation,

@@ -28,7 +28,10 @@ class DockerSource:
         skipped: list[Skipped] = []
         for info in self.engine.list_containers(f"{self.prefix}.service"):
             result = self.backend(info)
-            (backends if isinstance(result, Backend) else skipped).append(result)
+            if isinstance(result, Backend):
+                backends.append(result)
+            else:
+                skipped.append(result)
         return Inventory(sort_backends(backends), tuple(sorted(skipped, key=lambda s: (s.name, s.reason))))
 
     def backend(self, info: ContainerInfo) -> Backend | Skipped:
