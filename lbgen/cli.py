@@ -301,6 +301,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
             mark = "routed" if row.routed else "idle"
             click.echo(f"  {b.env or '-':<8} {b.name:<24} {b.address}:{b.port:<6} "
                        f"{'healthy' if row.healthy else 'UNHEALTHY'} ({row.detail}) {mark}")
+        for d in svc.drift:
+            click.echo(f"  DRIFT: {d.describe()} (run lbgen apply)")
 
 
 @cli.command()

@@ -19,10 +19,12 @@ from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 from lbgen.config import Config, HealthConfig
 from lbgen.core import ApplyResult, Core, World
+from lbgen.drift import Drift, find_drift
 from lbgen.errors import LbgenError
 from lbgen.events import Event, event
 from lbgen.health import MAX_PARALLEL_CHECKS, Checker, CheckResult
 from lbgen.model import Backend, HealthCount, Inventory
+from lbgen.render import parse_meta
 from lbgen.routing import build_pools
 from lbgen.state import State
 
@@ -180,6 +182,7 @@ class ServiceHealth:
     backends: tuple[BackendHealth, ...]
     fail_open: bool = False  # every backend was ejected, so routing kept them all
     health: HealthConfig = field(default_factory=HealthConfig)
+    drift: tuple[Drift, ...] = ()  # where the live config differs from what runs (see lbgen.drift)
 
     @property
     def healthy(self) -> int:
@@ -197,12 +200,12 @@ class ServiceHealth:
     def status(self) -> int:
         if self.healthy == 0:
             return CRITICAL
-        return WARNING if self.unhealthy else OK
+        return WARNING if self.unhealthy or self.drift else OK
 
     def to_dict(self) -> dict[str, Any]:
         return {"active_env": self.active_env, "status": STATUS_NAMES[self.status], "healthy": self.healthy,
                 "unhealthy": self.unhealthy, "ejected": self.ejected, "fail_open": self.fail_open,
-                "backends": [b.to_dict() for b in self.backends]}
+                "backends": [b.to_dict() for b in self.backends], "drift": [d.to_dict() for d in self.drift]}
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,9 @@ class HealthReport:
         healthy = sum(s.healthy for s in self.services)
         count = f"{len(self.services)} service{'' if len(self.services) == 1 else 's'}"
         figures = f"{count}, {healthy}/{total} backends healthy"
+        drifted = sum(len(s.drift) for s in self.services)
+        if drifted:
+            figures += f", live config differs from what runs for {drifted} backend{'' if drifted == 1 else 's'}"
         if self.error is not None:
             return f"{self.error}; {figures}" if self.services else self.error
         down = [s for s in self.services if s.status == CRITICAL]
@@ -248,7 +254,7 @@ class HealthReport:
         for s in self.services:
             n = len(s.backends)
             parts += [f"{s.name}_healthy={s.healthy};;;0;{n}", f"{s.name}_unhealthy={s.unhealthy};;;0;{n}",
-                      f"{s.name}_ejected={s.ejected};;;0;{n}"]
+                      f"{s.name}_ejected={s.ejected};;;0;{n}", f"{s.name}_drift={len(s.drift)};;;0"]
         return " ".join(parts)
 
     def nagios(self) -> str:
@@ -271,6 +277,7 @@ class HealthReport:
                                  f"{s.health.rise} passed checks in a row ({b.passes} so far)")
                 else:
                     lines.append(f"{s.name}: {where} UNHEALTHY: {b.detail}" + (" (ejected)" if b.ejected else ""))
+            lines += [f"{s.name}: DRIFT {d.describe()} (run lbgen apply)" for d in s.drift]
         lines += [t.describe() for t in self.transitions]
         if self.applied is not None:
             word = "applied" if self.applied.get("changed") else "unchanged"
@@ -319,7 +326,8 @@ def _backend_labels(s: ServiceHealth, b: BackendHealth) -> dict[str, str]:
 def build_report(config: Config, inventory: Inventory, active: Mapping[str, str | None],
                  checked: Sequence[ServiceTargets], results: Mapping[str, Sequence[CheckResult]], state: State,
                  checked_at: float, took: float, transitions: Sequence[Transition] = (),
-                 applied: dict[str, Any] | None = None, error: str | None = None) -> HealthReport:
+                 applied: dict[str, Any] | None = None, error: str | None = None,
+                 drift: Mapping[str, tuple[Drift, ...]] | None = None) -> HealthReport:
     """The report of a pass: each checked backend's result, and whether routing leaves it out of its pool
     given `inventory`, `active` and `state` (which may be newer than the checks)."""
     names = [s.name for s in checked]
@@ -338,7 +346,7 @@ def build_report(config: Config, inventory: Inventory, active: Mapping[str, str 
             rows.append(BackendHealth(b, bool(r and r.ok), r.detail if r else "not checked",
                                       ejected=b.id in out_of_pool, fails=c.fails, passes=c.passes))
         fail_open = any(c.ejected and bid in routed[s.name] for bid, c in counts.items())
-        out.append(ServiceHealth(s.name, s.env, tuple(rows), fail_open, s.health))
+        out.append(ServiceHealth(s.name, s.env, tuple(rows), fail_open, s.health, (drift or {}).get(s.name, ())))
     return HealthReport(tuple(out), checked_at, took, tuple(transitions), applied, error)
 
 
@@ -368,8 +376,12 @@ def run_health(core: Core, service: str | None = None, *, apply: bool = False, l
             applied = {"changed": result.changed, "generation": result.generation}
         except LbgenError as e:
             error = f"--apply failed: {e}"
+    # What the live config routes, against what lbgen would route now: after an apply they are the same.
+    drift = {} if applied is not None else find_drift(
+        parse_meta(world.live or ""), build_pools(config, world.inventory, world.active, world.state.ejected_ids()),
+        world.inventory)
     return build_report(config, world.inventory, world.active, services, results, world.state, checked_at,
-                        core.clock() - started, transitions, applied, error)
+                        core.clock() - started, transitions, applied, error, drift)
 
 
 def settle(core: Core, config: Config, results: Mapping[str, Sequence[CheckResult]],

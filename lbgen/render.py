@@ -22,6 +22,11 @@ BUILTIN_TEMPLATES = "lbgen.templates"  # package data (top-level templates/ in a
 GENERATION_PLACEHOLDER = "LBGEN_GENERATION_PLACEHOLDER"
 META_PREFIX = "# lbgen-meta: "
 META_RE = re.compile(r"^# lbgen-meta: (\{.*\})$", re.M)
+# After the meta line: the backends each service routes to, by container name, a few dozen per line (HAProxy
+# limits a line's length). This is how `health` and `status` know what the live config routes to.
+ROUTED_PREFIX = "# lbgen-routed: "
+ROUTED_RE = re.compile(r"^# lbgen-routed: (.*)$", re.M)
+ROUTED_PER_LINE = 32
 
 
 @dataclass(frozen=True)
@@ -69,18 +74,38 @@ class LiveMeta:
 
     generation: str
     active: dict[str, str | None]
+    # service -> the backends (container names) the config routes to; None when the config does not say
+    # (written by an older lbgen)
+    routed: dict[str, frozenset[str]] | None = None
 
 
 def parse_meta(text: str) -> LiveMeta | None:
-    """Read the `# lbgen-meta:` header of a config lbgen rendered, or None."""
+    """Read the `# lbgen-meta:` header (and the `# lbgen-routed:` lines) of a config lbgen rendered, or None."""
     match = META_RE.search(text or "")
     if not match:
         return None
     try:
         data = json.loads(match.group(1))
-        return LiveMeta(generation=str(data["generation"]), active=dict(data.get("active", {})))
+        meta = LiveMeta(generation=str(data["generation"]), active=dict(data.get("active", {})))
     except (ValueError, KeyError, TypeError):
         return None
+    if not data.get("routed"):
+        return meta
+    routed: dict[str, set[str]] = {}
+    for line in ROUTED_RE.findall(text):
+        service, *names = line.split()
+        routed.setdefault(service, set()).update(names)
+    return LiveMeta(meta.generation, meta.active, {k: frozenset(v) for k, v in routed.items()})
+
+
+def routed_lines(services: Sequence[ServiceView]) -> list[str]:
+    """`# lbgen-routed: SERVICE NAME...` lines: every service at least once, its servers in order."""
+    lines = []
+    for view in services:
+        names = [b.name for b in view.servers]
+        for i in range(0, max(len(names), 1), ROUTED_PER_LINE):
+            lines.append(ROUTED_PREFIX + " ".join([view.name, *names[i:i + ROUTED_PER_LINE]]))
+    return lines
 
 
 def nginx_str(value: Any) -> str:
@@ -181,14 +206,15 @@ def render(config: Config, pools: Sequence[Pool]) -> Rendered:
         default = next((v for v in on_port if not v.config.hosts), None)
         ports.append(PortView(port=port, services=on_port, default=default))
     active = {v.name: v.active_env for v in views}
-    meta = {"generation": GENERATION_PLACEHOLDER, "active": active}
+    meta = {"generation": GENERATION_PLACEHOLDER, "active": active, "routed": True}
     context = {
         "lbgen_version": __version__,
         "config": config,
         "proxy": config.proxy,
         "services": views,
         "ports": ports,
-        "meta_comment": META_PREFIX + json.dumps(meta, sort_keys=True, separators=(",", ":")),
+        "meta_comment": "\n".join([META_PREFIX + json.dumps(meta, sort_keys=True, separators=(",", ":")),
+                                    *routed_lines(views)]),
         "status_body": "lbgen generation=" + GENERATION_PLACEHOLDER + "".join(
             f" {v.name}={v.active_env or '-'}" for v in views),
         "generation": GENERATION_PLACEHOLDER,

@@ -192,7 +192,8 @@ def test_all_healthy_is_ok():
     assert report.exit_code == OK
     assert report.nagios() == (
         "LBGEN OK - 2 services, 4/4 backends healthy | web_healthy=3;;;0;3 web_unhealthy=0;;;0;3 "
-        "web_ejected=0;;;0;3 api_healthy=1;;;0;1 api_unhealthy=0;;;0;1 api_ejected=0;;;0;1\n"
+        "web_ejected=0;;;0;3 web_drift=0;;;0 api_healthy=1;;;0;1 api_unhealthy=0;;;0;1 api_ejected=0;;;0;1 "
+        "api_drift=0;;;0\n"
         "web: OK, env blue, 3/3 healthy\n"
         "api: OK, env -, 1/1 healthy"
     )

@@ -332,7 +332,12 @@ def test_meta_comment_is_the_first_line_and_parses_back(kind):
     active = {"wild": None, "shop": "blue", "api": None, "site": None, "admin": None, "reports": None,
               "legacy": None}
     assert rendered.text.splitlines()[0].startswith("# lbgen-meta: {")
-    assert parse_meta(rendered.text) == LiveMeta(generation=rendered.generation, active=active)
+    routed = {"wild": {"wild-1"}, "shop": {"shop-blue-1", "shop-blue-2"}, "api": {"api-1"}, "site": {"site-1"},
+              "admin": {"admin-1"}, "reports": set(), "legacy": {"legacy-1", "legacy-2"}}
+    assert parse_meta(rendered.text) == LiveMeta(generation=rendered.generation, active=active,
+                                                 routed={k: frozenset(v) for k, v in routed.items()})
+    # Every service is listed, even one with nothing to route, right after the meta line.
+    assert rendered.text.splitlines()[1:8] == [f"# lbgen-routed: {' '.join([k, *sorted(v)])}" for k, v in routed.items()]
     assert rendered.active == active
     assert re.fullmatch(r"[0-9a-f]{12}", rendered.generation)
     assert GENERATION_PLACEHOLDER not in rendered.text
