@@ -154,6 +154,16 @@ class DockerEngine:
                 raise
         return True
 
+    def ensure_image(self, ref: str, rootfs: bytes) -> None:
+        repository, _, tag = ref.rpartition(":")
+        with self._calls(f"make image {ref}"):
+            try:
+                self.api.inspect_image(ref)
+                return
+            except self._errors.ImageNotFound:
+                pass
+            self.api.import_image_from_data(rootfs, repository=repository, tag=tag)
+
     def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
         """Container events of containers carrying `label`, plus network connect/disconnect of them.
 

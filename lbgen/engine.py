@@ -78,5 +78,8 @@ class Engine(Protocol):
     def remove_container(self, ref: str) -> bool:
         """Remove a container by id; False when it was already gone."""
 
+    def ensure_image(self, ref: str, rootfs: bytes) -> None:
+        """Make image `ref` from `rootfs` (a tar of its whole filesystem) unless it exists: no registry."""
+
     def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
         """Container events for containers carrying the label key; blocks. Ends when the engine goes away."""

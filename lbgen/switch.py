@@ -10,11 +10,11 @@ from typing import Any, Callable, Mapping
 
 from lbgen.config import Config
 from lbgen.core import Core, diff
-from lbgen.errors import HealthGateFailed, LbgenError, NoBackends, ReloadFailed
+from lbgen.errors import ConfigError, HealthGateFailed, LbgenError, NoBackends, ReloadFailed
 from lbgen.events import event
 from lbgen.health import GateProgress, GateResult, check_all, gate, required_count
 from lbgen.model import Backend, HistoryEntry, Inventory, Outcome
-from lbgen.routing import recorded_or_default
+from lbgen.routing import recorded_or_default, resolve_active_env
 from lbgen.state import State, holder_identity
 
 
@@ -68,9 +68,13 @@ def plan_switch(config: Config, inventory: Inventory, service: str | None, env: 
         raise NoBackends(
             f"no backends of service {svc.name} in env {env} "
             f"(envs present: {', '.join(present) if present else 'none'}); traffic stays on "
-            f"{active.get(svc.name) or 'what it is'}"
+            f"{recorded_or_default(svc, active.get(svc.name)) or 'what it is'}"
         )
-    return SwitchPlan(service=svc.name, from_env=active.get(svc.name), to_env=env, targets=targets,
+    try:  # what routes now: the record, else the fallback (default_env, the only env)
+        from_env = resolve_active_env(svc, inventory, active.get(svc.name))
+    except ConfigError:
+        from_env = None
+    return SwitchPlan(service=svc.name, from_env=from_env, to_env=env, targets=targets,
                       required=required_count(len(targets), min_healthy))
 
 

@@ -63,6 +63,7 @@ class FakeEngine:
     stopped          names of containers stop_container stopped
     removed          names of containers remove_container removed
     markers          names of containers create_marker created
+    images           ref -> rootfs of the images ensure_image made
     """
 
     def __init__(self, containers: Iterable[ContainerInfo] = ()) -> None:
@@ -80,6 +81,7 @@ class FakeEngine:
         self.stopped: list[str] = []
         self.removed: list[str] = []
         self.markers: list[str] = []
+        self.images: dict[str, bytes] = {}  # ensure_image: ref -> rootfs tar
         self._next_address = 10
         for info in containers:
             self._store(info)
@@ -228,6 +230,10 @@ class FakeEngine:
         self.files.pop(info.id, None)
         self.removed.append(info.name)
         return True
+
+    def ensure_image(self, ref: str, rootfs: bytes) -> None:
+        self._call("ensure_image", ref)
+        self.images.setdefault(ref, rootfs)
 
     def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
         self._call("events", label, since)

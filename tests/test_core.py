@@ -250,7 +250,7 @@ def test_a_read_only_proxy_filesystem_is_a_clear_error():
 # --- the lock --------------------------------------------------------------------------------------
 
 def lock(fp, clock, purpose="switch", wait=2.0, lease=60.0):
-    return ProxyLock(fp.engine, fp.info.id, fp.info.image, "proxy", purpose, wait=wait, lease=lease,
+    return ProxyLock(fp.engine, "proxy", purpose, wait=wait, lease=lease,
                      clock=clock, sleep=clock.sleep)
 
 

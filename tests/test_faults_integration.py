@@ -206,7 +206,7 @@ SLOW_GATE = "default_env: blue\nhealth: {path: /health, interval: 300ms, timeout
 
 def wait_for_lock(lab: Any, s: Scenario) -> None:
     """Until a switch holds the proxy's lock, i.e. it has started its gate."""
-    name = "lbgen-lock-" + s.proxy.id[:12]
+    name = "lbgen-lock-" + s.proxy.name
     lab.wait_for(lambda: bool(lab.api.containers(all=True, filters={"name": name})), timeout=20,
                  what="the switch to take the lock", interval=0.02)
 

@@ -165,11 +165,11 @@ def test_a_lock_left_by_a_dead_lbgen_is_recovered(lab, tmp_path):
     s.app().apply()
     app = s.app()
     info = app.core.proxy.info()
-    dead = ProxyLock(app.core.engine, info.id, info.image, s.proxy.name, "switch (killed)")
+    dead = ProxyLock(app.core.engine, s.proxy.name, "switch (killed)")
     labels = dead._labels()
     labels["lbgen.lock.pid"] = "999999"  # no such process on this host
     labels["lbgen.lock.host"] = socket.gethostname()
-    marker = app.core.engine.create_marker(dead.name, info.image, labels)
+    marker = app.core.engine.create_marker(dead.name, dead.image, labels)
     assert marker
     # A dead holder on another host is recovered once its lease has expired.
     result = s.app().switch("green", lock_wait=5)
