@@ -12,7 +12,7 @@ import re
 import tarfile
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any, Collection, Iterator, Mapping
 
 from lbgen.engine import ContainerInfo, EngineEvent, ExecResult
 from lbgen.errors import ContainerNotFound, DockerUnavailable
@@ -164,7 +164,7 @@ class DockerEngine:
                 pass
             self.api.import_image_from_data(rootfs, repository=repository, tag=tag)
 
-    def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
+    def events(self, label: str, since: float | None = None, names: Collection[str] = ()) -> Iterator[EngineEvent]:
         """Container events of containers carrying `label`, plus network connect/disconnect of them.
 
         Ends when the daemon closes the stream; a broken connection raises DockerUnavailable.
@@ -178,7 +178,7 @@ class DockerEngine:
                     message = next(stream, None)
                 if message is None:
                     return
-                event = event_from_message(message, label)
+                event = event_from_message(message, label, names)
                 if event is None and message.get("Type") == "network":
                     event = self._network_event(message, label)
                 if event is not None:
@@ -279,7 +279,7 @@ def info_from_summary(data: Mapping[str, Any]) -> ContainerInfo:
     )
 
 
-def event_from_message(message: Mapping[str, Any], label: str) -> EngineEvent | None:
+def event_from_message(message: Mapping[str, Any], label: str, names: Collection[str] = ()) -> EngineEvent | None:
     """EngineEvent from one decoded `/events` message, or None when it is not a container event for `label`.
 
     `health_status: healthy` becomes action `health_status`: watch re-inspects for the status itself.
@@ -288,7 +288,7 @@ def event_from_message(message: Mapping[str, Any], label: str) -> EngineEvent | 
         return None
     actor = message.get("Actor") or {}
     attributes = dict(actor.get("Attributes") or {})
-    if label not in attributes:
+    if label not in attributes and attributes.get("name") not in names:
         return None
     action = str(message.get("Action") or message.get("status") or "").split(":", 1)[0].strip()
     return EngineEvent(

@@ -7,7 +7,7 @@ engines, not special cases.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Protocol
+from typing import Collection, Iterator, Mapping, Protocol
 
 
 @dataclass(frozen=True)
@@ -81,5 +81,6 @@ class Engine(Protocol):
     def ensure_image(self, ref: str, rootfs: bytes) -> None:
         """Make image `ref` from `rootfs` (a tar of its whole filesystem) unless it exists: no registry."""
 
-    def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
-        """Container events for containers carrying the label key; blocks. Ends when the engine goes away."""
+    def events(self, label: str, since: float | None = None, names: Collection[str] = ()) -> Iterator[EngineEvent]:
+        """Container events for containers carrying the label key, or named in `names` (the proxy); blocks.
+        Ends when the engine goes away."""

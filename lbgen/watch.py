@@ -450,7 +450,8 @@ class Watcher:
         """The reader thread: the engine's events onto the queue, then a `closed` message."""
         reason = "the event stream failed"
         try:
-            for event in self.engine.events(label, since=since):
+            # The proxy's own events too, by its configured name: a recreated proxy is configured at once.
+            for event in self.engine.events(label, since=since, names=(self.app.config.proxy.container,)):
                 if generation != self.reader:
                     return  # superseded (lbgen.yaml changed the label prefix)
                 self.queue.put(("event", generation, event))
@@ -483,6 +484,14 @@ class Watcher:
         action = event.action
         self.metrics.inc("lbgen_watch_events_total", action=action)
         now = self.clock()
+        if (event.container_name == self.app.config.proxy.container
+                and f"{self.app.config.label_prefix}.service" not in event.labels):
+            if action not in START_ACTIONS:
+                return  # a proxy going away has nothing to route; its `start` is what matters
+            self.urgent = True  # a recreated, restarted or replaced proxy: configure it from the record now
+            if "proxy-start" not in self.reasons:
+                self.reasons.append("proxy-start")
+            return
         if action in STOP_ACTIONS:
             if not _terminating(event):
                 return

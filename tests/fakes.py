@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import posixpath
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Collection, Callable, Iterable, Iterator, Mapping
 
 from lbgen.engine import ContainerInfo, EngineEvent, ExecResult
 from lbgen.errors import ContainerNotFound
@@ -235,11 +235,11 @@ class FakeEngine:
         self._call("ensure_image", ref)
         self.images.setdefault(ref, rootfs)
 
-    def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
+    def events(self, label: str, since: float | None = None, names: Collection[str] = ()) -> Iterator[EngineEvent]:
         self._call("events", label, since)
         while self.events_queue:
             event = self.events_queue.pop(0)
-            if label in event.labels and (since is None or event.time >= since):
+            if (label in event.labels or event.container_name in names) and (since is None or event.time >= since):
                 yield event
 
     # --- internals ---------------------------------------------------------------------------------
