@@ -248,7 +248,8 @@ def test_a_proxy_removed_mid_switch_is_a_clear_error_and_a_new_one_is_set_up_con
     s.proxy.remove(force=True)
     MESSAGES.setdefault("proxy removed", one_error(finish(switch), 4, f"container {name} does not exist"))
     one_error(lbgen(s, "apply"), 4, f"container {name} does not exist")
-    # Back: a new proxy under the same name. State lived in the old one; lbgen starts from default_env.
+    # Back: a new proxy under the same name. The record is on the engine, and the switch never got to record
+    # green: blue (default_env, loudly assumed) it is.
     s.proxy = lab.nginx_proxy(s.net, name=name[len(lab.prefix):])
     assert lbgen(s, "apply").returncode == 0
     assert_consistent(s, "blue")
