@@ -33,7 +33,7 @@ class World:
     inventory: Inventory
     active: Mapping[str, str | None]
     notes: tuple[str, ...] = ()
-    assumed: Mapping[str, str | None] = field(default_factory=dict)
+    assumed: Mapping[str, str] = field(default_factory=dict)
 
     def active_recorded(self, service: str) -> bool:
         """True when the service's active env is on record; False when it is assumed (no switch recorded,
@@ -151,8 +151,9 @@ class Core:
         active = self.active_envs(live, state)
         if state.origin is Origin.RECORD:
             notes += self._disagreements(active, meta.active if meta else None)
+        # Without a default_env there is nothing to assume: rendering refuses, naming what to run.
         assumed = {name: svc.default_env for name, svc in self.config.services.items()
-                   if name not in active and len(inventory.envs(name)) > 1}
+                   if name not in active and svc.default_env is not None and len(inventory.envs(name)) > 1}
         for name, env in assumed.items():
             self._warn_assumed(name, env, inventory.envs(name))
         return World(live, state, inventory, active, tuple(notes), assumed)
@@ -185,13 +186,13 @@ class Core:
                 f"record (newest switch) says {env}: the record wins, the proxy is brought in line"
                 for name, env in sorted(active.items()) if served.get(name) != env]
 
-    def _warn_assumed(self, service: str, env: str | None, envs: list[str]) -> None:
+    def _warn_assumed(self, service: str, env: str, envs: list[str]) -> None:
         if (service, env) in self._warned:
             return
         self._warned.add((service, env))
         self.log(warning(
             f"no record of which env is active for service {service} (envs {', '.join(envs)} present); "
-            f"assuming default_env {env or '-'}. The record lives in container {self.store.holder.name} on the "
+            f"assuming default_env {env}. The record lives in container {self.store.holder.name} on the "
             f"Docker engine; `lbgen switch --service {service} --env ENV` records one"))
 
     def repair(self, world: World, lock_wait: float = 30.0) -> World:

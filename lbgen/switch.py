@@ -129,13 +129,17 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
             result.outcome = Outcome.UNCHANGED
             timings["render"] = clock() - t
             # A switch killed (or cut off from Docker) between its reload and its record made `env` live
-            # without saying so in state.json: record it now, so history and `previous` match the proxy.
+            # without saying so in the record: record it now, so history and `previous` match the proxy. A live
+            # env that was only assumed (default_env) is recorded too: that is how one ends the warning.
             believed = recorded_or_default(core.config.services[plan.service],
                                            state.recorded_active.get(plan.service))
-            if believed is not None and believed != env:
+            if believed != env or not state.recorded(plan.service):
+                note = (f"{env} was live but not recorded (an interrupted switch); recorded it" if believed != env
+                        else f"{env} was live but only assumed (no switch on record); recorded it")
                 try:
-                    record(core, state, replace(plan, from_env=believed), Outcome.SWITCHED, clock() - started, force)
-                    result.notes.append(f"{env} was live but not recorded (an interrupted switch); recorded it")
+                    record(core, state, replace(plan, from_env=believed if believed != env else None),
+                           Outcome.SWITCHED, clock() - started, force)
+                    result.notes.append(note)
                 except LbgenError as e:
                     result.notes.append(f"{env} is live, but the history could not be recorded: {e}")
             return result
