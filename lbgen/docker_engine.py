@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping
 
-from lbgen.engine import ContainerInfo, EngineEvent, ExecResult
+from lbgen.engine import ROOT, ContainerInfo, EngineEvent, ExecResult, Mount
 from lbgen.errors import ContainerNotFound, DockerUnavailable
 
 DEFAULT_TIMEOUT = 15.0  # seconds per API call: long enough for `nginx -t`, short enough to notice a dead daemon
@@ -65,11 +65,11 @@ class DockerEngine:
         with self._calls("inspect a container", ref):
             return info_from_inspect(self.api.inspect_container(ref))
 
-    def exec(self, container: str, argv: list[str]) -> ExecResult:
+    def exec(self, container: str, argv: list[str], user: str = ROOT) -> ExecResult:
         if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError(f"exec needs a non-empty list of strings, got {argv!r}")
         with self._calls(f"run {argv[0]} in container {container}", container):
-            exec_id = self.api.exec_create(container, list(argv), stdout=True, stderr=True)["Id"]
+            exec_id = self.api.exec_create(container, list(argv), stdout=True, stderr=True, user=user)["Id"]
             output = self.api.exec_start(exec_id)  # stdout and stderr, demultiplexed in arrival order
             exit_code = self._exit_code(exec_id)
         return ExecResult(exit_code, (output or b"").decode("utf-8", errors="replace"))
@@ -238,7 +238,15 @@ def info_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
         exposed_ports=tuple(sorted(exposed)),
         image=str(data.get("Image") or ""),
         command=tuple([data["Path"]] if data.get("Path") else []) + tuple(data.get("Args") or ()),
+        mounts=tuple(_mount(m) for m in data.get("Mounts") or ()),
+        read_only_rootfs=bool((data.get("HostConfig") or {}).get("ReadonlyRootfs")),
+        user=str(config.get("User") or ""),
     )
+
+
+def _mount(raw: Mapping[str, Any]) -> Mount:
+    return Mount(type=str(raw.get("Type") or ""), destination=str(raw.get("Destination") or ""),
+                 source=str(raw.get("Source") or ""), name=str(raw.get("Name") or ""), rw=bool(raw.get("RW", True)))
 
 
 def info_from_summary(data: Mapping[str, Any]) -> ContainerInfo:

@@ -10,6 +10,32 @@ from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Protocol
 
 
+# The user lbgen's own in-container steps (install, validate, restore, state) run as: root, whatever user the
+# image runs as, so that the official haproxy image (user haproxy, root-owned config directory) needs no
+# change. What lbgen writes stays readable by the proxy's own user (files are created 0644, root-owned).
+ROOT = "0"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One mount of a container, as `docker inspect` lists it."""
+
+    type: str  # bind, volume, tmpfs, ...
+    destination: str  # the path inside the container
+    source: str = ""  # the host path (bind) or the volume's directory on the host
+    name: str = ""  # the volume's name (volume)
+    rw: bool = True
+
+    def describe(self) -> str:
+        """How a user recognises the mount: `bind mount /srv/haproxy.cfg -> /usr/local/etc/haproxy/haproxy.cfg`."""
+        origin = self.name or self.source or "?"
+        kind = {"bind": "bind mount", "volume": "volume"}.get(self.type, f"{self.type} mount")
+        return f"{kind} {origin} -> {self.destination}"
+
+    def covers(self, path: str) -> bool:
+        return path == self.destination or path.startswith(self.destination.rstrip("/") + "/")
+
+
 @dataclass(frozen=True)
 class ContainerInfo:
     """What lbgen needs to know of one container."""
@@ -24,6 +50,14 @@ class ContainerInfo:
     exposed_ports: tuple[int, ...] = ()  # TCP ports from the image / --expose
     image: str = ""  # image id
     command: tuple[str, ...] = ()  # entrypoint + args of PID 1
+    mounts: tuple[Mount, ...] = ()  # from inspect only (a container list reports none)
+    read_only_rootfs: bool = False  # `docker run --read-only`
+    user: str = ""  # the user the container runs as (Config.User; "" is the image's default, root)
+
+    def mount_of(self, path: str) -> Mount | None:
+        """The mount that holds `path` (the deepest one), or None when it is on the container's own filesystem."""
+        covering = [m for m in self.mounts if m.covers(path)]
+        return max(covering, key=lambda m: len(m.destination)) if covering else None
 
 
 @dataclass(frozen=True)
@@ -54,8 +88,9 @@ class Engine(Protocol):
     def get_container(self, ref: str) -> ContainerInfo:
         """A container by name or id; ContainerNotFound when there is none."""
 
-    def exec(self, container: str, argv: list[str]) -> ExecResult:
-        """Run argv (no shell unless argv asks for one) in a running container."""
+    def exec(self, container: str, argv: list[str], user: str = ROOT) -> ExecResult:
+        """Run argv (no shell unless argv asks for one) in a running container, as `user` (root unless
+        told: lbgen's own steps must not depend on the user the image runs as)."""
 
     def put_file(self, container: str, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write a file into the container (its directory must exist)."""

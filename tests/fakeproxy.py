@@ -81,7 +81,7 @@ class FakeProxy:
                 ok, msg = self.validate(new.read_bytes() if new.exists() else b"")
                 (root / "validated.verdict").write_text("ok" if ok else "no")
                 (root / "validated.msg").write_text(msg)
-                args = args[:2] + ["sh", "-c", f'test "$(cat {tmp}/validated.verdict)" = ok || '
+                args = args[:3] + ["sh", "-c", f'test "$(cat {tmp}/validated.verdict)" = ok || '
                                    f'{{ cat {tmp}/validated.msg; exit 1; }}', "v"]
             proc = subprocess.run(["sh", "-c", script, "sh", *args], capture_output=True, text=True)
             for path in [p for p in files if p.startswith(directory + "/")]:

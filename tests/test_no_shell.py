@@ -89,7 +89,8 @@ def test_every_command_is_an_argv_list_of_whole_values():
     calls = exec_calls()
     assert len(calls) >= 5, "the audit should see the proxy driver's and state.py's execs"
     for at, call in calls:
-        assert len(call.args) == 2 and not call.keywords, f"{at}: exec(container, argv) expected"
+        assert len(call.args) == 2 and all(k.arg == "user" for k in call.keywords), \
+            f"{at}: exec(container, argv[, user=...]) expected"
         argv = call.args[1]
         assert isinstance(argv, ast.List), f"{at}: argv must be a list literal, got {ast.unparse(argv)}"
         for item in argv.elts:
@@ -175,13 +176,14 @@ def test_apply_switch_and_rollback_exec_only_whole_values(kind):
     mode, validator = kind_named(kind).validate_mode, kind_named(kind).validator
     assert validator[0] == kind and mode == ("inplace" if kind == "nginx" else "candidate")
     allowed = {
-        ("sh", "-c", proxy_module.INSTALL_SCRIPT, "sh", path, mode, *validator),
-        ("sh", "-c", proxy_module.RESTORE_SCRIPT, "sh", path),
+        ("sh", "-c", proxy_module.INSTALL_SCRIPT, "sh", path, mode, "rename", *validator),
+        ("sh", "-c", proxy_module.RESTORE_SCRIPT, "sh", path, "rename"),
         ("mkdir", "-p", "-m", "0700", state),
         ("mv", "-f", f"{state}/state.json.tmp", f"{state}/state.json"),
     }
     execs = [tuple(argv) for _, argv in fp.engine.execs]
     assert execs and set(execs) <= allowed, set(execs) - allowed
+    assert set(fp.engine.exec_users) == {"0"}  # lbgen's steps run as root whatever the image's user
     assert sum(argv[2] == proxy_module.INSTALL_SCRIPT for argv in execs if argv[0] == "sh") == 3
     # Every path that reaches a command is one whole argument, after the options, and starts with "/",
     # so it can be neither an option nor part of the script.

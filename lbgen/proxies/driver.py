@@ -15,40 +15,50 @@ from dataclasses import dataclass
 from typing import Callable
 
 from lbgen.config import ProxyConfig
-from lbgen.engine import ContainerInfo, Engine
-from lbgen.errors import ContainerNotFound, DockerUnavailable, ProxyError, ProxyRejectedConfig, ReloadFailed
+from lbgen.engine import ROOT, ContainerInfo, Engine, Mount
+from lbgen.errors import (ConfigReadOnly, ConfigWriteFailed, ContainerNotFound, DockerUnavailable, ProxyError,
+                          ProxyRejectedConfig, ReloadFailed)
 from lbgen.health import HttpGet
 from lbgen.proxies import kind_named
 from lbgen.proxies.base import first_error
 from lbgen.render import parse_meta
 
-# Runs inside the proxy container as `sh -c INSTALL_SCRIPT sh PATH MODE VALIDATOR...`: every value is a
-# positional argument, never part of the script text. MODE (the kind's validate_mode) `candidate`
+# Runs inside the proxy container, as root, as `sh -c INSTALL_SCRIPT sh PATH MODE SWAP VALIDATOR...`: every
+# value is a positional argument, never part of the script text. MODE (the kind's validate_mode) `candidate`
 # validates the new file on its own before the swap (HAProxy owns its whole config); `inplace` swaps first
 # and validates the whole proxy config, swapping back on failure (nginx validates conf.d files only
-# through nginx.conf).
+# through nginx.conf). SWAP `rename` moves the new file over the old one (atomic); `overwrite` writes the
+# new content over the old file, keeping its inode, for a config that is itself a bind-mounted file (a
+# rename over a mount point fails with EBUSY, and would not reach the host's file anyway). Plain POSIX sh:
+# it runs under dash (Debian images) and BusyBox sh (Alpine images) alike.
 INSTALL_SCRIPT = r"""
-path=$1; mode=$2; shift 2
+path=$1; mode=$2; swap=$3; shift 3
 new="$path.lbgen-new"; prev="$path.lbgen-prev"
+put() { if [ "$swap" = overwrite ]; then cat "$1" > "$2" && rm -f "$1"; else mv -f "$1" "$2"; fi; }
+unput() { if [ -e "$prev" ]; then put "$prev" "$path"; elif [ "$swap" = overwrite ]; then : > "$path"; else rm -f "$path"; fi; }
 rm -f "$prev"
 if [ "$mode" = candidate ]; then
   if ! out=$("$@" "$new" 2>&1); then rm -f "$new"; printf '%s\n' "$out"; exit 3; fi
   if [ -e "$path" ]; then cp -p "$path" "$prev" || exit 4; fi
-  mv -f "$new" "$path" || exit 4
+  put "$new" "$path" || exit 4
 else
   if [ -e "$path" ]; then cp -p "$path" "$prev" || exit 4; fi
-  mv -f "$new" "$path" || exit 4
+  put "$new" "$path" || exit 4
   if ! out=$("$@" 2>&1); then
-    if [ -e "$prev" ]; then mv -f "$prev" "$path"; else rm -f "$path"; fi
+    unput
     printf '%s\n' "$out"; exit 3
   fi
 fi
 """
-# `sh -c RESTORE_SCRIPT sh PATH`: put the previous config back (or remove a first-ever config).
+# `sh -c RESTORE_SCRIPT sh PATH SWAP`: put the previous config back (or remove a first-ever config).
 RESTORE_SCRIPT = r"""
-path=$1; prev="$path.lbgen-prev"
-if [ -e "$prev" ]; then mv -f "$prev" "$path"; else rm -f "$path"; fi
+path=$1; swap=$2; prev="$path.lbgen-prev"
+if [ -e "$prev" ]; then
+  if [ "$swap" = overwrite ]; then cat "$prev" > "$path" && rm -f "$prev"; else mv -f "$prev" "$path"; fi
+elif [ "$swap" = overwrite ]; then : > "$path"; else rm -f "$path"; fi
 """
+RENAME = "rename"
+OVERWRITE = "overwrite"
 
 
 @dataclass(frozen=True)
@@ -108,29 +118,64 @@ class Proxy:
 
     def preflight(self, live: str | None) -> None:
         """Refuse before changing anything when the proxy cannot be reloaded gracefully and verified:
-        not running, not on the network (lbgen verifies through it), HAProxy outside master-worker mode."""
+        not running, not on the network (lbgen verifies through it), HAProxy outside master-worker mode,
+        the config path on a read-only mount."""
         self.address()
+        self.check_writable()
         self.kind.preflight(self.info(), self.path, live)
 
+    def mount(self) -> Mount | None:
+        """The mount holding the config path, or None when it is in the container's own filesystem."""
+        return self.info().mount_of(self.path)
+
+    def swap_mode(self) -> str:
+        """OVERWRITE when the config path is itself a mounted file (a rename cannot replace it), else RENAME."""
+        mount = self.mount()
+        return OVERWRITE if mount is not None and mount.destination.rstrip("/") == self.path else RENAME
+
+    def check_writable(self) -> None:
+        """ConfigReadOnly when Docker reports the config path read-only (a `:ro` mount, or `--read-only`
+        without a writable mount there); nothing has changed yet."""
+        mount = self.mount()
+        if mount is not None and not mount.rw:
+            raise ConfigReadOnly(
+                f"{self.path} in proxy container {self.name} is on a read-only {mount.describe()}; lbgen "
+                f"must write it. Mount it read-write (drop `:ro` from the -v/--mount of {mount.destination}); "
+                f"nothing was changed")
+        if mount is None and self.info().read_only_rootfs:
+            raise ConfigReadOnly(
+                f"{self.path} in proxy container {self.name} is on its read-only root filesystem "
+                f"(docker run --read-only); mount a writable volume or directory at "
+                f"{self.path.rsplit('/', 1)[0] or '/'}; nothing was changed")
+
     def install(self, text: str) -> None:
-        """Upload, validate with the proxy's own binary, and swap in. On rejection the live file is untouched."""
+        """Upload, validate with the proxy's own binary, and swap in (rename, or write over a mounted
+        file). On rejection the live file is untouched (byte-identical)."""
+        self.check_writable()
         try:
             self.engine.put_file(self.name, self.path + ".lbgen-new", text.encode(), 0o644)
-        except DockerUnavailable:
-            raise
+        except PermissionError as e:
+            raise ConfigReadOnly(f"cannot write {self.path} in proxy container {self.name}: {e} (read-only); "
+                                 f"make it writable; nothing was changed") from e
+        except DockerUnavailable as e:
+            if isinstance(e, ContainerNotFound):
+                raise
+            raise ConfigWriteFailed(f"Docker could not write {self.path} into proxy container {self.name}: {e}; "
+                                    f"the previous config is still live") from e
         except OSError as e:
-            raise ProxyError(f"cannot write {self.path} in proxy container {self.name}: {e}; "
-                             f"the previous config is still live") from e
+            raise ConfigWriteFailed(f"cannot write {self.path} in proxy container {self.name}: {e}; "
+                                    f"the previous config is still live") from e
+        swap = self.swap_mode()
         result = self.engine.exec(self.name, ["sh", "-c", INSTALL_SCRIPT, "sh", self.path,
-                                              self.kind.validate_mode, *self.kind.validator])
+                                              self.kind.validate_mode, swap, *self.kind.validator], user=ROOT)
         if result.exit_code == 3:
             raise ProxyRejectedConfig(
                 f"{self.config.kind} rejected the rendered config: {first_error(result.output)}; "
                 f"the previous config is still live"
             )
         if result.exit_code != 0:
-            raise ProxyError(f"cannot install {self.path} in proxy container {self.name}: "
-                             f"{first_error(result.output)}; the previous config is still live")
+            raise ConfigWriteFailed(f"cannot install {self.path} in proxy container {self.name}: "
+                                    f"{first_error(result.output)}; the previous config is still live")
 
     def reload(self) -> None:
         """Ask the proxy's master process to reload gracefully, as its kind does (nginx: HUP or
@@ -176,7 +221,8 @@ class Proxy:
 
     def restore(self) -> None:
         """Put the previous config back on disk (the caller reloads)."""
-        self.engine.exec(self.name, ["sh", "-c", RESTORE_SCRIPT, "sh", self.path])
+        swap = self.swap_mode()
+        self.engine.exec(self.name, ["sh", "-c", RESTORE_SCRIPT, "sh", self.path, swap], user=ROOT)
 
     def activate(self, generation: str) -> None:
         """reload + verify after install(); restores the previous config on failure."""
