@@ -54,6 +54,10 @@ class DockerEngine:
         with self._calls("ping"):
             self.api.ping()
 
+    def version(self) -> str:
+        with self._calls("ask the version"):
+            return str((self.api.version() or {}).get("Version") or "?")
+
     def list_containers(self, label: str) -> list[ContainerInfo]:
         """One list call. For running containers every field is what get_container gives (command: see
         info_from_summary); Docker reports no health or exposed ports for stopped ones."""

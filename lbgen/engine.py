@@ -82,6 +82,9 @@ class Engine(Protocol):
     def ping(self) -> None:
         """Raise DockerUnavailable when the engine does not answer."""
 
+    def version(self) -> str:
+        """The engine's version ("20.10.24"); DockerUnavailable when it does not answer."""
+
     def list_containers(self, label: str) -> list[ContainerInfo]:
         """All containers (running or not) that carry the label key `label`."""
 

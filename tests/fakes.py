@@ -165,6 +165,10 @@ class FakeEngine:
     def ping(self) -> None:
         self._call("ping")
 
+    def version(self) -> str:
+        self._call("version")
+        return "0.0-fake"
+
     def list_containers(self, label: str) -> list[ContainerInfo]:
         self._call("list_containers", label)
         return [c for c in self.containers.values() if label in c.labels]

@@ -19,7 +19,7 @@ LAYERS: dict[str, int] = {
     "lbgen.docker_engine": 3, "lbgen.sources": 3, "lbgen.proxies.driver": 3, "lbgen.render": 3,
     "lbgen.routing": 3, "lbgen.health": 3, "lbgen.state": 3, "lbgen.templates": 3,
     "lbgen.core": 4,
-    "lbgen.switch": 5, "lbgen.monitor": 5, "lbgen.status": 5,
+    "lbgen.switch": 5, "lbgen.monitor": 5, "lbgen.status": 5, "lbgen.doctor": 5,
     "lbgen.watch": 6,
     "lbgen.app": 7,
     "lbgen.cli": 8, "lbgen.progress": 8, "lbgen.__main__": 8,

@@ -20,6 +20,7 @@ import pytest
 from fakeproxy import FakeProxy
 import lbgen
 from lbgen.proxies import driver as proxy_module
+from lbgen import doctor as doctor_module
 from lbgen.proxies import kind_named
 from lbgen.app import Lbgen
 from lbgen.sources.docker import DockerSource
@@ -28,7 +29,8 @@ from lbgen.render import parse_meta
 
 LBGEN = Path(lbgen.__file__).resolve().parent
 SOURCES = sorted(LBGEN.rglob("*.py"))
-SCRIPTS = {"INSTALL_SCRIPT": proxy_module.INSTALL_SCRIPT, "RESTORE_SCRIPT": proxy_module.RESTORE_SCRIPT}
+SCRIPTS = {"INSTALL_SCRIPT": proxy_module.INSTALL_SCRIPT, "RESTORE_SCRIPT": proxy_module.RESTORE_SCRIPT,
+           "PROBE_SCRIPT": doctor_module.PROBE_SCRIPT}
 SHELLS = {"sh", "bash", "dash", "ash", "zsh", "/bin/sh", "/bin/bash", "/usr/bin/env", "env", "busybox"}
 SECRET = "hunter2-9f8e7d"
 
@@ -114,11 +116,13 @@ def test_the_only_shell_runs_a_constant_script_with_values_as_positional_argumen
         assert [ast.unparse(i) for i in items[:2]] == ["'sh'", "'-c'"], at
         assert isinstance(items[2], ast.Name) and items[2].id in SCRIPTS, f"{at}: sh -c {ast.unparse(items[2])}"
         assert isinstance(items[3], ast.Constant) and items[3].value == "sh", f"{at}: $0 must be a constant"
-    assert sorted(shells) == ["INSTALL_SCRIPT", "RESTORE_SCRIPT"]
-    # Both scripts are constant text in lbgen/proxies/driver.py (not built at run time).
-    tree = ast.parse((LBGEN / "proxies" / "driver.py").read_text())
-    assigned = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
-                for t in node.targets if isinstance(t, ast.Name)}
+    assert sorted(shells) == ["INSTALL_SCRIPT", "PROBE_SCRIPT", "RESTORE_SCRIPT"]
+    # The scripts are constant text in lbgen/proxies/driver.py and lbgen/doctor.py (not built at run time).
+    assigned = {}
+    for module in (LBGEN / "proxies" / "driver.py", LBGEN / "doctor.py"):
+        tree = ast.parse(module.read_text())
+        assigned.update({t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                         for t in node.targets if isinstance(t, ast.Name)})
     for name in SCRIPTS:
         assert isinstance(assigned[name], ast.Constant) and isinstance(assigned[name].value, str), name
     for name, script in SCRIPTS.items():

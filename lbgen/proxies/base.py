@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from lbgen.engine import ContainerInfo, Engine
+from lbgen.engine import ContainerInfo, Engine, ExecResult
 
 if TYPE_CHECKING:
     from lbgen.model import Backend, Pool
@@ -37,6 +37,11 @@ class ProxyKind:
     def reload(self, engine: Engine, info: ContainerInfo) -> None:
         """Make the proxy in `info` load its config file again, gracefully. ProxyError when it cannot be
         (nothing was sent), ReloadFailed when the attempt failed."""
+        raise NotImplementedError
+
+    def version(self, engine: Engine, info: ContainerInfo) -> ExecResult:
+        """Run this kind's `-v` in the container (as root): what `lbgen doctor` reports, and a test that
+        the container runs this kind at all."""
         raise NotImplementedError
 
     def master_is_pid1(self, command: Sequence[str]) -> bool:

@@ -3,7 +3,7 @@ the swap; reloads only in master-worker mode, by USR2 to the master as PID 1.
 Imports lbgen.proxies.base, lbgen.errors and lbgen.engine only."""
 from __future__ import annotations
 
-from lbgen.engine import ContainerInfo, Engine
+from lbgen.engine import ROOT, ContainerInfo, Engine, ExecResult
 from lbgen.errors import ProxyError
 from lbgen.proxies.base import CANDIDATE, ProxyKind
 
@@ -40,6 +40,9 @@ class HAProxy(ProxyKind):
         started_with_our_file = config_path in command
         return bool(started_with_our_file and live
                     and any(line.strip() == "master-worker" for line in live.splitlines()))
+
+    def version(self, engine: Engine, info: ContainerInfo) -> ExecResult:
+        return engine.exec(info.name, ["haproxy", "-v"], user=ROOT)
 
     def reload(self, engine: Engine, info: ContainerInfo) -> None:
         if not self.master_is_pid1(info.command):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lbgen.engine import ContainerInfo, Engine
+from lbgen.engine import ROOT, ContainerInfo, Engine, ExecResult
 from lbgen.errors import ReloadFailed
 from lbgen.proxies.base import INPLACE, ProxyKind, first_error
 
@@ -25,6 +25,9 @@ class Nginx(ProxyKind):
     validate_mode = INPLACE
     validator = ("nginx", "-t", "-q")
     reload_signal = "HUP"
+
+    def version(self, engine: Engine, info: ContainerInfo) -> ExecResult:
+        return engine.exec(info.name, ["nginx", "-v"], user=ROOT)
 
     def reload(self, engine: Engine, info: ContainerInfo) -> None:
         if self.master_is_pid1(info.command):
