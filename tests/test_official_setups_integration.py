@@ -166,7 +166,10 @@ def test_doctor_names_the_network_a_proxy_is_not_on(lab, tmp_path):
 
 def test_doctor_refuses_haproxy_outside_master_worker_mode(lab, tmp_path):
     def plain_haproxy(net):
-        return lab.container(net, "plain-haproxy", command=["haproxy", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"])
+        # The placeholder config without its `master-worker` line, started without -W.
+        script = ("grep -v master-worker /usr/local/etc/haproxy/haproxy.cfg > /tmp/plain.cfg && "
+                  "exec haproxy -db -f /tmp/plain.cfg")
+        return lab.container(net, "plain-haproxy", command=["sh", "-c", script])
     s = Scenario(lab, tmp_path, "haproxy", blue=1, green=0, proxy=plain_haproxy)
     code, out = doctor(s)
     assert code == 2, out
