@@ -386,7 +386,7 @@ class Debounce(click.ParamType):
     name = "min[:max]"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> tuple[float, float]:
-        from lbgen.watch import parse_debounce
+        from lbgen.watch.debounce import parse_debounce
 
         if isinstance(value, tuple):
             return value

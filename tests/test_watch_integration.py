@@ -28,7 +28,8 @@ from lbgen.app import Lbgen
 from lbgen.docker_engine import DockerEngine
 from lbgen.engine import EngineEvent
 from lbgen.errors import DockerUnavailable
-from lbgen.watch import EventLog, Watcher
+from lbgen.watch.log import EventLog
+from lbgen.watch.loop import Watcher
 from scenario import Scenario
 
 SERVICE = """\
