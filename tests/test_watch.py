@@ -382,8 +382,8 @@ def test_health_loop_ejects_and_readmits_with_hysteresis(world):
     assert world.lines("eject") == ["event=eject service=web backend=web-2 fails=2"]
     assert strip_took(world.lines("apply")[-1]) == "event=apply service=web reason=health backends=2"
     metrics = w.metrics.text()
-    assert 'lbgen_backend_ejected{service="web",env="blue",backend="web-2"} 1\n' in metrics
-    assert 'lbgen_routed_backends{service="web"} 2\n' in metrics
+    assert 'lbgen_backend_ejected{backend="web-2",env="blue",service="web"} 1.0\n' in metrics
+    assert 'lbgen_routed_backends{service="web"} 2.0\n' in metrics
     world.answer("web-2", 200)
     for _ in range(2):  # rise=2
         world.clock.advance(5.0)

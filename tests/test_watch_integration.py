@@ -314,7 +314,7 @@ def test_the_command_reloads_on_sighup_stops_on_sigterm_and_serves_metrics(lab, 
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(f"http://{metrics['listen']}/metrics", timeout=5) as response:
             body = response.read().decode()
-        assert "lbgen_watch_reloads_total 1\n" in body and 'lbgen_routed_backends{service="web"} 1\n' in body
+        assert "lbgen_watch_reloads_total 1.0\n" in body and 'lbgen_routed_backends{service="web"} 1.0\n' in body
 
         s.write_config(service_yaml=SERVICE + "    retries: 1\n")
         proc.send_signal(signal.SIGHUP)

@@ -20,8 +20,8 @@ def test_metrics_server_on_loopback():
         with opener.open(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as response:
             body = response.read().decode()
             assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        assert "# TYPE lbgen_watch_reloads_total counter\nlbgen_watch_reloads_total 1\n" in body
-        assert 'lbgen_watch_events_total{action="start"} 1\n' in body
+        assert "# TYPE lbgen_watch_reloads_total counter\nlbgen_watch_reloads_total 1.0\n" in body
+        assert 'lbgen_watch_events_total{action="start"} 1.0\n' in body
         with pytest.raises(urllib.error.HTTPError) as e:
             opener.open(f"http://127.0.0.1:{server.port}/", timeout=5)
         assert e.value.code == 404
