@@ -480,5 +480,5 @@ def serve(watcher: Watcher, install_signals: bool = True) -> None:
     try:
         watcher.run(stop)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for number, old in previous.items():
+            signal.signal(number, old)

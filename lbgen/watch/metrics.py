@@ -113,7 +113,8 @@ class MetricsServer:
             if environ.get("PATH_INFO") != "/metrics":
                 start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
                 return [b"try /metrics\n"]
-            return exposition(environ, start_response)
+            body: Iterable[bytes] = exposition(environ, start_response)
+            return body
 
         try:
             self.server = make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=_QuietHandler)
