@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from lbgen.app import Lbgen
+from lbgen.core import Core
 from lbgen.docker_engine import DockerEngine
 from lbgen.engine import EngineEvent
 from lbgen.errors import DockerUnavailable
@@ -102,7 +102,7 @@ class Running:
         self.out = io.StringIO()
         self.log = EventLog(self.out)
         kw.setdefault("interval", 3600.0)
-        self.watcher = Watcher(lambda: Lbgen(s.config, engine, log=self.log.emit), engine, log=self.log, **kw)
+        self.watcher = Watcher(lambda: Core(s.config, engine, log=self.log.emit), engine, log=self.log, **kw)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.watcher.run, args=(self.stop,), daemon=True)
 
