@@ -365,7 +365,7 @@ def health(ctx: click.Context, service: str | None, as_json: bool, apply_: bool,
       lbgen health --apply --textfile /var/lib/node_exporter/lbgen.prom   # from cron
       lbgen health --json | jq '.services.web.unhealthy'
     """
-    from lbgen.monitor import HealthReport, write_textfile
+    from lbgen.monitor import HealthReport
 
     try:
         report = _app(ctx).health(service, apply=apply_, lock_wait=lock_timeout)
@@ -373,7 +373,7 @@ def health(ctx: click.Context, service: str | None, as_json: bool, apply_: bool,
         report = HealthReport.unknown(str(e))
     if textfile:
         try:
-            write_textfile(textfile, report.prometheus())
+            report.write_textfile(textfile)
         except OSError as e:
             import dataclasses
 
@@ -386,7 +386,7 @@ class Debounce(click.ParamType):
     name = "min[:max]"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> tuple[float, float]:
-        from lbgen.watch import parse_debounce
+        from lbgen.watch.debounce import parse_debounce
 
         if isinstance(value, tuple):
             return value
