@@ -182,10 +182,11 @@ class EngineChecker:
 
 def response_body(raw: str) -> str:
     """The body of a raw HTTP response as the probe printed it (curl/bash: headers, blank line, body;
-    busybox/GNU wget: indented headers on stderr, then the body)."""
+    busybox/GNU wget: indented headers on stderr, then the body), without trailing newlines (the shell
+    drops them)."""
     text = raw.replace("\r\n", "\n")
     if "\n\n" in text:
-        return text.split("\n\n", 1)[1]
+        return text.split("\n\n", 1)[1].rstrip("\n")
     return "\n".join(line for line in text.splitlines() if not line.startswith(" ") and not line.startswith("HTTP/"))
 
 

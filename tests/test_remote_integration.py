@@ -76,7 +76,7 @@ def test_a_healthy_green_passes_the_gate_from_a_runner_off_the_network_and_no_re
     finally:
         load.stop()
     assert code == 0, (out, err)
-    assert out.startswith("switched web blue -> green"), out
+    assert out.startswith("switched service=web from=blue to=green "), out
     assert "event=checks via=engine" in err and "the app network is not reachable from here" in err, err
     assert s.envs_served() == {"green"}
     summary = load.summary()
@@ -111,7 +111,7 @@ def test_verification_from_a_runner_catches_a_reload_that_silently_does_nothing(
     finally:
         lab.api.kill(s.proxy.id, signal="SIGCONT")
     assert code == 6, (out, err)
-    assert f"did not serve generation" in err and "the previous config was restored" in err, err
+    assert "did not serve generation" in err and "restored the previous config, traffic stays on blue" in err, err
     assert f"generation={first.generation}" in err, err
     assert s.live() == before
     assert s.envs_served() == {"blue"}
@@ -132,7 +132,7 @@ def test_health_from_a_runner_says_what_it_says_on_the_host(lab, tmp_path, kind,
         code, out, _ = runner.lbgen("health")
         return (host.exit_code, host.stdout.split(" | ")[0]), (code, out.split(" | ")[0])
 
-    assert both() == ((0, "LBGEN OK - web: 2/2 healthy"),) * 2
+    assert both() == ((0, "LBGEN OK - 1 service, 2/2 backends healthy"),) * 2
     lab.wait_http(f"http://{lab.ip(s.backends['blue'][0], s.net)}:8080/admin/health?status=503")
     host, remote = both()
     assert host == remote and host[0] == 1, (host, remote)
