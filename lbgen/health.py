@@ -1,4 +1,5 @@
-"""HTTP health checks and the health gate. The only importer of `requests`.
+"""HTTP health checks and the health gate: every request lbgen itself sends to a backend or to the proxy's
+status listener goes through `http_get` here (the docker SDK sends its own, to the engine).
 
 Checks run concurrently, each bounded by the service's `timeout`, so a black-holed backend costs one
 timeout, not one per backend. Time is injected (`clock`, `sleep`) so the gate's timeout path is tested

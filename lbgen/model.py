@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
@@ -50,11 +51,19 @@ class Inventory:
     skipped: tuple[Skipped, ...] = ()
 
     def for_service(self, service: str) -> tuple[Backend, ...]:
-        return tuple(b for b in self.backends if b.service == service)
+        return self._by_service.get(service, ())
+
+    @functools.cached_property
+    def _by_service(self) -> dict[str, tuple[Backend, ...]]:
+        """One pass over the backends, not one per service (an edge with 1,000 services asks 1,000 times)."""
+        grouped: dict[str, list[Backend]] = {}
+        for b in self.backends:
+            grouped.setdefault(b.service, []).append(b)
+        return {k: tuple(v) for k, v in grouped.items()}
 
     def envs(self, service: str) -> list[str]:
         """The envs present for a service (backends without an env are in every env's pool)."""
-        return sorted({b.env for b in self.backends if b.service == service and b.env is not None})
+        return sorted({b.env for b in self.for_service(service) if b.env is not None})
 
     def __add__(self, other: Inventory) -> Inventory:
         return Inventory(self.backends + other.backends, self.skipped + other.skipped)

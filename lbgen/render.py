@@ -22,11 +22,13 @@ BUILTIN_TEMPLATES = "lbgen.templates"  # package data (top-level templates/ in a
 GENERATION_PLACEHOLDER = "LBGEN_GENERATION_PLACEHOLDER"
 META_PREFIX = "# lbgen-meta: "
 META_RE = re.compile(r"^# lbgen-meta: (\{.*\})$", re.M)
-# After the meta line: the backends each service routes to, by container name, a few dozen per line (HAProxy
-# limits a line's length). This is how `health` and `status` know what the live config routes to.
-ROUTED_PREFIX = "# lbgen-routed: "
-ROUTED_RE = re.compile(r"^# lbgen-routed: (.*)$", re.M)
-ROUTED_PER_LINE = 32
+# After the meta line, one or more lines per service: its active env and the backends it routes to, by
+# container name (`-` for no env). This is how `health` and `status` know what the live config routes to.
+# nginx refuses a token (a comment line included) longer than its 4 KiB buffer: lines stay well under it.
+POOL_PREFIX = "# lbgen-pool: "
+POOL_RE = re.compile(r"^# lbgen-pool: (.*)$", re.M)
+POOL_LINE_MAX = 1000
+STATUS_BODY_SERVICES = 40  # the status listener's answer names at most this many services' envs
 
 
 @dataclass(frozen=True)
@@ -80,31 +82,39 @@ class LiveMeta:
 
 
 def parse_meta(text: str) -> LiveMeta | None:
-    """Read the `# lbgen-meta:` header (and the `# lbgen-routed:` lines) of a config lbgen rendered, or None."""
+    """Read the `# lbgen-meta:` header (and the `# lbgen-pool:` lines) of a config lbgen rendered, or None.
+    A config written by an older lbgen carries the active envs in the header and no pool lines."""
     match = META_RE.search(text or "")
     if not match:
         return None
     try:
         data = json.loads(match.group(1))
-        meta = LiveMeta(generation=str(data["generation"]), active=dict(data.get("active", {})))
+        generation = str(data["generation"])
+        if "active" in data:
+            return LiveMeta(generation=generation, active=dict(data["active"]))
     except (ValueError, KeyError, TypeError):
         return None
-    if not data.get("routed"):
-        return meta
+    active: dict[str, str | None] = {}
     routed: dict[str, set[str]] = {}
-    for line in ROUTED_RE.findall(text):
-        service, *names = line.split()
+    for line in POOL_RE.findall(text):
+        service, env, *names = line.split()
+        active.setdefault(service, None if env == "-" else env)
         routed.setdefault(service, set()).update(names)
-    return LiveMeta(meta.generation, meta.active, {k: frozenset(v) for k, v in routed.items()})
+    return LiveMeta(generation, active, {k: frozenset(v) for k, v in routed.items()})
 
 
-def routed_lines(services: Sequence[ServiceView]) -> list[str]:
-    """`# lbgen-routed: SERVICE NAME...` lines: every service at least once, its servers in order."""
+def pool_lines(services: Sequence[ServiceView]) -> list[str]:
+    """`# lbgen-pool: SERVICE ENV NAME...` lines: every service at least once, its servers in order."""
     lines = []
     for view in services:
-        names = [b.name for b in view.servers]
-        for i in range(0, max(len(names), 1), ROUTED_PER_LINE):
-            lines.append(ROUTED_PREFIX + " ".join([view.name, *names[i:i + ROUTED_PER_LINE]]))
+        head = f"{POOL_PREFIX}{view.name} {view.active_env or '-'}"
+        line = head
+        for backend in view.servers:
+            if len(line) + 1 + len(backend.name) > POOL_LINE_MAX and line != head:
+                lines.append(line)
+                line = head
+            line += " " + backend.name
+        lines.append(line)
     return lines
 
 
@@ -206,7 +216,10 @@ def render(config: Config, pools: Sequence[Pool]) -> Rendered:
         default = next((v for v in on_port if not v.config.hosts), None)
         ports.append(PortView(port=port, services=on_port, default=default))
     active = {v.name: v.active_env for v in views}
-    meta = {"generation": GENERATION_PLACEHOLDER, "active": active, "routed": True}
+    meta = {"generation": GENERATION_PLACEHOLDER, "v": 2}
+    named = "".join(f" {v.name}={v.active_env or '-'}" for v in views[:STATUS_BODY_SERVICES])
+    if len(views) > STATUS_BODY_SERVICES:
+        named += f" (+{len(views) - STATUS_BODY_SERVICES} more services)"
     context = {
         "lbgen_version": __version__,
         "config": config,
@@ -214,9 +227,8 @@ def render(config: Config, pools: Sequence[Pool]) -> Rendered:
         "services": views,
         "ports": ports,
         "meta_comment": "\n".join([META_PREFIX + json.dumps(meta, sort_keys=True, separators=(",", ":")),
-                                    *routed_lines(views)]),
-        "status_body": "lbgen generation=" + GENERATION_PLACEHOLDER + "".join(
-            f" {v.name}={v.active_env or '-'}" for v in views),
+                                    *pool_lines(views)]),
+        "status_body": "lbgen generation=" + GENERATION_PLACEHOLDER + named,
         "generation": GENERATION_PLACEHOLDER,
     }
     env = make_environment(config.templates_dir)
