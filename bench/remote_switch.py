@@ -30,7 +30,7 @@ SPLIT = re.compile(r"took=([\d.]+)s \(gate=([\d.]+)s render\+install\+validate=(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--proxy", choices=["nginx", "haproxy"], default="nginx")
-    parser.add_argument("--switches", type=int, default=6)
+    parser.add_argument("--switches", type=int, default=6, help="per side, alternating green/blue")
     args = parser.parse_args()
     lab = open_lab()
     try:
@@ -67,19 +67,16 @@ def main() -> None:
                 return time.perf_counter() - start, (out or b"").decode(), (err or b"").decode()
 
             results: dict[str, list[tuple[float, ...]]] = {"host": [], "remote": []}
-            for i in range(args.switches):
-                target = "green" if i % 2 == 0 else "blue"
+            for _ in range(args.switches // 2 or 1):
                 for name, run in (("host", on_host), ("remote", remote)):
-                    wall, out, err = run(target)
-                    match = SPLIT.search(out)
-                    if not match:
-                        raise SystemExit(f"{name} switch to {target} failed: {out}{err}")
-                    if name == "remote" and "via=engine" not in err:
-                        raise SystemExit("the remote runner did not check through the engine: " + err)
-                    results[name].append((wall, *map(float, match.groups())))
-                    # switch back so both sides switch in the same direction
-                    back = "blue" if target == "green" else "green"
-                    run(back)
+                    for target in ("green", "blue"):
+                        wall, out, err = run(target)
+                        match = SPLIT.search(out)
+                        if not match:
+                            raise SystemExit(f"{name} switch to {target} failed: {out}{err}")
+                        if name == "remote" and "via=engine" not in err:
+                            raise SystemExit("the remote runner did not check through the engine: " + err)
+                        results[name].append((wall, *map(float, match.groups())))
             print(f"proxy={args.proxy} switches={args.switches} per side (median; min-max wall)")
             for name, rows in results.items():
                 cols = list(zip(*rows))
