@@ -12,6 +12,9 @@ from lbgen import grammar
 from lbgen.errors import ConfigError
 from lbgen.proxies import KINDS, kind_named
 
+# `checks:` values (lbgen.probe uses them): where health checks and the proxy's status listener are reached from.
+CHECK_MODES = ("auto", "engine", "direct")
+
 DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -100,6 +103,9 @@ class Config:
     label_prefix: str = "lbgen"
     templates_dir: Path | None = None
     source: str = "lbgen.yaml"
+    # Where health checks and the status listener are reached from: auto (direct when the app network
+    # answers from here, else through the engine), engine (from inside the proxy container), direct.
+    checks: str = "auto"
 
     def service(self, name: str | None) -> ServiceConfig:
         """The named service, or the only one when name is None."""
@@ -244,11 +250,12 @@ class _Parser:
             raise self.fail(sub, str(e), data, key) from None
 
     def config(self, data: Any) -> Config:
-        top = self.mapping(data, "", ("network", "label_prefix", "templates_dir", "proxy", "services"),
+        top = self.mapping(data, "", ("network", "label_prefix", "templates_dir", "checks", "proxy", "services"),
                            ("network", "proxy", "services"))
         network = self.field(top, "network", "", _string("a Docker network name or id", r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"))
         prefix = self.field(top, "label_prefix", "", grammar.label_prefix, "lbgen")
         templates_dir = self.templates_dir(top)
+        checks = self.field(top, "checks", "", _choice(CHECK_MODES), "auto")
         proxy = self.proxy(top["proxy"], top)
         services_raw = top["services"]
         if not isinstance(services_raw, dict) or not services_raw:
@@ -270,6 +277,7 @@ class _Parser:
             label_prefix=prefix,
             templates_dir=templates_dir,
             source=self.source,
+            checks=checks,
         )
 
     def templates_dir(self, top: dict[str, Any]) -> Path | None:

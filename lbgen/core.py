@@ -5,14 +5,16 @@ in one order, and `converge()` is the one step that brings the proxy in line wit
 from __future__ import annotations
 
 import difflib
+import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Collection, Mapping
 
 from lbgen.config import Config
 from lbgen.engine import Engine
-from lbgen.events import EventSink, discard, warning
+from lbgen.events import EventSink, discard, event, warning
 from lbgen.health import Checker, HttpChecker, HttpGet, http_get
+from lbgen.probe import AUTO, DIRECT, ENGINE, EngineChecker, Probe, can_reach, resolve_mode
 from lbgen.model import Backend, Inventory
 from lbgen.proxies.driver import Proxy
 from lbgen.render import Rendered, parse_meta, render
@@ -56,12 +58,14 @@ class Core:
     def __init__(self, config: Config, engine: Engine | None = None, *, source: Source | None = None,
                  checker: Checker | None = None, get: HttpGet = http_get,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 log: EventSink = discard) -> None:
+                 log: EventSink = discard, reach: Callable[[str, int], bool] = can_reach) -> None:
         self.config = config
         self._engine = engine
         self._source = source
         self._checker = checker
         self._proxy: Proxy | None = None
+        self._mode: str | None = None
+        self.reach = reach
         self.get = get
         self.clock = clock
         self.sleep = sleep
@@ -86,15 +90,50 @@ class Core:
     @property
     def proxy(self) -> Proxy:
         if self._proxy is None:
-            self._proxy = Proxy(self.engine, self.config.proxy, self.config.network, self.get,
+            self._proxy = Proxy(self.engine, self.config.proxy, self.config.network, self._served_get,
                                 clock=self.clock, sleep=self.sleep)
         return self._proxy
 
     @property
     def checker(self) -> Checker:
         if self._checker is None:
-            self._checker = HttpChecker(self.get, docker_health=self._docker_health)
+            if self.check_mode == ENGINE:
+                self._checker = EngineChecker(self.probe, docker_health=self._docker_health)
+            else:
+                self._checker = HttpChecker(self.get, docker_health=self._docker_health)
         return self._checker
+
+    @property
+    def probe(self) -> Probe:
+        return Probe(self.engine, self.config.proxy.container)
+
+    @property
+    def check_mode(self) -> str:
+        """direct or engine: where backends and the proxy's status listener are reached from, decided once
+        per run (docs/remote.md). `auto` with an injected `get` (tests, library callers) stays direct."""
+        if self._mode is None:
+            setting = self.config.checks
+            if setting == AUTO and self.get is not http_get:
+                setting = DIRECT
+            self._mode, why = resolve_mode(setting, os.environ.get("DOCKER_HOST"), self._proxy_reachable)
+            if self.config.checks == AUTO and self._mode == ENGINE:
+                self.log(event("checks", via="engine", container=self.config.proxy.container, reason=why))
+        return self._mode
+
+    def _proxy_reachable(self) -> bool:
+        info = self.engine.get_container(self.config.proxy.container)
+        address = info.networks.get(self.config.network)
+        if address is None:
+            return True  # the driver's preflight names the real problem (not on the network)
+        return self.reach(address, self.config.proxy.status_port)
+
+    def _served_get(self, url: str, timeout: float, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
+        """The proxy's status listener, asked directly or, in engine mode, from inside the proxy itself."""
+        if self.check_mode == ENGINE:
+            return self.probe.get(url, timeout, headers)
+        if headers:
+            return self.get(url, timeout, headers)
+        return self.get(url, timeout)
 
     @property
     def store(self) -> StateStore:

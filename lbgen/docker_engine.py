@@ -40,10 +40,13 @@ class DockerEngine:
         self.where = base_url or _client_url(client) or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         if client is None:
             with self._calls("connect"):
+                # ssh://: the system ssh client, so the user's agent, ~/.ssh/config and known_hosts apply
+                # (the SDK's default, paramiko, reads none of the agent's forwarded settings the same way).
+                ssh = self.where.startswith("ssh://")
                 if base_url:
-                    client = docker.DockerClient(base_url=base_url, timeout=timeout)
+                    client = docker.DockerClient(base_url=base_url, timeout=timeout, use_ssh_client=ssh)
                 else:
-                    client = docker.from_env(timeout=timeout)
+                    client = docker.from_env(timeout=timeout, use_ssh_client=ssh)
         self.client = client
         # The low-level API: one HTTP call per operation, where the high-level objects inspect first.
         self.api = client.api
@@ -210,7 +213,53 @@ class DockerEngine:
                 raise ContainerNotFound(f"container {container} {state}") from e
             raise DockerUnavailable(f"the Docker daemon at {self.where} could not {what}: {explanation}") from e
         except (errors.DockerException, *self._transport_errors) as e:
-            raise DockerUnavailable(f"cannot reach the Docker daemon at {self.where}: {_reason(e)}") from e
+            reason = ssh_diagnosis(self.where) if self.where.startswith("ssh://") else None
+            raise DockerUnavailable(f"cannot reach the Docker daemon at {self.where}: {reason or _reason(e)}") from e
+
+
+def ssh_diagnosis(where: str, timeout: float = 20.0) -> str | None:
+    """Why `ssh HOST docker system dial-stdio` (what the SDK runs for ssh://) fails, in a few words: the
+    SDK only sees a closed pipe. Runs ssh once more in batch mode, stdin closed, and reads its stderr."""
+    import subprocess
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(where)
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+    if parts.username:
+        argv += ["-l", parts.username]
+    if parts.port:
+        argv += ["-p", str(parts.port)]
+    argv += ["--", parts.hostname or "", "docker system dial-stdio"]
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        return "no ssh client here (install openssh-client)"
+    except subprocess.TimeoutExpired:
+        return f"ssh to {parts.hostname} did not finish within {timeout:g}s"
+    return classify_ssh_error(done.returncode, done.stderr.decode("utf-8", errors="replace"), parts.hostname or "")
+
+
+def classify_ssh_error(code: int, stderr: str, host: str) -> str | None:
+    """A short reason from ssh's exit code and stderr; None when ssh and the remote daemon look fine."""
+    text = stderr.lower()
+    last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    if "host key verification failed" in text or "remote host identification has changed" in text:
+        return f"ssh host key of {host} is unknown or changed (add it to known_hosts: ssh-keyscan {host}): {last}"
+    if "permission denied" in text or "too many authentication failures" in text:
+        return f"ssh authentication to {host} failed (key or agent not accepted): {last}"
+    if "could not resolve hostname" in text:
+        return f"ssh cannot resolve {host}: {last}"
+    if "connection refused" in text and "docker" not in text:
+        return f"ssh to {host} refused (no sshd listening): {last}"
+    if "timed out" in text and "docker" not in text:
+        return f"ssh to {host} timed out: {last}"
+    if "command not found" in text or "not found" in text and "docker" in text:
+        return f"no docker command on {host} (ssh:// needs the docker CLI there): {last}"
+    if "docker" in text or "dial" in text:
+        return f"ssh to {host} works but its Docker daemon does not answer: {last}"
+    if code == 255:
+        return f"ssh to {host} failed: {last or 'exit 255'}"
+    return None
 
 
 # --- conversions: Docker's JSON -> lbgen's plain types (pure, unit-tested) ---------------------------
