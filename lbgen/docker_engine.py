@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping
 
-from lbgen.engine import ContainerInfo, EngineEvent, ExecResult
+from lbgen.engine import ContainerInfo, EngineEvent, ExecResult, ServiceInfo, TaskInfo
 from lbgen.errors import ContainerNotFound, DockerUnavailable
 
 DEFAULT_TIMEOUT = 15.0  # seconds per API call: long enough for `nginx -t`, short enough to notice a dead daemon
@@ -190,6 +190,42 @@ class DockerEngine:
         return EngineEvent(action=message["Action"], container_id=info.id, container_name=info.name,
                            labels=dict(info.labels), time=_event_time(message))
 
+    # --- Swarm ----------------------------------------------------------------------------------------
+
+    def swarm_manager(self) -> bool:
+        with self._calls("read the engine's Swarm state"):
+            swarm = self.api.info().get("Swarm") or {}
+        return swarm.get("LocalNodeState") == "active" and bool(swarm.get("ControlAvailable"))
+
+    def list_services(self, label: str) -> list[ServiceInfo]:
+        # A container label cannot be filtered on by the engine: list all services, keep ours here.
+        with self._calls("list Swarm services"):
+            services = [service_from_inspect(s) for s in self.api.services()]
+        return [s for s in services if label in s.labels or label in s.container_labels]
+
+    def get_service(self, ref: str) -> ServiceInfo | None:
+        with self._calls(f"inspect Swarm service {ref}"):
+            try:
+                return service_from_inspect(self.api.inspect_service(ref))
+            except self._errors.NotFound:
+                return None
+            except self._errors.APIError as e:
+                if e.status_code == 503:  # "This node is not a swarm manager"
+                    return None
+                raise
+
+    def list_tasks(self, service_ids: list[str]) -> list[TaskInfo]:
+        if not service_ids:
+            return []
+        with self._calls("list Swarm tasks"):
+            tasks = self.api.tasks(filters={"service": list(service_ids)})
+            nodes = {n["ID"]: str((n.get("Description") or {}).get("Hostname") or "") for n in self.api.nodes()}
+        return [task_from_inspect(t, nodes) for t in tasks]
+
+    def scale_service(self, ref: str, replicas: int) -> None:
+        with self._calls(f"scale Swarm service {ref}"):
+            self.client.services.get(ref).scale(replicas)
+
     # --- the boundary -------------------------------------------------------------------------------
 
     @contextmanager
@@ -266,6 +302,55 @@ def info_from_summary(data: Mapping[str, Any]) -> ContainerInfo:
         exposed_ports=tuple(sorted(int(p) for p in ports)),
         image=str(data.get("ImageID") or ""),
         command=_split_command(str(data.get("Command") or "")),
+    )
+
+
+def service_from_inspect(data: Mapping[str, Any]) -> ServiceInfo:
+    """ServiceInfo from `GET /services/{id}` (or one entry of `GET /services`)."""
+    spec = data.get("Spec") or {}
+    container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    mode = spec.get("Mode") or {}
+    replicas = (mode.get("Replicated") or {}).get("Replicas") if "Replicated" in mode else None
+    update = str((data.get("UpdateStatus") or {}).get("State") or "")
+    test = (container.get("Healthcheck") or {}).get("Test") or []
+    return ServiceInfo(
+        id=str(data["ID"]),
+        name=str(spec.get("Name") or ""),
+        labels=dict(spec.get("Labels") or {}),
+        container_labels=dict(container.get("Labels") or {}),
+        replicas=None if replicas is None else int(replicas),
+        healthcheck=bool(test) and test[0] != "NONE",
+        updating=update in ("updating", "rollback_started"),
+    )
+
+
+def task_from_inspect(data: Mapping[str, Any], nodes: Mapping[str, str]) -> TaskInfo:
+    """TaskInfo from one entry of `GET /tasks`; `nodes` maps node ids to hostnames."""
+    status = data.get("Status") or {}
+    networks: dict[str, str] = {}
+    network_ids: dict[str, str] = {}
+    for attachment in data.get("NetworksAttachments") or ():
+        network = attachment.get("Network") or {}
+        name = str((network.get("Spec") or {}).get("Name") or "")
+        if not name:
+            continue
+        network_ids[name] = str(network.get("ID") or "")
+        addresses = [str(a).split("/", 1)[0] for a in attachment.get("Addresses") or () if a]
+        if addresses:
+            networks[name] = addresses[0]
+    node_id = str(data.get("NodeID") or "")
+    slot = data.get("Slot")
+    return TaskInfo(
+        id=str(data["ID"]),
+        service_id=str(data.get("ServiceID") or ""),
+        slot=int(slot) if isinstance(slot, int) and slot > 0 else None,
+        node_id=node_id,
+        node=nodes.get(node_id, ""),
+        state=str(status.get("State") or ""),
+        desired_state=str(data.get("DesiredState") or ""),
+        container_id=str((status.get("ContainerStatus") or {}).get("ContainerID") or ""),
+        networks=networks,
+        network_ids=network_ids,
     )
 
 
