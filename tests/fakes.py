@@ -158,15 +158,16 @@ class FakeEngine:
 
     def add_task(self, service: ServiceInfo | str, slot: int | None = 1, *, network: str = "lbnet",
                  address: str | None = None, state: str = "running", desired_state: str = "running",
-                 node: str = "node-1", container: bool = True, networks: Mapping[str, str] | None = None,
+                 node: str = "node-1", container: bool | str = True, networks: Mapping[str, str] | None = None,
                  id: str | None = None) -> TaskInfo:
         """A task of `service` (a ServiceInfo or a service name) attached to `network`. With `container`,
-        its container is in `containers` too (a task on this node), with the container labels."""
+        its container is in `containers` too (a task on this node), with the container labels; a string
+        is the id of an existing container that runs the task (e.g. a proxy's)."""
         svc = service if isinstance(service, ServiceInfo) else self._service(service)
         task_id = id or fake_id(f"task:{svc.name}:{slot}:{len(self.tasks)}")[:25]
         networks = dict(networks) if networks is not None else {network: address or self.next_address()}
-        container_id = ""
-        if container:
+        container_id = container if isinstance(container, str) else ""
+        if container is True:
             labels = {**svc.container_labels, "com.docker.swarm.task.id": task_id,
                       "com.docker.swarm.service.name": svc.name}
             container_id = self.add(f"{svc.name}.{slot}.{task_id}", labels=labels, networks=networks,
