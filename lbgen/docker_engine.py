@@ -24,6 +24,11 @@ _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _EVENT_ACTIONS = ("start", "restart", "die", "kill", "stop", "pause", "unpause", "destroy", "rename",
                   "health_status", "connect", "disconnect")
 _NOT_LABELS = ("name", "image", "exitCode", "signal", "execID")  # event attributes that are not labels
+# On a Swarm manager, service events (scale, `service update`, remove) become EngineEvents with action
+# `service-<what>`; a task's container carries this label, so its events count even when the lbgen
+# labels are on the service (`--label`) rather than on the containers (`--container-label`).
+_SERVICE_ACTIONS = ("create", "update", "remove")
+SWARM_TASK_LABEL = "com.docker.swarm.task.id"
 
 
 class DockerEngine:
@@ -159,7 +164,7 @@ class DockerEngine:
 
         Ends when the daemon closes the stream; a broken connection raises DockerUnavailable.
         """
-        filters = {"type": ["container", "network"], "event": list(_EVENT_ACTIONS)}
+        filters = {"type": ["container", "network", "service"], "event": list(_EVENT_ACTIONS + _SERVICE_ACTIONS)}
         with self._calls("follow events"):
             stream = self.api.events(since=None if since is None else f"{since:.6f}", filters=filters, decode=True)
         try:
@@ -355,17 +360,24 @@ def task_from_inspect(data: Mapping[str, Any], nodes: Mapping[str, str]) -> Task
 
 
 def event_from_message(message: Mapping[str, Any], label: str) -> EngineEvent | None:
-    """EngineEvent from one decoded `/events` message, or None when it is not a container event for `label`.
+    """EngineEvent from one decoded `/events` message, or None when it is not a container event for `label`
+    (or a Swarm task's container), nor a Swarm service event.
 
     `health_status: healthy` becomes action `health_status`: watch re-inspects for the status itself.
     """
-    if message.get("Type") != "container":
-        return None
     actor = message.get("Actor") or {}
     attributes = dict(actor.get("Attributes") or {})
-    if label not in attributes:
-        return None
     action = str(message.get("Action") or message.get("status") or "").split(":", 1)[0].strip()
+    if message.get("Type") == "service" and action in _SERVICE_ACTIONS:
+        return EngineEvent(action=f"service-{action}", container_id=str(actor.get("ID") or ""),
+                           container_name=str(attributes.get("name", "")), labels={label: ""},
+                           time=_event_time(message))
+    if message.get("Type") != "container":
+        return None
+    if label not in attributes and SWARM_TASK_LABEL not in attributes:
+        return None
+    if action not in _EVENT_ACTIONS:
+        return None  # `create`/`update` of a container, asked for because services use those names
     return EngineEvent(
         action=action,
         container_id=str(actor.get("ID") or message.get("id") or ""),

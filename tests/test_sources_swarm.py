@@ -234,3 +234,25 @@ def test_engines_without_swarm_are_asked_nothing_about_it():
     fp.backend("web-blue-1", "blue")
     Lbgen(fp.config, fp.engine, get=fp.get, log=lambda e: None).discover()
     assert [c[0] for c in fp.engine.calls] == ["swarm_manager", "list_containers"]
+
+
+# --- watch follows Swarm: service events and task containers' events ------------------------------------
+
+def test_service_events_and_task_container_events_reach_watch():
+    from lbgen.docker_engine import event_from_message
+    from lbgen.engine import EngineEvent
+
+    update = {"Type": "service", "Action": "update", "Actor": {"ID": "svc1", "Attributes": {"name": "web-blue"}},
+              "timeNano": 2_000_000_000}
+    assert event_from_message(update, "lbgen.service") == EngineEvent(
+        action="service-update", container_id="svc1", container_name="web-blue", labels={"lbgen.service": ""},
+        time=2.0)
+    # a task's container of a service labelled with --label (its container has no lbgen labels): counted
+    kill = {"Type": "container", "Action": "kill", "Actor": {"ID": "c1", "Attributes": {
+        "name": "web-blue.1.x", "com.docker.swarm.task.id": "x", "signal": "15"}}}
+    event = event_from_message(kill, "lbgen.service")
+    assert event is not None and (event.action, event.signal) == ("kill", "15")
+    # containers' create/update (asked for only because services use those names) and others' events: not
+    assert event_from_message({**kill, "Action": "create"}, "lbgen.service") is None
+    assert event_from_message({"Type": "container", "Action": "start", "Actor": {"ID": "c2", "Attributes": {}}},
+                              "lbgen.service") is None
