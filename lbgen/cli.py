@@ -110,7 +110,8 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_context
 def discover(ctx: click.Context, service: str | None, as_json: bool) -> None:
-    """List the backends found on the network; skipped containers and why go to stderr.
+    """List the backends found, the network each was found on (and for Swarm tasks their service and
+    node); skipped containers and tasks, and why, go to stderr.
 
     \b
     Example:
@@ -127,7 +128,10 @@ def discover(ctx: click.Context, service: str | None, as_json: bool) -> None:
     for b in backends:
         flags = ",".join(f for f in ("backup" if b.backup else "",
                                      f"docker-health={b.docker_health}" if b.docker_health else "") if f)
-        click.echo(f"{b.service}\t{b.env or '-'}\t{b.name}\t{b.endpoint}\tweight={b.weight}"
+        where = f"\tnetwork={b.network}" if b.network else ""
+        if b.swarm_service:
+            where += f"\tswarm-service={b.swarm_service}" + (f"\tnode={b.node}" if b.node else "")
+        click.echo(f"{b.service}\t{b.env or '-'}\t{b.name}\t{b.endpoint}\tweight={b.weight}{where}"
                    + (f"\t{flags}" if flags else ""))
 
 

@@ -93,11 +93,14 @@ class ProxyConfig:
     # `hard-stop-after`). nginx has its equivalent, worker_shutdown_timeout, only in its main context,
     # which lbgen's include does not reach: old nginx workers stay until their connections close.
     drain_timeout: float = 300.0
+    # The engine that runs the proxy container (exec, files, the lock), when it is not the engine lbgen
+    # discovers on (e.g. a Swarm manager); a DOCKER_HOST-style URL. None: the same engine.
+    docker_host: str | None = None
 
 
 @dataclass(frozen=True)
 class Config:
-    network: str
+    network: str  # the first of `networks`
     proxy: ProxyConfig
     services: Mapping[str, ServiceConfig]
     label_prefix: str = "lbgen"
@@ -106,6 +109,12 @@ class Config:
     # Where health checks and the status listener are reached from: auto (direct when the app network
     # answers from here, else through the engine), engine (from inside the proxy container), direct.
     checks: str = "auto"
+    # `network:` as a list: a backend is routed on the first of these that it and the proxy share.
+    networks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.networks:
+            object.__setattr__(self, "networks", (self.network,))
 
     def service(self, name: str | None) -> ServiceConfig:
         """The named service, or the only one when name is None."""
@@ -252,7 +261,7 @@ class _Parser:
     def config(self, data: Any) -> Config:
         top = self.mapping(data, "", ("network", "label_prefix", "templates_dir", "checks", "proxy", "services"),
                            ("network", "proxy", "services"))
-        network = self.field(top, "network", "", _string("a Docker network name or id", r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"))
+        networks = self.field(top, "network", "", _networks)
         prefix = self.field(top, "label_prefix", "", grammar.label_prefix, "lbgen")
         templates_dir = self.templates_dir(top)
         checks = self.field(top, "checks", "", _choice(CHECK_MODES), "auto")
@@ -271,7 +280,8 @@ class _Parser:
             services[name] = self.service(name, raw, path, services_raw)
         self.check_routes(services, proxy, services_raw)
         return Config(
-            network=network,
+            network=networks[0],
+            networks=networks,
             proxy=proxy,
             services=services,
             label_prefix=prefix,
@@ -295,7 +305,7 @@ class _Parser:
 
     def proxy(self, raw: Any, parent: dict[str, Any]) -> ProxyConfig:
         data = self.mapping(raw, "proxy", ("kind", "container", "config_path", "status_port", "state_dir",
-                                             "drain_timeout"),
+                                             "drain_timeout", "docker_host"),
                             ("kind", "container"), parent, "proxy")
         kind = self.field(data, "kind", "proxy", _choice(tuple(KINDS)))
         return ProxyConfig(
@@ -306,6 +316,7 @@ class _Parser:
             status_port=self.field(data, "status_port", "proxy", grammar.port, 9180),
             state_dir=self.field(data, "state_dir", "proxy", _abs_path, "/var/lib/lbgen"),
             drain_timeout=self.field(data, "drain_timeout", "proxy", parse_duration, 300.0),
+            docker_host=self.field(data, "docker_host", "proxy", _docker_host),
         )
 
     def service(self, name: str, raw: Any, path: str, parent: dict[str, Any]) -> ServiceConfig:
@@ -409,6 +420,29 @@ def _string(what: str, pattern: str | None = None) -> Callable[[Any], str]:
             raise ValueError(f"expected {what}, got {grammar._show(value)}")
         return value
     return check
+
+
+_network_name = _string("a Docker network name or id", r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    """`network:` as one name or a non-empty list of distinct names."""
+    if not isinstance(value, list):
+        return (_network_name(value),)
+    if not value:
+        raise ValueError("expected a Docker network name or a non-empty list of them, got an empty list")
+    names = _list_of(_network_name)(value)
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ValueError(f"item {i}: network {name} is listed twice")
+    return tuple(names)
+
+
+def _docker_host(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"(unix|tcp|ssh|npipe)://[A-Za-z0-9._~:/@\[\]%-]{1,255}", value):
+        raise ValueError(f"expected a Docker host URL (unix://PATH, tcp://HOST:PORT, ssh://USER@HOST), "
+                         f"got {grammar._show(value)}")
+    return value
 
 
 def _abs_path(value: Any) -> str:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Collection, Mapping
 
 from lbgen.config import Config
-from lbgen.engine import Engine
+from lbgen.engine import ContainerInfo, Engine
+from lbgen.errors import ContainerNotFound
 from lbgen.events import EventSink, discard, event, warning
 from lbgen.health import Checker, HttpChecker, HttpGet, http_get
 from lbgen.probe import AUTO, DIRECT, ENGINE, EngineChecker, Probe, can_reach, resolve_mode
@@ -61,6 +62,8 @@ class Core:
                  log: EventSink = discard, reach: Callable[[str, int], bool] = can_reach) -> None:
         self.config = config
         self._engine = engine
+        self._proxy_engine: Engine | None = None
+        self._swarm: bool | None = None
         self._source = source
         self._checker = checker
         self._proxy: Proxy | None = None
@@ -80,18 +83,49 @@ class Core:
         return self._engine
 
     @property
+    def proxy_engine(self) -> Engine:
+        """The engine that runs the proxy container (`proxy.docker_host`; default: `engine`)."""
+        if self._proxy_engine is None:
+            if self.config.proxy.docker_host is None:
+                self._proxy_engine = self.engine
+            else:
+                from lbgen.docker_engine import DockerEngine
+
+                self._proxy_engine = DockerEngine(base_url=self.config.proxy.docker_host)
+        return self._proxy_engine
+
+    @property
+    def swarm(self) -> bool:
+        """Whether `engine` is a Swarm manager (then services' tasks are discovered too)."""
+        if self._swarm is None:
+            self._swarm = self.engine.swarm_manager()
+        return self._swarm
+
+    @property
     def source(self) -> Source:
         if self._source is None:
+            from lbgen.sources import MultiSource, Networks
             from lbgen.sources.docker import DockerSource
+            from lbgen.sources.swarm import SwarmSource
 
-            self._source = DockerSource(self.engine, self.config.network, self.config.label_prefix)
+            networks = Networks(self.config.networks, self._proxy_info)
+            docker = DockerSource(self.engine, networks, self.config.label_prefix, skip_swarm_tasks=self.swarm)
+            self._source = docker
+            if self.swarm:
+                self._source = MultiSource([docker, SwarmSource(self.engine, networks, self.config.label_prefix)])
         return self._source
+
+    def _proxy_info(self) -> ContainerInfo | None:
+        try:
+            return self.proxy.info()
+        except ContainerNotFound:
+            return None
 
     @property
     def proxy(self) -> Proxy:
         if self._proxy is None:
-            self._proxy = Proxy(self.engine, self.config.proxy, self.config.network, self._served_get,
-                                clock=self.clock, sleep=self.sleep)
+            self._proxy = Proxy(self.proxy_engine, self.config.proxy, self.config.networks, self._served_get,
+                                clock=self.clock, sleep=self.sleep, manager=self.engine)
         return self._proxy
 
     @property
@@ -105,7 +139,7 @@ class Core:
 
     @property
     def probe(self) -> Probe:
-        return Probe(self.engine, self.config.proxy.container)
+        return Probe(self.proxy_engine, self.proxy.ref())
 
     @property
     def check_mode(self) -> str:
@@ -121,10 +155,10 @@ class Core:
         return self._mode
 
     def _proxy_reachable(self) -> bool:
-        info = self.engine.get_container(self.config.proxy.container)
-        address = info.networks.get(self.config.network)
-        if address is None:
-            return True  # the driver's preflight names the real problem (not on the network)
+        try:
+            address = self.proxy.address().strip("[]")
+        except ContainerNotFound:
+            return True  # the driver's preflight names the real problem (missing, not on the network)
         return self.reach(address, self.config.proxy.status_port)
 
     def _served_get(self, url: str, timeout: float, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
@@ -137,7 +171,7 @@ class Core:
 
     @property
     def store(self) -> StateStore:
-        return StateStore(self.engine, self.config.proxy.container, self.config.proxy.state_dir)
+        return StateStore(self.proxy_engine, self.proxy.ref(), self.config.proxy.state_dir)
 
     def _docker_health(self, backend: Backend) -> str | None:
         from lbgen.errors import ContainerNotFound
@@ -149,7 +183,7 @@ class Core:
 
     def lock(self, purpose: str, wait: float = 30.0, lease: float = 300.0) -> ProxyLock:
         info = self.proxy.info()
-        return ProxyLock(self.engine, info.id, info.image, self.config.proxy.container, purpose,
+        return ProxyLock(self.proxy_engine, self.proxy.key(), info.image, self.config.proxy.container, purpose,
                          wait=wait, lease=lease, log=self.log)
 
     # --- reading -------------------------------------------------------------------------------------

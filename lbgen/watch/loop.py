@@ -456,6 +456,8 @@ def _reason(action: str) -> str:
         return f"network-{action}"
     if action == "health_status":
         return "container-health"
+    if action.startswith("service-"):  # a Swarm service was created, scaled/updated or removed
+        return action
     return f"container-{action}"
 
 
