@@ -254,9 +254,6 @@ class Core:
         return ApplyResult(True, rendered.generation, warnings=rendered.warnings, notes=world.notes,
                            timings=timings)
 
-    # watch mode calls the converge step by its older name
-    apply_locked = converge
-
 
 def diff(live: str | None, new: str) -> str:
     """A unified diff of the live config against a rendered one."""
