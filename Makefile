@@ -3,7 +3,7 @@ PYTHON ?= python3
 PROXY ?= nginx
 PYTEST_ARGS ?=
 
-.PHONY: test unit integration demo images bench install
+.PHONY: test unit integration typecheck demo images bench install
 
 install:
 	$(PYTHON) -m pip install -q -e '.[test]'
@@ -13,6 +13,9 @@ images:
 
 test: install images
 	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+typecheck: install
+	$(PYTHON) -m mypy
 
 unit: install
 	$(PYTHON) -m pytest -q -m 'not integration' $(PYTEST_ARGS)

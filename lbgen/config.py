@@ -12,6 +12,9 @@ from lbgen import grammar
 from lbgen.errors import ConfigError
 from lbgen.proxies import KINDS, kind_named
 
+# `checks:` values (lbgen.probe uses them): where health checks and the proxy's status listener are reached from.
+CHECK_MODES = ("auto", "engine", "direct")
+
 DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -90,16 +93,28 @@ class ProxyConfig:
     # `hard-stop-after`). nginx has its equivalent, worker_shutdown_timeout, only in its main context,
     # which lbgen's include does not reach: old nginx workers stay until their connections close.
     drain_timeout: float = 300.0
+    # The engine that runs the proxy container (exec, files, the lock), when it is not the engine lbgen
+    # discovers on (e.g. a Swarm manager); a DOCKER_HOST-style URL. None: the same engine.
+    docker_host: str | None = None
 
 
 @dataclass(frozen=True)
 class Config:
-    network: str
+    network: str  # the first of `networks`
     proxy: ProxyConfig
     services: Mapping[str, ServiceConfig]
     label_prefix: str = "lbgen"
     templates_dir: Path | None = None
     source: str = "lbgen.yaml"
+    # Where health checks and the status listener are reached from: auto (direct when the app network
+    # answers from here, else through the engine), engine (from inside the proxy container), direct.
+    checks: str = "auto"
+    # `network:` as a list: a backend is routed on the first of these that it and the proxy share.
+    networks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.networks:
+            object.__setattr__(self, "networks", (self.network,))
 
     def service(self, name: str | None) -> ServiceConfig:
         """The named service, or the only one when name is None."""
@@ -138,15 +153,15 @@ def parse_config(text: str, source: str = "lbgen.yaml", base_dir: Path | None = 
 
 # --- YAML with line numbers -------------------------------------------------------------------------
 
-class LineDict(dict):
+class LineDict(dict):  # type: ignore[type-arg]  # holds any YAML mapping
     """A YAML mapping that remembers the line of each key (1-based)."""
 
-    lines: dict
+    lines: dict[Any, int]
     line: int = 0
 
 
-class LineList(list):
-    lines: list
+class LineList(list):  # type: ignore[type-arg]  # holds any YAML sequence
+    lines: list[int]
     line: int = 0
 
 
@@ -220,7 +235,7 @@ class _Parser:
         return ConfigError(f"{where}: {path}: {message}")
 
     def mapping(self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = (),
-                parent: Any = None, key: Any = None) -> dict:
+                parent: Any = None, key: Any = None) -> dict[str, Any]:
         if value is None and not required:
             return LineDict()
         if not isinstance(value, dict):
@@ -234,7 +249,7 @@ class _Parser:
                 raise self.fail(path or "(top level)", f"missing required key {k!r}", parent, key)
         return value
 
-    def field(self, data: dict, key: str, path: str, check: Callable[[Any], Any], default: Any = None) -> Any:
+    def field(self, data: dict[str, Any], key: str, path: str, check: Callable[[Any], Any], default: Any = None) -> Any:
         if key not in data:
             return default
         sub = f"{path}.{key}" if path else key
@@ -244,11 +259,12 @@ class _Parser:
             raise self.fail(sub, str(e), data, key) from None
 
     def config(self, data: Any) -> Config:
-        top = self.mapping(data, "", ("network", "label_prefix", "templates_dir", "proxy", "services"),
+        top = self.mapping(data, "", ("network", "label_prefix", "templates_dir", "checks", "proxy", "services"),
                            ("network", "proxy", "services"))
-        network = self.field(top, "network", "", _string("a Docker network name or id", r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"))
+        networks = self.field(top, "network", "", _networks)
         prefix = self.field(top, "label_prefix", "", grammar.label_prefix, "lbgen")
         templates_dir = self.templates_dir(top)
+        checks = self.field(top, "checks", "", _choice(CHECK_MODES), "auto")
         proxy = self.proxy(top["proxy"], top)
         services_raw = top["services"]
         if not isinstance(services_raw, dict) or not services_raw:
@@ -264,30 +280,32 @@ class _Parser:
             services[name] = self.service(name, raw, path, services_raw)
         self.check_routes(services, proxy, services_raw)
         return Config(
-            network=network,
+            network=networks[0],
+            networks=networks,
             proxy=proxy,
             services=services,
             label_prefix=prefix,
             templates_dir=templates_dir,
             source=self.source,
+            checks=checks,
         )
 
-    def templates_dir(self, top: dict) -> Path | None:
+    def templates_dir(self, top: dict[str, Any]) -> Path | None:
         """`templates_dir`, relative to lbgen.yaml. It must exist: a typo there must not silently render
         the built-in templates instead of the user's own."""
         value = self.field(top, "templates_dir", "", _string("a directory path"))
         if value is None:
             return None
-        path = self.base_dir / value
+        path: Path = self.base_dir / value
         if not os.path.isdir(path):
             what = "not a directory" if os.path.exists(path) else "no such directory"
             shown = str(path) if str(path).isprintable() else grammar._show(str(path))
             raise self.fail("templates_dir", f"{what}: {shown}", top, "templates_dir")
         return path
 
-    def proxy(self, raw: Any, parent: dict) -> ProxyConfig:
+    def proxy(self, raw: Any, parent: dict[str, Any]) -> ProxyConfig:
         data = self.mapping(raw, "proxy", ("kind", "container", "config_path", "status_port", "state_dir",
-                                             "drain_timeout"),
+                                             "drain_timeout", "docker_host"),
                             ("kind", "container"), parent, "proxy")
         kind = self.field(data, "kind", "proxy", _choice(tuple(KINDS)))
         return ProxyConfig(
@@ -298,9 +316,10 @@ class _Parser:
             status_port=self.field(data, "status_port", "proxy", grammar.port, 9180),
             state_dir=self.field(data, "state_dir", "proxy", _abs_path, "/var/lib/lbgen"),
             drain_timeout=self.field(data, "drain_timeout", "proxy", parse_duration, 300.0),
+            docker_host=self.field(data, "docker_host", "proxy", _docker_host),
         )
 
-    def service(self, name: str, raw: Any, path: str, parent: dict) -> ServiceConfig:
+    def service(self, name: str, raw: Any, path: str, parent: dict[str, Any]) -> ServiceConfig:
         data = self.mapping(raw, path, ("listen", "hosts", "algorithm", "hash_key", "default_env", "health",
                                         "connect_timeout", "read_timeout", "websocket_timeout", "retries"), (),
                             parent, name)
@@ -325,7 +344,7 @@ class _Parser:
             retries=self.field(data, "retries", path, _int_range(0, 10), 2),
         )
 
-    def health(self, raw: Any, path: str, parent: dict, hosts: list[str]) -> HealthConfig:
+    def health(self, raw: Any, path: str, parent: dict[str, Any], hosts: list[str]) -> HealthConfig:
         data = self.mapping(raw, path, ("path", "expect_status", "interval", "timeout", "rise", "fall", "host",
                                         "headers"), (), parent, "health")
         exact = next((h for h in hosts if not h.startswith("*.")), None)
@@ -340,7 +359,7 @@ class _Parser:
             headers=self.health_headers(data, path),
         )
 
-    def health_headers(self, data: dict, path: str) -> tuple[tuple[str, str], ...]:
+    def health_headers(self, data: dict[str, Any], path: str) -> tuple[tuple[str, str], ...]:
         if "headers" not in data:
             return ()
         raw = data["headers"]
@@ -361,7 +380,7 @@ class _Parser:
                 raise self.fail(sub, str(e), raw, name) from None
         return tuple(out)
 
-    def check_routes(self, services: dict[str, ServiceConfig], proxy: ProxyConfig, raw: dict) -> None:
+    def check_routes(self, services: dict[str, ServiceConfig], proxy: ProxyConfig, raw: dict[str, Any]) -> None:
         """Two services may share a port only when their hosts tell them apart."""
         seen: dict[tuple[int, str], str] = {}
         for svc in services.values():
@@ -403,6 +422,29 @@ def _string(what: str, pattern: str | None = None) -> Callable[[Any], str]:
     return check
 
 
+_network_name = _string("a Docker network name or id", r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    """`network:` as one name or a non-empty list of distinct names."""
+    if not isinstance(value, list):
+        return (_network_name(value),)
+    if not value:
+        raise ValueError("expected a Docker network name or a non-empty list of them, got an empty list")
+    names = _list_of(_network_name)(value)
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ValueError(f"item {i}: network {name} is listed twice")
+    return tuple(names)
+
+
+def _docker_host(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"(unix|tcp|ssh|npipe)://[A-Za-z0-9._~:/@\[\]%-]{1,255}", value):
+        raise ValueError(f"expected a Docker host URL (unix://PATH, tcp://HOST:PORT, ssh://USER@HOST), "
+                         f"got {grammar._show(value)}")
+    return value
+
+
 def _abs_path(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"/[A-Za-z0-9._/-]{1,255}", value) or "/../" in value + "/":
         raise ValueError(f"expected an absolute path of [A-Za-z0-9._/-], got {grammar._show(value)}")
@@ -413,7 +455,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in options:
             raise ValueError(f"{grammar._show(value)} is not one of: {', '.join(options)}")
-        return value
+        return str(value)
     return check
 
 
@@ -431,8 +473,8 @@ def _int_port(value: Any) -> int:
     return grammar.port(value)
 
 
-def _list_of(check: Callable[[Any], Any]) -> Callable[[Any], list]:
-    def inner(value: Any) -> list:
+def _list_of(check: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
+    def inner(value: Any) -> list[Any]:
         if not isinstance(value, list):
             raise ValueError(f"expected a list, got {_kind(value)}")
         out = []

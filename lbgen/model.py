@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
@@ -19,7 +20,10 @@ class Backend:
     weight: int = 1
     backup: bool = False
     docker_health: str | None = None  # "healthy", "unhealthy", "starting"; None without a HEALTHCHECK
-    source: str = "docker"
+    source: str = "docker"  # docker, swarm, file
+    network: str | None = None  # the network it was found on (its address is its IP there); None from a file
+    swarm_service: str | None = None  # for a Swarm task: its service's name
+    node: str | None = None  # for a Swarm task: the hostname of the node that runs it
 
     @property
     def endpoint(self) -> str:
@@ -28,7 +32,11 @@ class Backend:
         return f"{host}:{self.port}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; `swarm_service` and `node` only for Swarm tasks."""
+        data = asdict(self)
+        if self.source != "swarm":
+            del data["swarm_service"], data["node"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -37,9 +45,10 @@ class Skipped:
 
     name: str
     reason: str
+    kind: str = "container"  # or "task" (a Swarm task)
 
     def __str__(self) -> str:
-        return f"skipped container {self.name}: {self.reason}"
+        return f"skipped {self.kind} {self.name}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -50,11 +59,19 @@ class Inventory:
     skipped: tuple[Skipped, ...] = ()
 
     def for_service(self, service: str) -> tuple[Backend, ...]:
-        return tuple(b for b in self.backends if b.service == service)
+        return self._by_service.get(service, ())
+
+    @functools.cached_property
+    def _by_service(self) -> dict[str, tuple[Backend, ...]]:
+        """One pass over the backends, not one per service (an edge with 1,000 services asks 1,000 times)."""
+        grouped: dict[str, list[Backend]] = {}
+        for b in self.backends:
+            grouped.setdefault(b.service, []).append(b)
+        return {k: tuple(v) for k, v in grouped.items()}
 
     def envs(self, service: str) -> list[str]:
         """The envs present for a service (backends without an env are in every env's pool)."""
-        return sorted({b.env for b in self.backends if b.service == service and b.env is not None})
+        return sorted({b.env for b in self.for_service(service) if b.env is not None})
 
     def __add__(self, other: Inventory) -> Inventory:
         return Inventory(self.backends + other.backends, self.skipped + other.skipped)

@@ -22,6 +22,13 @@ BUILTIN_TEMPLATES = "lbgen.templates"  # package data (top-level templates/ in a
 GENERATION_PLACEHOLDER = "LBGEN_GENERATION_PLACEHOLDER"
 META_PREFIX = "# lbgen-meta: "
 META_RE = re.compile(r"^# lbgen-meta: (\{.*\})$", re.M)
+# After the meta line, one or more lines per service: its active env and the backends it routes to, by
+# container name (`-` for no env). This is how `health` and `status` know what the live config routes to.
+# nginx refuses a token (a comment line included) longer than its 4 KiB buffer: lines stay well under it.
+POOL_PREFIX = "# lbgen-pool: "
+POOL_RE = re.compile(r"^# lbgen-pool: (.*)$", re.M)
+POOL_LINE_MAX = 1000
+STATUS_BODY_SERVICES = 40  # the status listener's answer names at most this many services' envs
 
 
 @dataclass(frozen=True)
@@ -69,18 +76,46 @@ class LiveMeta:
 
     generation: str
     active: dict[str, str | None]
+    # service -> the backends (container names) the config routes to; None when the config does not say
+    # (written by an older lbgen)
+    routed: dict[str, frozenset[str]] | None = None
 
 
 def parse_meta(text: str) -> LiveMeta | None:
-    """Read the `# lbgen-meta:` header of a config lbgen rendered, or None."""
+    """Read the `# lbgen-meta:` header (and the `# lbgen-pool:` lines) of a config lbgen rendered, or None.
+    A config written by an older lbgen carries the active envs in the header and no pool lines."""
     match = META_RE.search(text or "")
     if not match:
         return None
     try:
         data = json.loads(match.group(1))
-        return LiveMeta(generation=str(data["generation"]), active=dict(data.get("active", {})))
+        generation = str(data["generation"])
+        if "active" in data:
+            return LiveMeta(generation=generation, active=dict(data["active"]))
     except (ValueError, KeyError, TypeError):
         return None
+    active: dict[str, str | None] = {}
+    routed: dict[str, set[str]] = {}
+    for line in POOL_RE.findall(text):
+        service, env, *names = line.split()
+        active.setdefault(service, None if env == "-" else env)
+        routed.setdefault(service, set()).update(names)
+    return LiveMeta(generation, active, {k: frozenset(v) for k, v in routed.items()})
+
+
+def pool_lines(services: Sequence[ServiceView]) -> list[str]:
+    """`# lbgen-pool: SERVICE ENV NAME...` lines: every service at least once, its servers in order."""
+    lines = []
+    for view in services:
+        head = f"{POOL_PREFIX}{view.name} {view.active_env or '-'}"
+        line = head
+        for backend in view.servers:
+            if len(line) + 1 + len(backend.name) > POOL_LINE_MAX and line != head:
+                lines.append(line)
+                line = head
+            line += " " + backend.name
+        lines.append(line)
+    return lines
 
 
 def nginx_str(value: Any) -> str:
@@ -109,7 +144,7 @@ def make_environment(templates_dir: Path | None = None) -> Any:
     """The Jinja2 environment: `templates_dir` (if any) searched first, then the built-in templates."""
     import jinja2
 
-    loaders = []
+    loaders: list[jinja2.BaseLoader] = []
     if templates_dir is not None:
         if not templates_dir.is_dir():  # checked at load too; this catches one removed since
             raise ConfigError(f"templates_dir: no such directory: {templates_dir}")
@@ -181,16 +216,19 @@ def render(config: Config, pools: Sequence[Pool]) -> Rendered:
         default = next((v for v in on_port if not v.config.hosts), None)
         ports.append(PortView(port=port, services=on_port, default=default))
     active = {v.name: v.active_env for v in views}
-    meta = {"generation": GENERATION_PLACEHOLDER, "active": active}
+    meta = {"generation": GENERATION_PLACEHOLDER, "v": 2}
+    named = "".join(f" {v.name}={v.active_env or '-'}" for v in views[:STATUS_BODY_SERVICES])
+    if len(views) > STATUS_BODY_SERVICES:
+        named += f" (+{len(views) - STATUS_BODY_SERVICES} more services)"
     context = {
         "lbgen_version": __version__,
         "config": config,
         "proxy": config.proxy,
         "services": views,
         "ports": ports,
-        "meta_comment": META_PREFIX + json.dumps(meta, sort_keys=True, separators=(",", ":")),
-        "status_body": "lbgen generation=" + GENERATION_PLACEHOLDER + "".join(
-            f" {v.name}={v.active_env or '-'}" for v in views),
+        "meta_comment": "\n".join([META_PREFIX + json.dumps(meta, sort_keys=True, separators=(",", ":")),
+                                    *pool_lines(views)]),
+        "status_body": "lbgen generation=" + GENERATION_PLACEHOLDER + named,
         "generation": GENERATION_PLACEHOLDER,
     }
     env = make_environment(config.templates_dir)
@@ -198,7 +236,8 @@ def render(config: Config, pools: Sequence[Pool]) -> Rendered:
     try:
         text = env.get_template(template_name).render(context)
     except jinja2.TemplateError as e:
-        where = f" line {e.lineno}" if getattr(e, "lineno", None) else ""
+        lineno = getattr(e, "lineno", None)  # syntax errors carry one
+        where = f" line {lineno}" if lineno else ""
         raise ConfigError(f"template {template_name}{where}: {e.message or e}") from e
     generation = hashlib.sha256(text.encode()).hexdigest()[:12]
     return Rendered(text=text.replace(GENERATION_PLACEHOLDER, generation), generation=generation,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lbgen.core import Core
+from lbgen.drift import Drift, find_drift
 from lbgen.health import check_all
 from lbgen.model import Backend, HistoryEntry
 from lbgen.render import parse_meta
@@ -17,11 +18,12 @@ class BackendStatus:
     backend: Backend
     healthy: bool
     detail: str
-    routed: bool
+    routed: bool  # the live config routes to it (what lbgen would route, when the config does not say)
+    drift: Drift | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.backend.to_dict(), "healthy": self.healthy, "health_detail": self.detail,
-                "routed": self.routed}
+                "routed": self.routed, "drift": self.drift.describe() if self.drift else None}
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,13 @@ class ServiceStatus:
     last_switch: HistoryEntry | None
     envs: tuple[str, ...]
     backends: tuple[BackendStatus, ...]
+    drift: tuple[Drift, ...] = ()  # every difference, gone backends (which have no row) included
 
     def to_dict(self) -> dict[str, Any]:
         return {"active_env": self.active_env, "previous_env": self.previous_env,
                 "last_switch": self.last_switch.to_dict() if self.last_switch else None,
-                "envs": list(self.envs), "backends": [b.to_dict() for b in self.backends]}
+                "envs": list(self.envs), "backends": [b.to_dict() for b in self.backends],
+                "drift": [d.to_dict() for d in self.drift]}
 
 
 @dataclass(frozen=True)
@@ -69,17 +73,24 @@ def build_status(core: Core) -> StatusReport:
     world = core.read_world()
     rendered = core.desired(world)
     pools = build_pools(core.config, world.inventory, rendered.active, world.state.ejected_ids())
-    routed = {b.id for pool in pools for b in pool.servers}
+    live_meta = parse_meta(world.live or "")
+    drift = find_drift(live_meta, pools, world.inventory)
+    if live_meta is not None and live_meta.routed is not None:
+        routed = {(svc, name) for svc, names in live_meta.routed.items() for name in names}
+    else:
+        routed = {(pool.service, b.name) for pool in pools for b in pool.servers}
     served = core.proxy.served()
     services = []
     for name, svc in core.config.services.items():
         results = check_all(world.inventory.for_service(name), svc.health, core.checker)
+        by_backend = {d.backend: d for d in drift.get(name, ())}
         services.append(ServiceStatus(
             name=name, active_env=rendered.active.get(name), previous_env=world.state.previous.get(name),
             last_switch=world.state.last_switch(name), envs=tuple(world.inventory.envs(name)),
-            backends=tuple(BackendStatus(r.backend, r.ok, r.detail, r.backend.id in routed) for r in results),
+            backends=tuple(BackendStatus(r.backend, r.ok, r.detail, (name, r.backend.name) in routed,
+                                         by_backend.get(r.backend.name)) for r in results),
+            drift=drift.get(name, ()),
         ))
-    live_meta = parse_meta(world.live or "")
     proxy = ProxyStatus(container=core.config.proxy.container, kind=core.config.proxy.kind,
                         live_generation=live_meta.generation if live_meta else None,
                         served_generation=served.generation, in_sync=world.live == rendered.text,

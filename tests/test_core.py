@@ -159,7 +159,7 @@ def test_dry_run_changes_nothing():
     before, signals = fp.live(), list(fp.engine.signals)
     result = app.switch("green", dry_run=True)
     assert result.outcome == "dry-run"
-    assert "-# lbgen-meta:" in result.diff and '"web":"green"' in result.diff
+    assert "-# lbgen-meta:" in result.diff and "+# lbgen-pool: web green web-green-0 web-green-1" in result.diff
     assert fp.live() == before and fp.engine.signals == signals
     assert app.core.store.load().history == []
 

@@ -52,7 +52,7 @@ def test_exit_codes_follow_the_monitoring_plugin_convention(lab, tmp_path):
     result = health(s)
     assert result.exit_code == 0, result.stdout
     assert result.stdout == ("LBGEN OK - 1 service, 3/3 backends healthy | web_healthy=3;;;0;3 web_unhealthy=0;;;0;3 "
-                             "web_ejected=0;;;0;3\nweb: OK, env blue, 3/3 healthy\n")
+                             "web_ejected=0;;;0;3 web_drift=0;;;0\nweb: OK, env blue, 3/3 healthy\n")
 
     steer(s, b2, 503)
     result = health(s)
@@ -161,8 +161,35 @@ def test_textfile_for_node_exporter(lab, tmp_path):
     result = health(s, "--textfile", str(path))
     assert result.exit_code == 1
     text = path.read_text()
-    assert f'lbgen_backend_up{{service="web",env="blue",backend="{b1.name}"}} 1\n' in text
-    assert f'lbgen_backend_up{{service="web",env="blue",backend="{b2.name}"}} 0\n' in text
-    assert 'lbgen_service_backends{service="web",state="unhealthy"} 1\n' in text
-    assert "lbgen_check_status 1\n" in text
+    assert f'lbgen_backend_up{{backend="{b1.name}",env="blue",service="web"}} 1.0\n' in text
+    assert f'lbgen_backend_up{{backend="{b2.name}",env="blue",service="web"}} 0.0\n' in text
+    assert 'lbgen_service_backends{service="web",state="unhealthy"} 1.0\n' in text
+    assert "lbgen_check_status 1.0\n" in text
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith((".prom", ".tmp"))) == ["lbgen.prom"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_paused_backend_still_routed_is_a_warning_until_apply(lab, tmp_path, kind):
+    """The live config still sends a share of the traffic to a `docker pause`d container: discovery alone
+    would say all is well; health compares with what the proxy routes."""
+    s = Scenario(lab, tmp_path, kind, blue=3, green=0, service_yaml=SERVICE)
+    s.app().apply()
+    paused = s.backends["blue"][1]
+    paused.pause()
+    try:
+        result = health(s)
+        assert result.exit_code == 1, result.stdout
+        lines = result.stdout.splitlines()
+        assert lines[0].startswith("LBGEN WARNING - 1 service, 2/2 backends healthy, live config differs from what "
+                                   "runs for 1 backend | ")
+        assert f"web: DRIFT {paused.name} is routed but not running (run lbgen apply)" in lines
+        status = json.loads(CliRunner().invoke(cli, ["-c", str(s.config_path), "status", "--json"]).stdout)
+        assert status["services"]["web"]["drift"] == [
+            {"backend": paused.name, "kind": "not-routable", "detail": f"{paused.name} is routed but not running"}]
+        applied = health(s, "--apply")
+        assert applied.exit_code == 0, applied.stdout
+        assert "DRIFT" not in applied.stdout
+        others = {b.name for b in s.backends["blue"]} - {paused.name}
+        settles_on(s, others)
+    finally:
+        paused.unpause()

@@ -201,9 +201,9 @@ def test_a_new_kind_needs_only_its_module_and_its_template(tmp_path, monkeypatch
     app = Lbgen(fp.config, fp.engine, get=fp.get, sleep=lambda s: None, log=lambda line: None)
     app.core.proxy.verify_timeout = 0.5
     assert app.apply().changed
-    assert fp.live().decode().splitlines()[1] == f"web: {address}:8080"
+    assert fp.live().decode().splitlines()[2] == f"web: {address}:8080"  # after the meta and routed lines
     assert fp.engine.signals == [("proxy", "HUP")]
-    assert render(fp.config, []).text.splitlines()[1] == "web:"
+    assert render(fp.config, []).text.splitlines()[2] == "web:"
 
 
 # --- layering: config.py reads the kinds without the driver -----------------------------------------------

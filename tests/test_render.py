@@ -332,7 +332,13 @@ def test_meta_comment_is_the_first_line_and_parses_back(kind):
     active = {"wild": None, "shop": "blue", "api": None, "site": None, "admin": None, "reports": None,
               "legacy": None}
     assert rendered.text.splitlines()[0].startswith("# lbgen-meta: {")
-    assert parse_meta(rendered.text) == LiveMeta(generation=rendered.generation, active=active)
+    routed = {"wild": {"wild-1"}, "shop": {"shop-blue-1", "shop-blue-2"}, "api": {"api-1"}, "site": {"site-1"},
+              "admin": {"admin-1"}, "reports": set(), "legacy": {"legacy-1", "legacy-2"}}
+    assert parse_meta(rendered.text) == LiveMeta(generation=rendered.generation, active=active,
+                                                 routed={k: frozenset(v) for k, v in routed.items()})
+    # Every service is listed with its env, even one with nothing to route, right after the meta line.
+    assert rendered.text.splitlines()[1:8] == [f"# lbgen-pool: {' '.join([k, active[k] or '-', *sorted(v)])}"
+                                               for k, v in routed.items()]
     assert rendered.active == active
     assert re.fullmatch(r"[0-9a-f]{12}", rendered.generation)
     assert GENERATION_PLACEHOLDER not in rendered.text
@@ -406,3 +412,26 @@ def test_a_server_outside_the_active_env_changes_nothing():
         before = render_backends(scenario, kind, scenario.backends)
         after = render_backends(scenario, kind, scenario.backends + (extra,))
         assert after.text == before.text
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_thousand_services_keep_every_line_short_enough_for_the_proxy(kind, tmp_path):
+    """nginx refuses a token (a comment line too) over its 4 KiB buffer: the meta header, the pool lines and
+    the status answer stay short however many services and backends there are."""
+    lines = ["network: n", f"proxy: {{kind: {kind}, container: edge}}", "services:"]
+    lines += [f"  s{i:04d}: {{hosts: [s{i:04d}.example.com], default_env: blue}}" for i in range(1000)]
+    config = parse_config("\n".join(lines) + "\n")
+    backends = tuple(Backend(f"s{i:04d}", "blue", f"s{i:04d}-backend-with-a-long-name-{j:03d}", f"id{i}-{j}",
+                             "10.0.0.1", 8080) for i in range(1000) for j in range(60))
+    rendered = render(config, build_pools(config, Inventory(backends)))
+    assert max(len(line) for line in rendered.text.splitlines()) < 2000
+    meta = parse_meta(rendered.text)
+    assert meta is not None and meta.routed is not None
+    assert meta.routed["s0999"] == frozenset(b.name for b in backends if b.service == "s0999")
+    assert meta.active == {f"s{i:04d}": "blue" for i in range(1000)}
+    assert "(+960 more services)" in rendered.text
+
+
+def test_a_config_from_an_older_lbgen_still_parses():
+    old = '# lbgen-meta: {"active":{"web":"green"},"generation":"0123456789ab"}\nupstream x {}\n'
+    assert parse_meta(old) == LiveMeta("0123456789ab", {"web": "green"}, None)

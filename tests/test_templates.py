@@ -50,7 +50,7 @@ def test_templates_dir_is_searched_first_and_the_built_ins_fill_in(tmp_path):
     templates.mkdir()
     (templates / "nginx.conf.j2").write_text("{{ meta_comment }}\n# mine: {{ services|map(attribute='name')|join(',') }}\n")
 
-    assert render(tmp_path, "templates_dir: mine\n").splitlines()[1] == "# mine: web"
+    assert render(tmp_path, "templates_dir: mine\n").splitlines()[2] == "# mine: web"
     # No haproxy.cfg.j2 of its own: the built-in one.
     assert "\nbackend lbgen_web\n" in render(tmp_path, "templates_dir: mine\n", kind="haproxy")
 

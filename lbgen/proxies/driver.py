@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 from lbgen.config import ProxyConfig
-from lbgen.engine import ROOT, ContainerInfo, Engine, Mount
+from lbgen.engine import ROOT, ContainerInfo, Engine, Mount, network_named
 from lbgen.errors import (ConfigReadOnly, ConfigWriteFailed, ContainerNotFound, DockerUnavailable, ProxyError,
                           ProxyRejectedConfig, ReloadFailed)
 from lbgen.health import HttpGet
@@ -70,20 +70,29 @@ class Served:
 
 
 class Proxy:
-    """One running proxy container, driven through an Engine."""
+    """One running proxy container, driven through an Engine.
 
-    def __init__(self, engine: Engine, config: ProxyConfig, network: str, get: HttpGet | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 verify_timeout: float = 10.0) -> None:
+    `proxy.container` may name a Swarm service with one task: `manager` (the engine that knows the
+    services; default `engine`) finds the task's container, which `engine` then drives.
+    """
+
+    def __init__(self, engine: Engine, config: ProxyConfig, network: str | Iterable[str],
+                 get: HttpGet | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, verify_timeout: float = 10.0,
+                 manager: Engine | None = None) -> None:
         self.engine = engine
+        self.manager = manager or engine
         self.config = config
-        self.network = network
+        self.networks = (network,) if isinstance(network, str) else tuple(network)
+        self.network = self.networks[0]
         self.get = get
         self.clock = clock
         self.sleep = sleep
         self.verify_timeout = verify_timeout
         self.kind = kind_named(config.kind)
         self._info: ContainerInfo | None = None
+        self._ref: str | None = None  # the container to drive, once known (the task's, for a service)
+        self._service_id: str | None = None  # set when proxy.container names a Swarm service
 
     @property
     def name(self) -> str:
@@ -93,27 +102,64 @@ class Proxy:
     def path(self) -> str:
         return self.config.config_path
 
+    def ref(self) -> str:
+        """The container lbgen drives: `proxy.container` itself, or the container of the single running
+        task of the Swarm service of that name. ContainerNotFound when neither exists."""
+        if self._ref is None:
+            try:
+                self.engine.get_container(self.name)
+                self._ref = self.name
+            except ContainerNotFound as e:
+                self._ref = self._task_container(e)
+        return self._ref
+
+    def _task_container(self, missing: ContainerNotFound) -> str:
+        service = self.manager.get_service(self.name) if self.manager.swarm_manager() else None
+        if service is None:
+            raise missing
+        running = [t for t in self.manager.list_tasks([service.id])
+                   if t.state == "running" and t.desired_state == "running" and t.container_id]
+        if len(running) != 1:
+            raise ContainerNotFound(f"Swarm service {self.name} has {len(running)} running tasks; lbgen drives a "
+                                    f"proxy service with exactly one (docker service scale {self.name}=1)")
+        self._service_id = service.id
+        return running[0].container_id
+
+    def key(self) -> str:
+        """What lbgen's lock is keyed by: the proxy container's id, or for a Swarm service its service id
+        (which outlives the task's container)."""
+        info = self.info()
+        return self._service_id or info.id
+
     def info(self, refresh: bool = False) -> ContainerInfo:
         if self._info is None or refresh:
-            info = self.engine.get_container(self.name)
+            if refresh:
+                self._ref = None
+            info = self.engine.get_container(self.ref())
             if not info.running:
                 raise ContainerNotFound(f"proxy container {self.name} is not running")
             self._info = info
         return self._info
 
     def address(self) -> str:
+        """The proxy's IP on the first configured network it is attached to."""
         info = self.info()
-        if self.network not in info.networks:
+        for ref in self.networks:
+            name = network_named(ref, info.networks, info.network_ids)
+            if name is not None and name in info.networks:
+                address = info.networks[name]
+                return f"[{address}]" if ":" in address else address
+        if len(self.networks) == 1:
             raise ContainerNotFound(
                 f"proxy container {self.name} is not attached to network {self.network}; "
                 f"attach it (docker network connect {self.network} {self.name})"
             )
-        address = info.networks[self.network]
-        return f"[{address}]" if ":" in address else address
+        raise ContainerNotFound(f"proxy container {self.name} is attached to none of the networks "
+                                f"{', '.join(self.networks)}; attach it to at least one")
 
     def read_live(self) -> str | None:
         """The config file as it is on the proxy's disk now, or None."""
-        data = self.engine.read_file(self.name, self.path)
+        data = self.engine.read_file(self.ref(), self.path)
         return None if data is None else data.decode("utf-8", errors="replace")
 
     def preflight(self, live: str | None) -> None:
@@ -153,7 +199,7 @@ class Proxy:
         file). On rejection the live file is untouched (byte-identical)."""
         self.check_writable()
         try:
-            self.engine.put_file(self.name, self.path + ".lbgen-new", text.encode(), 0o644)
+            self.engine.put_file(self.ref(), self.path + ".lbgen-new", text.encode(), 0o644)
         except PermissionError as e:
             raise ConfigReadOnly(f"cannot write {self.path} in proxy container {self.name}: {e} (read-only); "
                                  f"make it writable; nothing was changed") from e
@@ -166,7 +212,7 @@ class Proxy:
             raise ConfigWriteFailed(f"cannot write {self.path} in proxy container {self.name}: {e}; "
                                     f"the previous config is still live") from e
         swap = self.swap_mode()
-        result = self.engine.exec(self.name, ["sh", "-c", INSTALL_SCRIPT, "sh", self.path,
+        result = self.engine.exec(self.ref(), ["sh", "-c", INSTALL_SCRIPT, "sh", self.path,
                                               self.kind.validate_mode, swap, *self.kind.validator], user=ROOT)
         if result.exit_code == 3:
             raise ProxyRejectedConfig(
@@ -222,7 +268,7 @@ class Proxy:
     def restore(self) -> None:
         """Put the previous config back on disk (the caller reloads)."""
         swap = self.swap_mode()
-        self.engine.exec(self.name, ["sh", "-c", RESTORE_SCRIPT, "sh", self.path, swap], user=ROOT)
+        self.engine.exec(self.ref(), ["sh", "-c", RESTORE_SCRIPT, "sh", self.path, swap], user=ROOT)
 
     def activate(self, generation: str) -> None:
         """reload + verify after install(); restores the previous config on failure."""
@@ -260,7 +306,7 @@ class Proxy:
         served = self.served()
         if served.generation is None or served.generation == live_meta.generation:
             return live, None
-        prev = self.engine.read_file(self.name, self.path + ".lbgen-prev")
+        prev = self.engine.read_file(self.ref(), self.path + ".lbgen-prev")
         prev_meta = parse_meta(prev.decode("utf-8", errors="replace")) if prev is not None else None
         if prev_meta and prev_meta.generation == served.generation:
             self.restore()

@@ -81,46 +81,6 @@ def parse_inventory(text: str, source: str = "inventory", as_json: bool = False)
     return backends
 
 
-def parse_inventory(text: str, source: str = "inventory", as_json: bool = False) -> list[Backend]:
-    """The backends of an inventory document; a ConfigError for the first thing wrong in it."""
-    if as_json:
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            line = getattr(e, "lineno", None)
-            raise ConfigError(f"{source}{f':{line}' if line else ''}: invalid JSON: "
-                              f"{getattr(e, 'msg', e)}") from None
-    else:
-        data = load_yaml(text, source)
-    parser = _Parser(source, Path.cwd())
-    top = parser.mapping(data, "", ("backends",), ("backends",))
-    items = top["backends"]
-    if not isinstance(items, list):
-        raise parser.fail("backends", f"expected a list of backends, got {_kind(items)}", top, "backends")
-    backends: list[Backend] = []
-    seen: dict[str, int] = {}
-    for i, raw in enumerate(items):
-        path = f"backends[{i}]"
-        entry = parser.mapping(raw, path, FILE_KEYS, ("service", "name", "address", "port"), items, i)
-        name = parser.field(entry, "name", path, grammar.container_name)
-        if name in seen:
-            raise parser.fail(f"{path}.name", f"{name} is already backends[{seen[name]}]", entry, "name")
-        seen[name] = i
-        backends.append(Backend(
-            service=parser.field(entry, "service", path, grammar.name),
-            env=parser.field(entry, "env", path, _optional(grammar.name)),
-            name=name,
-            id=parser.field(entry, "id", path, grammar.container_id, name),
-            address=parser.field(entry, "address", path, grammar.address),
-            port=parser.field(entry, "port", path, grammar.port),
-            weight=parser.field(entry, "weight", path, grammar.weight, 1),
-            backup=parser.field(entry, "backup", path, grammar.boolean, False),
-            docker_health=None,
-            source="file",
-        ))
-    return backends
-
-
 def _optional(check: Any) -> Any:
     def inner(value: Any) -> Any:
         return None if value is None else check(value)
