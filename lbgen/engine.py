@@ -7,7 +7,7 @@ engines, not special cases.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Protocol
+from typing import Iterator, Mapping, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,18 @@ class ContainerInfo:
     exposed_ports: tuple[int, ...] = ()  # TCP ports from the image / --expose
     image: str = ""  # image id
     command: tuple[str, ...] = ()  # entrypoint + args of PID 1
+    user: str = ""  # the user PID 1 runs as, as the container's config says (`haproxy`, `101:101`; "" = root)
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file for Engine.put_files; its bytes never show in a repr."""
+
+    name: str  # a plain file name, no directory
+    data: bytes = field(repr=False)
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,10 @@ class Engine(Protocol):
 
     def put_file(self, container: str, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write a file into the container (its directory must exist)."""
+
+    def put_files(self, container: str, directory: str, files: Sequence[FileSpec]) -> None:
+        """Write files into `directory` of the container in one archive, each with its mode and owner,
+        creating `directory` (mode 0755, root's) when it is missing; its parent must exist."""
 
     def read_file(self, container: str, path: str) -> bytes | None:
         """A file's bytes from the container, or None when it does not exist."""

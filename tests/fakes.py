@@ -24,9 +24,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import posixpath
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from lbgen.engine import ContainerInfo, EngineEvent, ExecResult
+from lbgen.engine import ContainerInfo, EngineEvent, ExecResult, FileSpec
 from lbgen.errors import ContainerNotFound
 
 ExecHandler = Callable[["FakeEngine", ContainerInfo, "list[str]"], ExecResult]
@@ -69,6 +69,7 @@ class FakeEngine:
         self.containers: dict[str, ContainerInfo] = {}
         self.files: dict[str, dict[str, bytes]] = {}
         self.modes: dict[tuple[str, str], int] = {}
+        self.owners: dict[tuple[str, str], tuple[int, int]] = {}  # put_files owners (uid, gid)
         self.exec_handlers: dict[str, ExecHandler] = {}
         self.signal_handlers: dict[str, SignalHandler] = {}
         self.events_queue: list[EngineEvent] = []
@@ -89,14 +90,16 @@ class FakeEngine:
     def add(self, name: str, *, labels: Mapping[str, str] | None = None, running: bool = True,
             health: str | None = None, networks: Mapping[str, str] | None = None,
             network_ids: Mapping[str, str] | None = None, exposed_ports: tuple[int, ...] = (),
-            image: str = "sha256:" + "0" * 64, command: tuple[str, ...] = (), id: str | None = None) -> ContainerInfo:
+            image: str = "sha256:" + "0" * 64, command: tuple[str, ...] = (), id: str | None = None,
+            user: str = "") -> ContainerInfo:
         """Add (or replace) a container. network_ids default to fake ids derived from the network names."""
         networks = dict(networks or {})
         if network_ids is None:
             network_ids = {net: fake_id("network:" + net) for net in networks}
         info = ContainerInfo(id=id or fake_id(name), name=name, labels=dict(labels or {}), running=running,
                              health=health, networks=networks, network_ids=dict(network_ids),
-                             exposed_ports=tuple(exposed_ports), image=image, command=tuple(command))
+                             exposed_ports=tuple(exposed_ports), image=image, command=tuple(command),
+                             user=user)
         return self._store(info)
 
     def add_backend(self, name: str, service: str, env: str | None = None, *, network: str = "lbnet",
@@ -190,6 +193,17 @@ class FakeEngine:
         info = self._find(container)
         self.files.setdefault(info.id, {})[path] = bytes(data)
         self.modes[(info.id, path)] = mode
+
+    def put_files(self, container: str, directory: str, files: Sequence[FileSpec]) -> None:
+        self._call("put_files", container, directory, [f.name for f in files])
+        if not directory.startswith("/") or directory.endswith("/"):
+            raise ValueError(f"put_files needs an absolute directory, got {directory!r}")
+        info = self._find(container)
+        for spec in files:
+            path = f"{directory}/{spec.name}"
+            self.files.setdefault(info.id, {})[path] = bytes(spec.data)
+            self.modes[(info.id, path)] = spec.mode
+            self.owners[(info.id, path)] = (spec.uid, spec.gid)
 
     def read_file(self, container: str, path: str) -> bytes | None:
         self._call("read_file", container, path)

@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lbgen"
 # Module (or package prefix) -> layer, as docs/architecture.md draws them. A module may import its own
 # layer and below.
 LAYERS: dict[str, int] = {
-    "lbgen": 0, "lbgen.errors": 0, "lbgen.events": 0, "lbgen.grammar": 0,
-    "lbgen.model": 1, "lbgen.engine": 1, "lbgen.proxies": 1, "lbgen.proxies.base": 1,
+    "lbgen": 0, "lbgen.errors": 0, "lbgen.events": 0, "lbgen.grammar": 0, "lbgen.yamlfile": 0,
+    "lbgen.model": 1, "lbgen.engine": 1, "lbgen.certs": 1, "lbgen.proxies": 1, "lbgen.proxies.base": 1,
     "lbgen.proxies.nginx": 1, "lbgen.proxies.haproxy": 1,
     "lbgen.config": 2,
     "lbgen.docker_engine": 3, "lbgen.sources": 3, "lbgen.proxies.driver": 3, "lbgen.render": 3,
