@@ -331,3 +331,12 @@ def test_health_reports_days_left(days, status):
     when = "expired" if days < 0 else f"expires in {days:.1f} days"
     assert f"shop: certificate {when}" in report.nagios()
     assert f"shop_cert_days={days:.2f};14;3" in report.nagios()
+
+
+def test_the_tls_example_parses_and_its_hook_is_valid_sh():
+    import subprocess
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "tls"
+    config = parse_config((example / "lbgen.yaml").read_text(), base_dir=example)
+    assert config.services["shop"].tls.hsts == 31536000 and config.services["shop"].tls.warn_days == 21
+    assert subprocess.run(["sh", "-n", str(example / "deploy-hook.sh")]).returncode == 0
