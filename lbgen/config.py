@@ -13,6 +13,9 @@ from lbgen.errors import ConfigError
 from lbgen.proxies import KINDS, kind_named
 from lbgen.yamlfile import LineDict, LineList, load_yaml
 
+# `checks:` values (lbgen.probe uses them): where health checks and the proxy's status listener are reached from.
+CHECK_MODES = ("auto", "engine", "direct")
+
 DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -106,16 +109,28 @@ class ProxyConfig:
     # `hard-stop-after`). nginx has its equivalent, worker_shutdown_timeout, only in its main context,
     # which lbgen's include does not reach: old nginx workers stay until their connections close.
     drain_timeout: float = 300.0
+    # The engine that runs the proxy container (exec, files, the lock), when it is not the engine lbgen
+    # discovers on (e.g. a Swarm manager); a DOCKER_HOST-style URL. None: the same engine.
+    docker_host: str | None = None
 
 
 @dataclass(frozen=True)
 class Config:
-    network: str
+    network: str  # the first of `networks`
     proxy: ProxyConfig
     services: Mapping[str, ServiceConfig]
     label_prefix: str = "lbgen"
     templates_dir: Path | None = None
     source: str = "lbgen.yaml"
+    # Where health checks and the status listener are reached from: auto (direct when the app network
+    # answers from here, else through the engine), engine (from inside the proxy container), direct.
+    checks: str = "auto"
+    # `network:` as a list: a backend is routed on the first of these that it and the proxy share.
+    networks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.networks:
+            object.__setattr__(self, "networks", (self.network,))
 
     def service(self, name: str | None) -> ServiceConfig:
         """The named service, or the only one when name is None."""
@@ -195,11 +210,12 @@ class _Parser:
             raise self.fail(sub, str(e), data, key) from None
 
     def config(self, data: Any) -> Config:
-        top = self.mapping(data, "", ("network", "label_prefix", "templates_dir", "proxy", "services"),
+        top = self.mapping(data, "", ("network", "label_prefix", "templates_dir", "checks", "proxy", "services"),
                            ("network", "proxy", "services"))
-        network = self.field(top, "network", "", _string("a Docker network name or id", r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"))
+        networks = self.field(top, "network", "", _networks)
         prefix = self.field(top, "label_prefix", "", grammar.label_prefix, "lbgen")
         templates_dir = self.templates_dir(top)
+        checks = self.field(top, "checks", "", _choice(CHECK_MODES), "auto")
         proxy = self.proxy(top["proxy"], top)
         services_raw = top["services"]
         if not isinstance(services_raw, dict) or not services_raw:
@@ -215,12 +231,14 @@ class _Parser:
             services[name] = self.service(name, raw, path, services_raw)
         self.check_routes(services, proxy, services_raw)
         return Config(
-            network=network,
+            network=networks[0],
+            networks=networks,
             proxy=proxy,
             services=services,
             label_prefix=prefix,
             templates_dir=templates_dir,
             source=self.source,
+            checks=checks,
         )
 
     def templates_dir(self, top: dict[str, Any]) -> Path | None:
@@ -238,7 +256,7 @@ class _Parser:
 
     def proxy(self, raw: Any, parent: dict[str, Any]) -> ProxyConfig:
         data = self.mapping(raw, "proxy", ("kind", "container", "config_path", "status_port", "state_dir",
-                                             "drain_timeout"),
+                                             "drain_timeout", "docker_host"),
                             ("kind", "container"), parent, "proxy")
         kind = self.field(data, "kind", "proxy", _choice(tuple(KINDS)))
         return ProxyConfig(
@@ -249,6 +267,7 @@ class _Parser:
             status_port=self.field(data, "status_port", "proxy", grammar.port, 9180),
             state_dir=self.field(data, "state_dir", "proxy", _abs_path, "/var/lib/lbgen"),
             drain_timeout=self.field(data, "drain_timeout", "proxy", parse_duration, 300.0),
+            docker_host=self.field(data, "docker_host", "proxy", _docker_host),
         )
 
     def service(self, name: str, raw: Any, path: str, parent: dict[str, Any]) -> ServiceConfig:
@@ -394,6 +413,29 @@ def _string(what: str, pattern: str | None = None) -> Callable[[Any], str]:
             raise ValueError(f"expected {what}, got {grammar._show(value)}")
         return value
     return check
+
+
+_network_name = _string("a Docker network name or id", r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    """`network:` as one name or a non-empty list of distinct names."""
+    if not isinstance(value, list):
+        return (_network_name(value),)
+    if not value:
+        raise ValueError("expected a Docker network name or a non-empty list of them, got an empty list")
+    names = _list_of(_network_name)(value)
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ValueError(f"item {i}: network {name} is listed twice")
+    return tuple(names)
+
+
+def _docker_host(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"(unix|tcp|ssh|npipe)://[A-Za-z0-9._~:/@\[\]%-]{1,255}", value):
+        raise ValueError(f"expected a Docker host URL (unix://PATH, tcp://HOST:PORT, ssh://USER@HOST), "
+                         f"got {grammar._show(value)}")
+    return value
 
 
 def _abs_path(value: Any) -> str:

@@ -1,13 +1,13 @@
 """The narrow seam between lbgen and a container engine, in lbgen's own plain types.
 
 `DockerEngine` (lbgen.docker_engine, the only importer of the docker SDK) implements it for real;
-tests use the hand-written `FakeEngine` in tests/fakes.py. Later sources (Swarm, several hosts) add
-engines, not special cases.
+tests use the hand-written `FakeEngine` in tests/fakes.py. Containers and, on a Swarm manager, services
+and tasks.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Protocol, Sequence
+from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,47 @@ class EngineEvent:
     signal: str | None = None  # for `kill`: the signal sent, as Docker reports it ("15", "1", ...)
 
 
+@dataclass(frozen=True)
+class ServiceInfo:
+    """What lbgen needs to know of one Swarm service."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)  # `--label`
+    container_labels: Mapping[str, str] = field(default_factory=dict)  # `--container-label`
+    replicas: int | None = None  # None for a global service
+    healthcheck: bool = False  # its containers have a HEALTHCHECK (from the spec or, unknown here, the image)
+    updating: bool = False  # a rolling update (or its rollback) is in progress
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One Swarm task of a service, as the manager reports it."""
+
+    id: str
+    service_id: str
+    slot: int | None  # None for a global service's task
+    node_id: str
+    node: str  # the node's hostname ("" when the manager does not know the node)
+    state: str  # Swarm's task state: pending, starting, running, shutdown, failed, ...
+    desired_state: str  # running, shutdown, ...
+    container_id: str = ""  # "" before the node created the container
+    networks: Mapping[str, str] = field(default_factory=dict)  # network name -> IP address on it
+    network_ids: Mapping[str, str] = field(default_factory=dict)  # network name -> network id
+
+
+def network_named(ref: str, networks: Iterable[str], network_ids: Mapping[str, str]) -> str | None:
+    """The name under which a container or task knows network `ref` (a name, an id, or an id prefix of 12
+    or more characters), or None when it is not attached to it."""
+    names = set(networks) | set(network_ids)
+    if ref in names:
+        return ref
+    for name, network_id in network_ids.items():
+        if network_id == ref or (len(ref) >= 12 and network_id.startswith(ref)):
+            return name
+    return None
+
+
 class Engine(Protocol):
     def ping(self) -> None:
         """Raise DockerUnavailable when the engine does not answer."""
@@ -96,3 +137,20 @@ class Engine(Protocol):
 
     def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
         """Container events for containers carrying the label key; blocks. Ends when the engine goes away."""
+
+    # --- Swarm (a manager node); an engine outside a Swarm answers False / [] ----------------------
+
+    def swarm_manager(self) -> bool:
+        """True when this engine is a manager of an active Swarm (it can list services and tasks)."""
+
+    def list_services(self, label: str) -> list[ServiceInfo]:
+        """The Swarm services carrying the label key `label` as a service or a container label."""
+
+    def get_service(self, ref: str) -> ServiceInfo | None:
+        """A Swarm service by name or id, or None (also outside a Swarm)."""
+
+    def list_tasks(self, service_ids: list[str]) -> list[TaskInfo]:
+        """Every task the manager knows of these services (history included), on every node."""
+
+    def scale_service(self, ref: str, replicas: int) -> None:
+        """Set a replicated service's replica count."""

@@ -196,14 +196,17 @@ class DockerLab:
                   labels: Mapping[str, str] | None = None, env_vars: Mapping[str, str] | None = None,
                   expose: Iterable[int] = (), healthcheck: Any = None, extra_networks: Iterable[str] = (),
                   read_only: bool = False, start: bool = True, image: str | None = None,
-                  user: str | None = None, stop_signal: str | None = None) -> Any:
+                  user: str | None = None, stop_signal: str | None = None,
+                  binds: Mapping[str, str] | None = None) -> Any:
         """A labelled container of the test image (or `image`) on `network` (None: no network at all).
-        `command=None` runs the image's own CMD (and ENTRYPOINT).
+        `command=None` runs the image's own CMD (and ENTRYPOINT). `binds`: host path -> "container
+        path:ro|rw" bind mounts.
 
         Returns a docker.models.containers.Container. The name gets the session prefix.
         """
         full_name = self.prefix + (name or f"c{next(self._names)}")
-        host_config = self.api.create_host_config(network_mode=network or "none", read_only=read_only)
+        host_config = self.api.create_host_config(network_mode=network or "none", read_only=read_only,
+                                                  binds=[f"{h}:{c}" for h, c in (binds or {}).items()] or None)
         created = self.api.create_container(
             image or self.image, command=command, user=user, stop_signal=stop_signal, name=full_name, labels={**(labels or {}), **self.labels},
             environment=dict(env_vars or {}), ports=list(expose) or None, healthcheck=_healthcheck(healthcheck),

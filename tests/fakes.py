@@ -15,6 +15,14 @@ FakeEngine implements lbgen.engine.Engine in memory:
     assert engine.signals == [("proxy", "HUP")]
     assert engine.execs == [("proxy", ["nginx", "-t", "-q"])]
 
+Swarm (a manager) is off until a test adds a service or sets `engine.swarm = True`:
+
+    svc = engine.add_service("web-blue", labels={"lbgen.service": "web", "lbgen.env": "blue", "lbgen.port": "8080"})
+    engine.add_task(svc, slot=1, network="overlay", node="node-2")          # a running task on another node
+    engine.add_task(svc, slot=2, network="overlay", desired_state="shutdown")  # being stopped by Swarm
+    ... code under test ...
+    assert engine.scaled == [("web-blue", 0)]
+
 Containers are addressed like Docker does: by full id, by name, or by a unique id prefix. Errors are
 the ones DockerEngine raises (ContainerNotFound for a missing or stopped container, None / False where the
 protocol says so). Addresses the helpers make up are in 192.0.2.0/24 (TEST-NET-1), which nothing answers.
@@ -26,7 +34,7 @@ import hashlib
 import posixpath
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from lbgen.engine import ContainerInfo, EngineEvent, ExecResult, FileSpec
+from lbgen.engine import ContainerInfo, EngineEvent, ExecResult, FileSpec, ServiceInfo, TaskInfo
 from lbgen.errors import ContainerNotFound
 
 ExecHandler = Callable[["FakeEngine", ContainerInfo, "list[str]"], ExecResult]
@@ -63,6 +71,9 @@ class FakeEngine:
     stopped          names of containers stop_container stopped
     removed          names of containers remove_container removed
     markers          names of containers create_marker created
+    swarm            whether this engine is a Swarm manager (add_service sets it)
+    services         service id -> ServiceInfo;  tasks: every TaskInfo, history included
+    scaled           (service name, replicas) of each scale_service
     """
 
     def __init__(self, containers: Iterable[ContainerInfo] = ()) -> None:
@@ -81,6 +92,10 @@ class FakeEngine:
         self.stopped: list[str] = []
         self.removed: list[str] = []
         self.markers: list[str] = []
+        self.swarm = False
+        self.services: dict[str, ServiceInfo] = {}
+        self.tasks: list[TaskInfo] = []
+        self.scaled: list[tuple[str, int]] = []
         self._next_address = 10
         for info in containers:
             self._store(info)
@@ -132,6 +147,39 @@ class FakeEngine:
         if networks is None:
             networks = {network: address or self.next_address()}
         return self.add(name, networks=networks, **kwargs)
+
+    def add_service(self, name: str, *, labels: Mapping[str, str] | None = None,
+                    container_labels: Mapping[str, str] | None = None, replicas: int | None = 1,
+                    healthcheck: bool = False, updating: bool = False) -> ServiceInfo:
+        """Add (or replace) a Swarm service; makes this engine a Swarm manager."""
+        self.swarm = True
+        info = ServiceInfo(id=fake_id("service:" + name)[:25], name=name, labels=dict(labels or {}),
+                           container_labels=dict(container_labels or {}), replicas=replicas,
+                           healthcheck=healthcheck, updating=updating)
+        self.services[info.id] = info
+        return info
+
+    def add_task(self, service: ServiceInfo | str, slot: int | None = 1, *, network: str = "lbnet",
+                 address: str | None = None, state: str = "running", desired_state: str = "running",
+                 node: str = "node-1", container: bool | str = True, networks: Mapping[str, str] | None = None,
+                 id: str | None = None) -> TaskInfo:
+        """A task of `service` (a ServiceInfo or a service name) attached to `network`. With `container`,
+        its container is in `containers` too (a task on this node), with the container labels; a string
+        is the id of an existing container that runs the task (e.g. a proxy's)."""
+        svc = service if isinstance(service, ServiceInfo) else self._service(service)
+        task_id = id or fake_id(f"task:{svc.name}:{slot}:{len(self.tasks)}")[:25]
+        networks = dict(networks) if networks is not None else {network: address or self.next_address()}
+        container_id = container if isinstance(container, str) else ""
+        if container is True:
+            labels = {**svc.container_labels, "com.docker.swarm.task.id": task_id,
+                      "com.docker.swarm.service.name": svc.name}
+            container_id = self.add(f"{svc.name}.{slot}.{task_id}", labels=labels, networks=networks,
+                                    running=state == "running").id
+        task = TaskInfo(id=task_id, service_id=svc.id, slot=slot, node_id=fake_id("node:" + node)[:25],
+                        node=node, state=state, desired_state=desired_state, container_id=container_id,
+                        networks=networks, network_ids={n: fake_id("network:" + n) for n in networks})
+        self.tasks.append(task)
+        return task
 
     def next_address(self) -> str:
         self._next_address += 1
@@ -250,7 +298,38 @@ class FakeEngine:
             if label in event.labels and (since is None or event.time >= since):
                 yield event
 
+    def swarm_manager(self) -> bool:
+        self._call("swarm_manager")
+        return self.swarm
+
+    def list_services(self, label: str) -> list[ServiceInfo]:
+        self._call("list_services", label)
+        return [s for s in self.services.values() if label in s.labels or label in s.container_labels]
+
+    def get_service(self, ref: str) -> ServiceInfo | None:
+        self._call("get_service", ref)
+        try:
+            return self._service(ref)
+        except ContainerNotFound:
+            return None
+
+    def list_tasks(self, service_ids: list[str]) -> list[TaskInfo]:
+        self._call("list_tasks", list(service_ids))
+        return [t for t in self.tasks if t.service_id in service_ids]
+
+    def scale_service(self, ref: str, replicas: int) -> None:
+        self._call("scale_service", ref, replicas)
+        svc = self._service(ref)
+        self.services[svc.id] = dataclasses.replace(svc, replicas=replicas)
+        self.scaled.append((svc.name, replicas))
+
     # --- internals ---------------------------------------------------------------------------------
+
+    def _service(self, ref: str) -> ServiceInfo:
+        for svc in self.services.values():
+            if ref in (svc.id, svc.name):
+                return svc
+        raise ContainerNotFound(f"service {ref} does not exist")
 
     def _call(self, method: str, *args: Any) -> None:
         self.calls.append((method, *args))

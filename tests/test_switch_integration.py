@@ -48,7 +48,7 @@ def test_switch_and_rollback_under_load_fail_no_request(lab, tmp_path, kind):
     history = s.app().history()
     assert [(h.from_env, h.to_env, h.outcome) for h in history] == [("green", "blue", "switched"),
                                                                    ("blue", "green", "switched")]
-    assert {"time", "service", "host", "user", "duration", "forced"} <= set(history[0])
+    assert {"time", "service", "host", "user", "duration", "forced"} <= set(history[0].to_dict())
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -175,6 +175,10 @@ def golden_render(kind: str, version: tuple[int, ...] | None = None):
     return render(config, build_pools(config, inventory, {}), certs=GOLDEN_CERTS, proxy_version=version)
 
 
+def test_every_tls_golden_file_belongs_to_a_case():
+    assert {p.name for p in GOLDEN.glob("tls*")} == {"tls.nginx.conf", "tls-http2-on.nginx.conf", "tls.haproxy.cfg"}
+
+
 @pytest.mark.parametrize("kind, version, name", [
     ("nginx", (1, 22, 1), "tls.nginx.conf"),
     ("nginx", (1, 25, 1), "tls-http2-on.nginx.conf"),
@@ -326,8 +330,11 @@ def test_health_reports_days_left(days, status):
     report = HealthReport(certs=certs, checked_at=now)
     assert report.status == status and report.exit_code == status
     assert json.loads(report.to_json())["certificates"]["shop"]["days_left"] == days
-    assert f'lbgen_tls_cert_expiry_timestamp_seconds{{service="shop",file="ab12.pem"}} {int(now + days * 86400)}' \
-        in report.prometheus()
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = [s for f in text_string_to_metric_families(report.prometheus()) for s in f.samples
+               if s.name == "lbgen_tls_cert_expiry_timestamp_seconds"]
+    assert [(s.labels, s.value) for s in samples] == [({"service": "shop", "file": "ab12.pem"}, now + days * 86400)]
     when = "expired" if days < 0 else f"expires in {days:.1f} days"
     assert f"shop: certificate {when}" in report.nagios()
     assert f"shop_cert_days={days:.2f};14;3" in report.nagios()

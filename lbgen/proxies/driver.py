@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from lbgen.config import ProxyConfig
-from lbgen.engine import ContainerInfo, Engine, FileSpec
+from lbgen.engine import ContainerInfo, Engine, FileSpec, network_named
 from lbgen.errors import ContainerNotFound, DockerUnavailable, ProxyError, ProxyRejectedConfig, ReloadFailed
 from lbgen.health import HttpGet
 from lbgen.proxies import kind_named
@@ -60,14 +60,21 @@ class Served:
 
 
 class Proxy:
-    """One running proxy container, driven through an Engine."""
+    """One running proxy container, driven through an Engine.
 
-    def __init__(self, engine: Engine, config: ProxyConfig, network: str, get: HttpGet | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 verify_timeout: float = 10.0) -> None:
+    `proxy.container` may name a Swarm service with one task: `manager` (the engine that knows the
+    services; default `engine`) finds the task's container, which `engine` then drives.
+    """
+
+    def __init__(self, engine: Engine, config: ProxyConfig, network: str | Iterable[str],
+                 get: HttpGet | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, verify_timeout: float = 10.0,
+                 manager: Engine | None = None) -> None:
         self.engine = engine
+        self.manager = manager or engine
         self.config = config
-        self.network = network
+        self.networks = (network,) if isinstance(network, str) else tuple(network)
+        self.network = self.networks[0]
         self.get = get
         self.clock = clock
         self.sleep = sleep
@@ -75,6 +82,8 @@ class Proxy:
         self.kind = kind_named(config.kind)
         self._info: ContainerInfo | None = None
         self._version: tuple[int, ...] | None = None
+        self._ref: str | None = None  # the container to drive, once known (the task's, for a service)
+        self._service_id: str | None = None  # set when proxy.container names a Swarm service
 
     @property
     def name(self) -> str:
@@ -84,27 +93,64 @@ class Proxy:
     def path(self) -> str:
         return self.config.config_path
 
+    def ref(self) -> str:
+        """The container lbgen drives: `proxy.container` itself, or the container of the single running
+        task of the Swarm service of that name. ContainerNotFound when neither exists."""
+        if self._ref is None:
+            try:
+                self.engine.get_container(self.name)
+                self._ref = self.name
+            except ContainerNotFound as e:
+                self._ref = self._task_container(e)
+        return self._ref
+
+    def _task_container(self, missing: ContainerNotFound) -> str:
+        service = self.manager.get_service(self.name) if self.manager.swarm_manager() else None
+        if service is None:
+            raise missing
+        running = [t for t in self.manager.list_tasks([service.id])
+                   if t.state == "running" and t.desired_state == "running" and t.container_id]
+        if len(running) != 1:
+            raise ContainerNotFound(f"Swarm service {self.name} has {len(running)} running tasks; lbgen drives a "
+                                    f"proxy service with exactly one (docker service scale {self.name}=1)")
+        self._service_id = service.id
+        return running[0].container_id
+
+    def key(self) -> str:
+        """What lbgen's lock is keyed by: the proxy container's id, or for a Swarm service its service id
+        (which outlives the task's container)."""
+        info = self.info()
+        return self._service_id or info.id
+
     def info(self, refresh: bool = False) -> ContainerInfo:
         if self._info is None or refresh:
-            info = self.engine.get_container(self.name)
+            if refresh:
+                self._ref = None
+            info = self.engine.get_container(self.ref())
             if not info.running:
                 raise ContainerNotFound(f"proxy container {self.name} is not running")
             self._info = info
         return self._info
 
     def address(self) -> str:
+        """The proxy's IP on the first configured network it is attached to."""
         info = self.info()
-        if self.network not in info.networks:
+        for ref in self.networks:
+            name = network_named(ref, info.networks, info.network_ids)
+            if name is not None and name in info.networks:
+                address = info.networks[name]
+                return f"[{address}]" if ":" in address else address
+        if len(self.networks) == 1:
             raise ContainerNotFound(
                 f"proxy container {self.name} is not attached to network {self.network}; "
                 f"attach it (docker network connect {self.network} {self.name})"
             )
-        address = info.networks[self.network]
-        return f"[{address}]" if ":" in address else address
+        raise ContainerNotFound(f"proxy container {self.name} is attached to none of the networks "
+                                f"{', '.join(self.networks)}; attach it to at least one")
 
     def read_live(self) -> str | None:
         """The config file as it is on the proxy's disk now, or None."""
-        data = self.engine.read_file(self.name, self.path)
+        data = self.engine.read_file(self.ref(), self.path)
         return None if data is None else data.decode("utf-8", errors="replace")
 
     def preflight(self, live: str | None) -> None:
@@ -116,7 +162,7 @@ class Proxy:
     def version(self) -> tuple[int, ...] | None:
         """The proxy's version, as its binary prints it (asked once); None when it does not say."""
         if self._version is None:
-            self._version = self.kind.version(self.engine, self.name) or ()
+            self._version = self.kind.version(self.engine, self.ref()) or ()
         return self._version or None
 
     def install(self, text: str, files: Sequence[TlsFile] = (), live: str | None = None) -> None:
@@ -127,7 +173,7 @@ class Proxy:
         keep: set[str] = set()
         if files or (live and TLS_RE.search(live)):
             keep = _tls_paths(live, tls_dir)
-            prev = self.engine.read_file(self.name, self.path + ".lbgen-prev")
+            prev = self.engine.read_file(self.ref(), self.path + ".lbgen-prev")
             older = _tls_paths(prev.decode("utf-8", errors="replace") if prev is not None else None, tls_dir)
             new = {f.path for f in files}
             self.deliver([f for f in files if f.path not in keep], tls_dir)
@@ -150,7 +196,7 @@ class Proxy:
         specs = [FileSpec(f.path.rsplit("/", 1)[-1], f.data, 0o600 if f.secret else 0o644,
                           uid if f.secret else 0, gid if f.secret else 0) for f in files]
         try:
-            self.engine.put_files(self.name, tls_dir, specs)
+            self.engine.put_files(self.ref(), tls_dir, specs)
         except DockerUnavailable:
             raise
         except OSError as e:
@@ -161,24 +207,24 @@ class Proxy:
         """uid and gid of the user the proxy container runs as (its config's User; names looked up in its
         /etc/passwd and /etc/group)."""
         user, _, group = self.info().user.partition(":")
-        uid, gid = _lookup(self.engine, self.name, "/etc/passwd", user or "0")
+        uid, gid = _lookup(self.engine, self.ref(), "/etc/passwd", user or "0")
         if group:
-            gid = _lookup(self.engine, self.name, "/etc/group", group)[0]
+            gid = _lookup(self.engine, self.ref(), "/etc/group", group)[0]
         return uid, gid
 
     def _remove(self, paths: set[str]) -> None:
         if paths:
-            self.engine.exec(self.name, ["rm", "-f", *sorted(paths)])
+            self.engine.exec(self.ref(), ["rm", "-f", *sorted(paths)])
 
     def _install(self, text: str) -> None:
         try:
-            self.engine.put_file(self.name, self.path + ".lbgen-new", text.encode(), 0o644)
+            self.engine.put_file(self.ref(), self.path + ".lbgen-new", text.encode(), 0o644)
         except DockerUnavailable:
             raise
         except OSError as e:
             raise ProxyError(f"cannot write {self.path} in proxy container {self.name}: {e}; "
                              f"the previous config is still live") from e
-        result = self.engine.exec(self.name, ["sh", "-c", INSTALL_SCRIPT, "sh", self.path,
+        result = self.engine.exec(self.ref(), ["sh", "-c", INSTALL_SCRIPT, "sh", self.path,
                                               self.kind.validate_mode, *self.kind.validator])
         if result.exit_code == 3:
             raise ProxyRejectedConfig(
@@ -233,7 +279,7 @@ class Proxy:
 
     def restore(self) -> None:
         """Put the previous config back on disk (the caller reloads)."""
-        self.engine.exec(self.name, ["sh", "-c", RESTORE_SCRIPT, "sh", self.path])
+        self.engine.exec(self.ref(), ["sh", "-c", RESTORE_SCRIPT, "sh", self.path])
 
     def activate(self, generation: str) -> None:
         """reload + verify after install(); restores the previous config on failure."""
@@ -271,7 +317,7 @@ class Proxy:
         served = self.served()
         if served.generation is None or served.generation == live_meta.generation:
             return live, None
-        prev = self.engine.read_file(self.name, self.path + ".lbgen-prev")
+        prev = self.engine.read_file(self.ref(), self.path + ".lbgen-prev")
         prev_meta = parse_meta(prev.decode("utf-8", errors="replace")) if prev is not None else None
         if prev_meta and prev_meta.generation == served.generation:
             self.restore()
