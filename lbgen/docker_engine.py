@@ -12,9 +12,9 @@ import re
 import tarfile
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
-from lbgen.engine import ROOT, ContainerInfo, EngineEvent, ExecResult, Mount, ServiceInfo, TaskInfo
+from lbgen.engine import ROOT, ContainerInfo, EngineEvent, ExecResult, FileSpec, Mount, ServiceInfo, TaskInfo
 from lbgen.errors import ContainerNotFound, DockerUnavailable
 
 DEFAULT_TIMEOUT = 15.0  # seconds per API call: long enough for `nginx -t`, short enough to notice a dead daemon
@@ -110,6 +110,24 @@ class DockerEngine:
             except self._errors.APIError as e:
                 if e.status_code == 403 or "read-only" in _explain(e):  # 20.10 says 500, the docs 403
                     raise PermissionError(f"{directory} in container {container} is read-only "
+                                          f"({_explain(e)})") from e
+                raise
+
+    def put_files(self, container: str, directory: str, files: Sequence[FileSpec]) -> None:
+        parent, _, base = directory.rstrip("/").rpartition("/")
+        if not directory.startswith("/") or not base:
+            raise ValueError(f"put_files needs an absolute directory, got {directory!r}")
+        parent = parent or "/"
+        with self._calls(f"write files into {directory} in container {container}", container):
+            try:
+                self.api.put_archive(container, parent, _tar_files(base, files))
+            except self._errors.NotFound as e:
+                if _no_such_container(e):
+                    raise
+                raise FileNotFoundError(f"directory {parent} does not exist in container {container}") from e
+            except self._errors.APIError as e:
+                if e.status_code == 403 or "read-only" in _explain(e):
+                    raise PermissionError(f"{parent} in container {container} is read-only "
                                           f"({_explain(e)})") from e
                 raise
 
@@ -477,6 +495,27 @@ def _event_time(message: Mapping[str, Any]) -> float:
     if message.get("timeNano"):
         return int(message["timeNano"]) / 1e9
     return float(message.get("time") or 0.0)
+
+
+def _tar_files(directory: str, files: Sequence[FileSpec]) -> bytes:
+    """An in-memory tar: a root-owned directory, then each file in it with its mode and owner (Docker
+    extracts with the owners the headers give)."""
+    buffer = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        folder = tarfile.TarInfo(directory)
+        folder.type = tarfile.DIRTYPE
+        folder.mode = 0o755
+        folder.mtime = now
+        tar.addfile(folder)
+        for spec in files:
+            member = tarfile.TarInfo(f"{directory}/{spec.name}")
+            member.size = len(spec.data)
+            member.mode = spec.mode
+            member.uid, member.gid = spec.uid, spec.gid
+            member.mtime = now
+            tar.addfile(member, io.BytesIO(spec.data))
+    return buffer.getvalue()
 
 
 def _tar_one(name: str, data: bytes, mode: int) -> bytes:

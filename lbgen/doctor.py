@@ -135,7 +135,7 @@ def _checks(core: Core) -> Iterator[Check]:
 
 def _kind_check(core: Core, info: ContainerInfo) -> Check:
     kind = core.proxy.kind
-    result = kind.version(core.engine, info)
+    result = kind.version_output(core.proxy_engine, info)
     first = (result.output.strip().splitlines() or ["no output"])[0]
     if result.exit_code != 0:
         return Check("proxy", CRITICAL, f"container {info.name} has no working {kind.binary} ({first})",

@@ -7,7 +7,7 @@ and tasks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Protocol
+from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
 
 # The user lbgen's own in-container steps (install, validate, restore, state) run as: root, whatever user the
@@ -58,6 +58,17 @@ class ContainerInfo:
         """The mount that holds `path` (the deepest one), or None when it is on the container's own filesystem."""
         covering = [m for m in self.mounts if m.covers(path)]
         return max(covering, key=lambda m: len(m.destination)) if covering else None
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file for Engine.put_files; its bytes never show in a repr."""
+
+    name: str  # a plain file name, no directory
+    data: bytes = field(repr=False)
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,10 @@ class Engine(Protocol):
 
     def put_file(self, container: str, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write a file into the container (its directory must exist)."""
+
+    def put_files(self, container: str, directory: str, files: Sequence[FileSpec]) -> None:
+        """Write files into `directory` of the container in one archive, each with its mode and owner,
+        creating `directory` (mode 0755, root's) when it is missing; its parent must exist."""
 
     def read_file(self, container: str, path: str) -> bytes | None:
         """A file's bytes from the container, or None when it does not exist."""

@@ -56,6 +56,10 @@ class ProxyRejectedConfig(ConfigError):
     """The proxy's own validator (nginx -t, haproxy -c) refused the rendered config."""
 
 
+class CertificateError(ConfigError):
+    """A TLS certificate or key lbgen.yaml names is missing, unreadable, expired, or they do not match."""
+
+
 class NoBackends(ConfigError):
     """A switch target env has no backends."""
 

@@ -32,9 +32,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import posixpath
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from lbgen.engine import ROOT, ContainerInfo, EngineEvent, ExecResult, Mount, ServiceInfo, TaskInfo
+from lbgen.engine import ROOT, ContainerInfo, EngineEvent, ExecResult, FileSpec, Mount, ServiceInfo, TaskInfo
 from lbgen.errors import ContainerNotFound
 
 ExecHandler = Callable[["FakeEngine", ContainerInfo, "list[str]"], ExecResult]
@@ -81,6 +81,7 @@ class FakeEngine:
         self.containers: dict[str, ContainerInfo] = {}
         self.files: dict[str, dict[str, bytes]] = {}
         self.modes: dict[tuple[str, str], int] = {}
+        self.owners: dict[tuple[str, str], tuple[int, int]] = {}  # put_files owners (uid, gid)
         self.exec_handlers: dict[str, ExecHandler] = {}
         self.signal_handlers: dict[str, SignalHandler] = {}
         self.events_queue: list[EngineEvent] = []
@@ -247,6 +248,17 @@ class FakeEngine:
         info = self._find(container)
         self.files.setdefault(info.id, {})[path] = bytes(data)
         self.modes[(info.id, path)] = mode
+
+    def put_files(self, container: str, directory: str, files: Sequence[FileSpec]) -> None:
+        self._call("put_files", container, directory, [f.name for f in files])
+        if not directory.startswith("/") or directory.endswith("/"):
+            raise ValueError(f"put_files needs an absolute directory, got {directory!r}")
+        info = self._find(container)
+        for spec in files:
+            path = f"{directory}/{spec.name}"
+            self.files.setdefault(info.id, {})[path] = bytes(spec.data)
+            self.modes[(info.id, path)] = spec.mode
+            self.owners[(info.id, path)] = (spec.uid, spec.gid)
 
     def read_file(self, container: str, path: str) -> bytes | None:
         self._call("read_file", container, path)

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from lbgen.config import ProxyConfig
-from lbgen.engine import ROOT, ContainerInfo, Engine, Mount, network_named
+from lbgen.engine import ROOT, ContainerInfo, Engine, FileSpec, Mount, network_named
 from lbgen.errors import (ConfigReadOnly, ConfigWriteFailed, ContainerNotFound, DockerUnavailable, ProxyError,
                           ProxyRejectedConfig, ReloadFailed)
 from lbgen.health import HttpGet
 from lbgen.proxies import kind_named
 from lbgen.proxies.base import first_error
-from lbgen.render import parse_meta
+from lbgen.render import TLS_RE, TlsFile, parse_meta
 
 # Runs inside the proxy container, as root, as `sh -c INSTALL_SCRIPT sh PATH MODE SWAP VALIDATOR...`: every
 # value is a positional argument, never part of the script text. MODE (the kind's validate_mode) `candidate`
@@ -91,6 +91,7 @@ class Proxy:
         self.verify_timeout = verify_timeout
         self.kind = kind_named(config.kind)
         self._info: ContainerInfo | None = None
+        self._version: tuple[int, ...] | None = None
         self._ref: str | None = None  # the container to drive, once known (the task's, for a service)
         self._service_id: str | None = None  # set when proxy.container names a Swarm service
 
@@ -194,10 +195,65 @@ class Proxy:
                 f"(docker run --read-only); mount a writable volume or directory at "
                 f"{self.path.rsplit('/', 1)[0] or '/'}; nothing was changed")
 
-    def install(self, text: str) -> None:
-        """Upload, validate with the proxy's own binary, and swap in (rename, or write over a mounted
-        file). On rejection the live file is untouched (byte-identical)."""
+    def version(self) -> tuple[int, ...] | None:
+        """The proxy's version, as its binary prints it (asked once); None when it does not say."""
+        if self._version is None:
+            self._version = self.kind.version(self.engine, self.ref()) or ()
+        return self._version or None
+
+    def install(self, text: str, files: Sequence[TlsFile] = (), live: str | None = None) -> None:
+        """Upload (the TLS files the text refers to first), validate with the proxy's own binary, and swap
+        in. On rejection the live file is untouched. `live` is the config on disk now (None: none, or
+        not read): the files it and the config before it refer to are kept, for a rollback."""
         self.check_writable()
+        tls_dir = self.kind.tls_dir(self.path)
+        keep: set[str] = set()
+        if files or (live and TLS_RE.search(live)):
+            keep = _tls_paths(live, tls_dir)
+            prev = self.engine.read_file(self.ref(), self.path + ".lbgen-prev")
+            older = _tls_paths(prev.decode("utf-8", errors="replace") if prev is not None else None, tls_dir)
+            new = {f.path for f in files}
+            self.deliver([f for f in files if f.path not in keep], tls_dir)
+            try:
+                self._install(text)
+            except (ProxyRejectedConfig, ProxyError):
+                self._remove(new - keep - older)  # a rejected config's files: nothing refers to them
+                raise
+            # Live now: `text` and, as .lbgen-prev, the config it replaced; the one before goes.
+            self._remove(older - keep - new)
+            return
+        self._install(text)
+
+    def deliver(self, files: Sequence[TlsFile], tls_dir: str) -> None:
+        """Certificates world-readable, keys 0600 and owned by the user the proxy runs as (root, or e.g.
+        `haproxy` in the official image), in one archive through the Docker API."""
+        if not files:
+            return
+        uid, gid = self.file_owner() if any(f.secret for f in files) else (0, 0)
+        specs = [FileSpec(f.path.rsplit("/", 1)[-1], f.data, 0o600 if f.secret else 0o644,
+                          uid if f.secret else 0, gid if f.secret else 0) for f in files]
+        try:
+            self.engine.put_files(self.ref(), tls_dir, specs)
+        except DockerUnavailable:
+            raise
+        except OSError as e:
+            raise ProxyError(f"cannot write certificates into {tls_dir} in proxy container {self.name}: {e}; "
+                             f"the previous config is still live") from e
+
+    def file_owner(self) -> tuple[int, int]:
+        """uid and gid of the user the proxy container runs as (its config's User; names looked up in its
+        /etc/passwd and /etc/group)."""
+        user, _, group = self.info().user.partition(":")
+        uid, gid = _lookup(self.engine, self.ref(), "/etc/passwd", user or "0")
+        if group:
+            gid = _lookup(self.engine, self.ref(), "/etc/group", group)[0]
+        return uid, gid
+
+    def _remove(self, paths: set[str]) -> None:
+        if paths:
+            self.engine.exec(self.ref(), ["rm", "-f", *sorted(paths)])
+
+    def _install(self, text: str) -> None:
         try:
             self.engine.put_file(self.ref(), self.path + ".lbgen-new", text.encode(), 0o644)
         except PermissionError as e:
@@ -316,3 +372,36 @@ class Proxy:
         self.wait_serving(live_meta.generation)
         return live, f"the proxy served generation {served.generation}, not the installed {live_meta.generation}; reloaded"
 
+
+
+def _tls_paths(config_text: str | None, tls_dir: str) -> set[str]:
+    """The certificate and key files a config lbgen rendered refers to (its `# lbgen-tls:` lines)."""
+    paths: set[str] = set()
+    for _, name, _ in TLS_RE.findall(config_text or ""):
+        paths |= {f"{tls_dir}/{name}", f"{tls_dir}/{name}.key"}
+    return paths
+
+
+def _lookup(engine: Engine, container: str, table: str, name: str) -> tuple[int, int]:
+    """A user (/etc/passwd: uid, gid) or group (/etc/group: gid, gid) by name or number."""
+    if name.isdigit():
+        return int(name), int(name) if table == "/etc/group" else _primary_gid(engine, container, int(name))
+    data = engine.read_file(container, table) or b""
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
+            gid = fields[3] if table == "/etc/passwd" and len(fields) > 3 and fields[3].isdigit() else fields[2]
+            return int(fields[2]), int(gid)
+    raise ProxyError(f"proxy container {container} runs as {name!r}, which its {table} does not name; "
+                     f"lbgen cannot give it its TLS key; the previous config is still live")
+
+
+def _primary_gid(engine: Engine, container: str, uid: int) -> int:
+    if uid == 0:
+        return 0
+    data = engine.read_file(container, "/etc/passwd") or b""
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[2] == str(uid) and fields[3].isdigit():
+            return int(fields[3])
+    return uid
