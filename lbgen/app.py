@@ -11,6 +11,7 @@ from typing import Callable, Iterable, Mapping
 
 from lbgen.config import Config
 from lbgen.core import ApplyResult, Core, diff
+from lbgen.doctor import DoctorReport, diagnose
 from lbgen.engine import Engine
 from lbgen.errors import ConfigError, UsageError
 from lbgen.events import Event, EventSink, event
@@ -121,6 +122,11 @@ class Lbgen:
         the live config is what lbgen would render now."""
         return build_status(self.core)
 
+    def doctor(self) -> DoctorReport:
+        """Check every precondition lbgen has on this set-up (Docker, the proxy container, its mounts,
+        network, state, status listener, backends); changes nothing."""
+        return diagnose(self.core)
+
     def history(self, service: str | None = None) -> list[HistoryEntry]:
         """The recorded switch attempts, newest first."""
         if service is not None:
@@ -128,15 +134,23 @@ class Lbgen:
         return [e for e in self.core.store.load().history if service is None or e.service == service]
 
     def stop_env(self, service: str, env: str, drain: float = 0.0) -> list[str]:
-        """Stop the containers of `env` for `service` after `drain` seconds; never the active env."""
+        """Stop the containers of `env` for `service` after `drain` seconds; never the active env. Swarm
+        tasks are not stopped one by one (Swarm would replace them): their services are scaled to 0.
+        Returns the names of the stopped containers and scaled services."""
         world = self.core.read_world()
         if world.active.get(service) == env:
             raise UsageError(f"refusing to stop env {env} of service {service}: it is the active env")
         self.core.sleep(drain)
         stopped = []
         for backend in world.inventory.for_service(service):
-            if backend.env == env:
+            if backend.env == env and backend.swarm_service is None:
                 self.core.engine.stop_container(backend.id)
                 self.core.log(event("stopped", service=service, env=env, container=backend.name))
                 stopped.append(backend.name)
+        swarm_services = sorted({b.swarm_service for b in world.inventory.for_service(service)
+                                 if b.env == env and b.swarm_service is not None})
+        for name in swarm_services:
+            self.core.engine.scale_service(name, 0)
+            self.core.log(event("scaled", service=service, env=env, swarm_service=name, replicas=0))
+            stopped.append(name)
         return stopped

@@ -59,9 +59,27 @@ def _app(ctx: click.Context) -> Lbgen:
 
 
 def _config(ctx: click.Context) -> Config:
+    import dataclasses
+
     from lbgen.config import find_config_path, load_config
 
-    return load_config(find_config_path(ctx.obj["config"]))
+    config = load_config(find_config_path(ctx.obj["config"]))
+    checks = ctx.obj.get("checks")
+    return dataclasses.replace(config, checks=checks) if checks else config
+
+
+def _store_checks(ctx: click.Context, param: Any, value: str | None) -> None:
+    if value:
+        ctx.ensure_object(dict)["checks"] = value
+
+
+def _checks_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--checks", type=click.Choice(["auto", "engine", "direct"], case_sensitive=False),
+                        envvar="LBGEN_CHECKS", expose_value=False, callback=_store_checks, is_eager=True,
+                        help="Reach backends and the proxy's status listener directly, or through the engine "
+                             "from inside the proxy container (for a runner off the app network); "
+                             "overrides lbgen.yaml's checks [env: LBGEN_CHECKS; default: auto, see "
+                             "docs/remote.md]")(f)
 
 
 def _print_json(data: Any) -> None:
@@ -92,7 +110,8 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_context
 def discover(ctx: click.Context, service: str | None, as_json: bool) -> None:
-    """List the backends found on the network; skipped containers and why go to stderr.
+    """List the backends found, the network each was found on (and for Swarm tasks their service and
+    node); skipped containers and tasks, and why, go to stderr.
 
     \b
     Example:
@@ -109,7 +128,10 @@ def discover(ctx: click.Context, service: str | None, as_json: bool) -> None:
     for b in backends:
         flags = ",".join(f for f in ("backup" if b.backup else "",
                                      f"docker-health={b.docker_health}" if b.docker_health else "") if f)
-        click.echo(f"{b.service}\t{b.env or '-'}\t{b.name}\t{b.endpoint}\tweight={b.weight}"
+        where = f"\tnetwork={b.network}" if b.network else ""
+        if b.swarm_service:
+            where += f"\tswarm-service={b.swarm_service}" + (f"\tnode={b.node}" if b.node else "")
+        click.echo(f"{b.service}\t{b.env or '-'}\t{b.name}\t{b.endpoint}\tweight={b.weight}{where}"
                    + (f"\t{flags}" if flags else ""))
 
 
@@ -160,6 +182,7 @@ def render(ctx: click.Context, service: str | None, envs: tuple[str, ...], outpu
 @click.option("--dry-run", is_flag=True, help="Print a unified diff of live vs rendered; change nothing.")
 @click.option("--lock-timeout", type=DURATION, default="30s", envvar="LBGEN_LOCK_TIMEOUT", show_default=True,
               help="How long to wait for another lbgen's lock.")
+@_checks_option
 @click.pass_context
 def apply(ctx: click.Context, dry_run: bool, lock_timeout: float) -> None:
     """Discover, render, validate with the proxy's own binary, and hot-reload.
@@ -199,7 +222,7 @@ def _switch_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="How long the health gate may wait.")(f)
     f = click.option("--service", "-s", metavar="S", envvar="LBGEN_SERVICE",
                      help="The service (optional when lbgen.yaml has one).")(f)
-    return f
+    return _checks_option(f)
 
 
 @cli.command()
@@ -275,6 +298,7 @@ def _run_switch(ctx: click.Context, call: Callable[..., Any], service: str | Non
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_checks_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Per service: active and previous env, last switch, each backend's health; and whether the live
@@ -353,6 +377,7 @@ class PluginCommand(click.Command):
                    "node_exporter's textfile collector.")
 @click.option("--lock-timeout", type=DURATION, default="30s", envvar="LBGEN_LOCK_TIMEOUT", show_default=True,
               help="With --apply: how long to wait for another lbgen's lock.")
+@_checks_option
 @click.pass_context
 def health(ctx: click.Context, service: str | None, as_json: bool, apply_: bool, textfile: str | None,
            lock_timeout: float) -> None:
@@ -366,7 +391,7 @@ def health(ctx: click.Context, service: str | None, as_json: bool, apply_: bool,
       lbgen health --apply --textfile /var/lib/node_exporter/lbgen.prom   # from cron
       lbgen health --json | jq '.services.web.unhealthy'
     """
-    from lbgen.monitor import HealthReport, write_textfile
+    from lbgen.monitor import HealthReport
 
     try:
         report = _app(ctx).health(service, apply=apply_, lock_wait=lock_timeout)
@@ -374,7 +399,7 @@ def health(ctx: click.Context, service: str | None, as_json: bool, apply_: bool,
         report = HealthReport.unknown(str(e))
     if textfile:
         try:
-            write_textfile(textfile, report.prometheus())
+            report.write_textfile(textfile)
         except OSError as e:
             import dataclasses
 
@@ -383,11 +408,42 @@ def health(ctx: click.Context, service: str | None, as_json: bool, apply_: bool,
     ctx.exit(report.exit_code)
 
 
+@cli.command(cls=PluginCommand, epilog="Exit codes (monitoring-plugin convention, as `lbgen health`):\n\n"
+             "\b\n  0  OK        every precondition holds\n"
+             "  1  WARNING   lbgen works, but something needs a look (a skipped container, a service without backends)\n"
+             "  2  CRITICAL  something lbgen needs is missing (each CRITICAL line says the fix)\n"
+             "  3  UNKNOWN   bad command line or lbgen.yaml")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as one JSON object.")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check every precondition of lbgen on this set-up, trying what can be tried (never changing
+    anything): Docker, the proxy container and its kind, graceful reload, the network, the config path's
+    mount and writability, the exec user, the state, the status listener, each service's backends, the
+    template override directory. One line per check: OK, WARNING or CRITICAL and the fix.
+
+    \b
+    Example:
+      lbgen doctor
+      lbgen doctor --json | jq '.checks[] | select(.status != "OK")'
+    """
+    try:
+        report = _app(ctx).doctor()
+    except LbgenError as e:
+        if as_json:
+            click.echo(json.dumps({"status": "UNKNOWN", "exit_code": 3, "error": str(e), "checks": []}, indent=1))
+        else:
+            click.echo(f"LBGEN DOCTOR UNKNOWN - {e}")
+        ctx.exit(3)
+        return
+    click.echo(report.to_json() if as_json else report.text())
+    ctx.exit(report.exit_code)
+
+
 class Debounce(click.ParamType):
     name = "min[:max]"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> tuple[float, float]:
-        from lbgen.watch import parse_debounce
+        from lbgen.watch.debounce import parse_debounce
 
         if isinstance(value, tuple):
             return value
@@ -411,6 +467,7 @@ class Debounce(click.ParamType):
               help="The address --metrics-port listens on (0.0.0.0 inside a container).")
 @click.option("--lock-timeout", type=DURATION, default="30s", envvar="LBGEN_LOCK_TIMEOUT", show_default=True,
               help="How long an apply waits for another lbgen's lock.")
+@_checks_option
 @click.pass_context
 def watch(ctx: click.Context, interval: float, debounce: tuple[float, float], log_format: str,
           metrics_port: int | None, metrics_addr: str, lock_timeout: float) -> None:

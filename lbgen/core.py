@@ -5,15 +5,17 @@ in one order, and `converge()` is the one step that brings the proxy in line wit
 from __future__ import annotations
 
 import difflib
+import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Collection, Mapping
 
 from lbgen.config import Config
-from lbgen.engine import Engine
-from lbgen.errors import LockHeld
+from lbgen.engine import ContainerInfo, Engine
+from lbgen.errors import ContainerNotFound, LockHeld
 from lbgen.events import EventSink, discard, event, warning
 from lbgen.health import Checker, HttpChecker, HttpGet, http_get
+from lbgen.probe import AUTO, DIRECT, ENGINE, EngineChecker, Probe, can_reach, resolve_mode
 from lbgen.model import Backend, Inventory
 from lbgen.proxies.driver import Proxy
 from lbgen.render import Rendered, parse_meta, render
@@ -64,12 +66,16 @@ class Core:
     def __init__(self, config: Config, engine: Engine | None = None, *, source: Source | None = None,
                  checker: Checker | None = None, get: HttpGet = http_get,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 log: EventSink = discard) -> None:
+                 log: EventSink = discard, reach: Callable[[str, int], bool] = can_reach) -> None:
         self.config = config
         self._engine = engine
+        self._proxy_engine: Engine | None = None
+        self._swarm: bool | None = None
         self._source = source
         self._checker = checker
         self._proxy: Proxy | None = None
+        self._mode: str | None = None
+        self.reach = reach
         self.get = get
         self.clock = clock
         self.sleep = sleep
@@ -85,29 +91,96 @@ class Core:
         return self._engine
 
     @property
+    def proxy_engine(self) -> Engine:
+        """The engine that runs the proxy container (`proxy.docker_host`; default: `engine`)."""
+        if self._proxy_engine is None:
+            if self.config.proxy.docker_host is None:
+                self._proxy_engine = self.engine
+            else:
+                from lbgen.docker_engine import DockerEngine
+
+                self._proxy_engine = DockerEngine(base_url=self.config.proxy.docker_host)
+        return self._proxy_engine
+
+    @property
+    def swarm(self) -> bool:
+        """Whether `engine` is a Swarm manager (then services' tasks are discovered too)."""
+        if self._swarm is None:
+            self._swarm = self.engine.swarm_manager()
+        return self._swarm
+
+    @property
     def source(self) -> Source:
         if self._source is None:
+            from lbgen.sources import MultiSource, Networks
             from lbgen.sources.docker import DockerSource
+            from lbgen.sources.swarm import SwarmSource
 
-            self._source = DockerSource(self.engine, self.config.network, self.config.label_prefix)
+            networks = Networks(self.config.networks, self._proxy_info)
+            docker = DockerSource(self.engine, networks, self.config.label_prefix, skip_swarm_tasks=self.swarm)
+            self._source = docker
+            if self.swarm:
+                self._source = MultiSource([docker, SwarmSource(self.engine, networks, self.config.label_prefix)])
         return self._source
+
+    def _proxy_info(self) -> ContainerInfo | None:
+        try:
+            return self.proxy.info()
+        except ContainerNotFound:
+            return None
 
     @property
     def proxy(self) -> Proxy:
         if self._proxy is None:
-            self._proxy = Proxy(self.engine, self.config.proxy, self.config.network, self.get,
-                                clock=self.clock, sleep=self.sleep)
+            self._proxy = Proxy(self.proxy_engine, self.config.proxy, self.config.networks, self._served_get,
+                                clock=self.clock, sleep=self.sleep, manager=self.engine)
         return self._proxy
 
     @property
     def checker(self) -> Checker:
         if self._checker is None:
-            self._checker = HttpChecker(self.get, docker_health=self._docker_health)
+            if self.check_mode == ENGINE:
+                self._checker = EngineChecker(self.probe, docker_health=self._docker_health)
+            else:
+                self._checker = HttpChecker(self.get, docker_health=self._docker_health)
         return self._checker
 
     @property
+    def probe(self) -> Probe:
+        return Probe(self.proxy_engine, self.proxy.ref())
+
+    @property
+    def check_mode(self) -> str:
+        """direct or engine: where backends and the proxy's status listener are reached from, decided once
+        per run (docs/remote.md). `auto` with an injected `get` (tests, library callers) stays direct."""
+        if self._mode is None:
+            setting = self.config.checks
+            if setting == AUTO and self.get is not http_get:
+                setting = DIRECT
+            self._mode, why = resolve_mode(setting, os.environ.get("DOCKER_HOST"), self._proxy_reachable)
+            if self.config.checks == AUTO and self._mode == ENGINE:
+                self.log(event("checks", via="engine", container=self.config.proxy.container, reason=why))
+        return self._mode
+
+    def _proxy_reachable(self) -> bool:
+        try:
+            address = self.proxy.address().strip("[]")
+        except ContainerNotFound:
+            return True  # the driver's preflight names the real problem (missing, not on the network)
+        return self.reach(address, self.config.proxy.status_port)
+
+    def _served_get(self, url: str, timeout: float, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
+        """The proxy's status listener, asked directly or, in engine mode, from inside the proxy itself."""
+        if self.check_mode == ENGINE:
+            return self.probe.get(url, timeout, headers)
+        if headers:
+            return self.get(url, timeout, headers)
+        return self.get(url, timeout)
+
+    @property
     def store(self) -> StateStore:
-        return StateStore(self.engine, self.config.proxy.container, self.config.proxy.state_dir)
+        return StateStore(self.proxy_engine, self.config.proxy.container, self.config.proxy.state_dir,
+                          legacy_container=self.proxy.ref)
 
     def _docker_health(self, backend: Backend) -> str | None:
         from lbgen.errors import ContainerNotFound
@@ -118,7 +191,9 @@ class Core:
             return None
 
     def lock(self, purpose: str, wait: float = 30.0, lease: float = 300.0) -> ProxyLock:
-        return ProxyLock(self.engine, self.config.proxy.container, purpose, wait=wait, lease=lease, log=self.log)
+        # Keyed by the proxy's configured name, like the record: a recreated proxy keeps its lock.
+        return ProxyLock(self.proxy_engine, self.config.proxy.container, purpose, wait=wait, lease=lease,
+                         log=self.log)
 
     # --- reading -------------------------------------------------------------------------------------
 
@@ -220,11 +295,20 @@ class Core:
         """The config that should be live: the recorded active envs (then `overrides`), minus the backends
         the health counts in `state` (default: the world's) have ejected."""
         active = {**world.active, **(overrides or {})}
-        return self.render_for(world.inventory, active, (state or world.state).ejected_ids())
+        return self.render_for(world.inventory, active, (state or world.state).ejected_ids(),
+                               proxy_version=self.proxy_version())
+
+    def proxy_version(self) -> tuple[int, ...] | None:
+        """The running proxy's version when the template needs it (TLS syntax), else None unasked."""
+        if not any(svc.tls for svc in self.config.services.values()):
+            return None
+        return self.proxy.version()
 
     def render_for(self, inventory: Inventory, active: Mapping[str, str | None],
-                   ejected: Collection[str] = ()) -> Rendered:
-        rendered = render(self.config, build_pools(self.config, inventory, active, ejected))
+                   ejected: Collection[str] = (), proxy_version: tuple[int, ...] | None = None) -> Rendered:
+        """Render (reading and checking the TLS certificates lbgen.yaml names) and log its warnings."""
+        rendered = render(self.config, build_pools(self.config, inventory, active, ejected),
+                          proxy_version=proxy_version)
         for message in rendered.warnings:
             self.log(warning(message))
         return rendered
@@ -245,16 +329,13 @@ class Core:
             return ApplyResult(False, rendered.generation, warnings=rendered.warnings, notes=world.notes,
                                timings=timings)
         t = self.clock()
-        self.proxy.install(rendered.text)
+        self.proxy.install(rendered.text, rendered.files, world.live)
         timings["install_validate"] = self.clock() - t
         t = self.clock()
         self.proxy.activate(rendered.generation)
         timings["reload_verify"] = self.clock() - t
         return ApplyResult(True, rendered.generation, warnings=rendered.warnings, notes=world.notes,
                            timings=timings)
-
-    # watch mode calls the converge step by its older name
-    apply_locked = converge
 
 
 def _served(live: str | None) -> Mapping[str, str | None] | None:

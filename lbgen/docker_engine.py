@@ -12,9 +12,9 @@ import re
 import tarfile
 import time
 from contextlib import contextmanager
-from typing import Any, Collection, Iterator, Mapping
+from typing import Any, Collection, Iterator, Mapping, Sequence
 
-from lbgen.engine import ContainerInfo, EngineEvent, ExecResult
+from lbgen.engine import ROOT, ContainerInfo, EngineEvent, ExecResult, FileSpec, Mount, ServiceInfo, TaskInfo
 from lbgen.errors import ContainerNotFound, DockerUnavailable
 
 DEFAULT_TIMEOUT = 15.0  # seconds per API call: long enough for `nginx -t`, short enough to notice a dead daemon
@@ -24,6 +24,11 @@ _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _EVENT_ACTIONS = ("start", "restart", "die", "kill", "stop", "pause", "unpause", "destroy", "rename",
                   "health_status", "connect", "disconnect")
 _NOT_LABELS = ("name", "image", "exitCode", "signal", "execID")  # event attributes that are not labels
+# On a Swarm manager, service events (scale, `service update`, remove) become EngineEvents with action
+# `service-<what>`; a task's container carries this label, so its events count even when the lbgen
+# labels are on the service (`--label`) rather than on the containers (`--container-label`).
+_SERVICE_ACTIONS = ("create", "update", "remove")
+SWARM_TASK_LABEL = "com.docker.swarm.task.id"
 
 
 class DockerEngine:
@@ -40,10 +45,13 @@ class DockerEngine:
         self.where = base_url or _client_url(client) or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         if client is None:
             with self._calls("connect"):
+                # ssh://: the system ssh client, so the user's agent, ~/.ssh/config and known_hosts apply
+                # (the SDK's default, paramiko, reads none of the agent's forwarded settings the same way).
+                ssh = self.where.startswith("ssh://")
                 if base_url:
-                    client = docker.DockerClient(base_url=base_url, timeout=timeout)
+                    client = docker.DockerClient(base_url=base_url, timeout=timeout, use_ssh_client=ssh)
                 else:
-                    client = docker.from_env(timeout=timeout)
+                    client = docker.from_env(timeout=timeout, use_ssh_client=ssh)
         self.client = client
         # The low-level API: one HTTP call per operation, where the high-level objects inspect first.
         self.api = client.api
@@ -53,6 +61,10 @@ class DockerEngine:
     def ping(self) -> None:
         with self._calls("ping"):
             self.api.ping()
+
+    def version(self) -> str:
+        with self._calls("ask the version"):
+            return str((self.api.version() or {}).get("Version") or "?")
 
     def list_containers(self, label: str) -> list[ContainerInfo]:
         """One list call. For running containers every field is what get_container gives (command: see
@@ -65,11 +77,11 @@ class DockerEngine:
         with self._calls("inspect a container", ref):
             return info_from_inspect(self.api.inspect_container(ref))
 
-    def exec(self, container: str, argv: list[str]) -> ExecResult:
+    def exec(self, container: str, argv: list[str], user: str = ROOT) -> ExecResult:
         if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError(f"exec needs a non-empty list of strings, got {argv!r}")
         with self._calls(f"run {argv[0]} in container {container}", container):
-            exec_id = self.api.exec_create(container, list(argv), stdout=True, stderr=True)["Id"]
+            exec_id = self.api.exec_create(container, list(argv), stdout=True, stderr=True, user=user)["Id"]
             output = self.api.exec_start(exec_id)  # stdout and stderr, demultiplexed in arrival order
             exit_code = self._exit_code(exec_id)
         return ExecResult(exit_code, (output or b"").decode("utf-8", errors="replace"))
@@ -98,6 +110,24 @@ class DockerEngine:
             except self._errors.APIError as e:
                 if e.status_code == 403 or "read-only" in _explain(e):  # 20.10 says 500, the docs 403
                     raise PermissionError(f"{directory} in container {container} is read-only "
+                                          f"({_explain(e)})") from e
+                raise
+
+    def put_files(self, container: str, directory: str, files: Sequence[FileSpec]) -> None:
+        parent, _, base = directory.rstrip("/").rpartition("/")
+        if not directory.startswith("/") or not base:
+            raise ValueError(f"put_files needs an absolute directory, got {directory!r}")
+        parent = parent or "/"
+        with self._calls(f"write files into {directory} in container {container}", container):
+            try:
+                self.api.put_archive(container, parent, _tar_files(base, files))
+            except self._errors.NotFound as e:
+                if _no_such_container(e):
+                    raise
+                raise FileNotFoundError(f"directory {parent} does not exist in container {container}") from e
+            except self._errors.APIError as e:
+                if e.status_code == 403 or "read-only" in _explain(e):
+                    raise PermissionError(f"{parent} in container {container} is read-only "
                                           f"({_explain(e)})") from e
                 raise
 
@@ -169,7 +199,7 @@ class DockerEngine:
 
         Ends when the daemon closes the stream; a broken connection raises DockerUnavailable.
         """
-        filters = {"type": ["container", "network"], "event": list(_EVENT_ACTIONS)}
+        filters = {"type": ["container", "network", "service"], "event": list(_EVENT_ACTIONS + _SERVICE_ACTIONS)}
         with self._calls("follow events"):
             stream = self.api.events(since=None if since is None else f"{since:.6f}", filters=filters, decode=True)
         try:
@@ -200,6 +230,42 @@ class DockerEngine:
         return EngineEvent(action=message["Action"], container_id=info.id, container_name=info.name,
                            labels=dict(info.labels), time=_event_time(message))
 
+    # --- Swarm ----------------------------------------------------------------------------------------
+
+    def swarm_manager(self) -> bool:
+        with self._calls("read the engine's Swarm state"):
+            swarm = self.api.info().get("Swarm") or {}
+        return swarm.get("LocalNodeState") == "active" and bool(swarm.get("ControlAvailable"))
+
+    def list_services(self, label: str) -> list[ServiceInfo]:
+        # A container label cannot be filtered on by the engine: list all services, keep ours here.
+        with self._calls("list Swarm services"):
+            services = [service_from_inspect(s) for s in self.api.services()]
+        return [s for s in services if label in s.labels or label in s.container_labels]
+
+    def get_service(self, ref: str) -> ServiceInfo | None:
+        with self._calls(f"inspect Swarm service {ref}"):
+            try:
+                return service_from_inspect(self.api.inspect_service(ref))
+            except self._errors.NotFound:
+                return None
+            except self._errors.APIError as e:
+                if e.status_code == 503:  # "This node is not a swarm manager"
+                    return None
+                raise
+
+    def list_tasks(self, service_ids: list[str]) -> list[TaskInfo]:
+        if not service_ids:
+            return []
+        with self._calls("list Swarm tasks"):
+            tasks = self.api.tasks(filters={"service": list(service_ids)})
+            nodes = {n["ID"]: str((n.get("Description") or {}).get("Hostname") or "") for n in self.api.nodes()}
+        return [task_from_inspect(t, nodes) for t in tasks]
+
+    def scale_service(self, ref: str, replicas: int) -> None:
+        with self._calls(f"scale Swarm service {ref}"):
+            self.client.services.get(ref).scale(replicas)
+
     # --- the boundary -------------------------------------------------------------------------------
 
     @contextmanager
@@ -220,7 +286,53 @@ class DockerEngine:
                 raise ContainerNotFound(f"container {container} {state}") from e
             raise DockerUnavailable(f"the Docker daemon at {self.where} could not {what}: {explanation}") from e
         except (errors.DockerException, *self._transport_errors) as e:
-            raise DockerUnavailable(f"cannot reach the Docker daemon at {self.where}: {_reason(e)}") from e
+            reason = ssh_diagnosis(self.where) if self.where.startswith("ssh://") else None
+            raise DockerUnavailable(f"cannot reach the Docker daemon at {self.where}: {reason or _reason(e)}") from e
+
+
+def ssh_diagnosis(where: str, timeout: float = 20.0) -> str | None:
+    """Why `ssh HOST docker system dial-stdio` (what the SDK runs for ssh://) fails, in a few words: the
+    SDK only sees a closed pipe. Runs ssh once more in batch mode, stdin closed, and reads its stderr."""
+    import subprocess
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(where)
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+    if parts.username:
+        argv += ["-l", parts.username]
+    if parts.port:
+        argv += ["-p", str(parts.port)]
+    argv += ["--", parts.hostname or "", "docker system dial-stdio"]
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        return "no ssh client here (install openssh-client)"
+    except subprocess.TimeoutExpired:
+        return f"ssh to {parts.hostname} did not finish within {timeout:g}s"
+    return classify_ssh_error(done.returncode, done.stderr.decode("utf-8", errors="replace"), parts.hostname or "")
+
+
+def classify_ssh_error(code: int, stderr: str, host: str) -> str | None:
+    """A short reason from ssh's exit code and stderr; None when ssh and the remote daemon look fine."""
+    text = stderr.lower()
+    last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    if "host key verification failed" in text or "remote host identification has changed" in text:
+        return f"ssh host key of {host} is unknown or changed (add it to known_hosts: ssh-keyscan {host}): {last}"
+    if "permission denied" in text or "too many authentication failures" in text:
+        return f"ssh authentication to {host} failed (key or agent not accepted): {last}"
+    if "could not resolve hostname" in text:
+        return f"ssh cannot resolve {host}: {last}"
+    if "connection refused" in text and "docker" not in text:
+        return f"ssh to {host} refused (no sshd listening): {last}"
+    if "timed out" in text and "docker" not in text:
+        return f"ssh to {host} timed out: {last}"
+    if "command not found" in text or "not found" in text and "docker" in text:
+        return f"no docker command on {host} (ssh:// needs the docker CLI there): {last}"
+    if "docker" in text or "dial" in text:
+        return f"ssh to {host} works but its Docker daemon does not answer: {last}"
+    if code == 255:
+        return f"ssh to {host} failed: {last or 'exit 255'}"
+    return None
 
 
 # --- conversions: Docker's JSON -> lbgen's plain types (pure, unit-tested) ---------------------------
@@ -248,7 +360,15 @@ def info_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
         exposed_ports=tuple(sorted(exposed)),
         image=str(data.get("Image") or ""),
         command=tuple([data["Path"]] if data.get("Path") else []) + tuple(data.get("Args") or ()),
+        mounts=tuple(_mount(m) for m in data.get("Mounts") or ()),
+        read_only_rootfs=bool((data.get("HostConfig") or {}).get("ReadonlyRootfs")),
+        user=str(config.get("User") or ""),
     )
+
+
+def _mount(raw: Mapping[str, Any]) -> Mount:
+    return Mount(type=str(raw.get("Type") or ""), destination=str(raw.get("Destination") or ""),
+                 source=str(raw.get("Source") or ""), name=str(raw.get("Name") or ""), rw=bool(raw.get("RW", True)))
 
 
 def info_from_summary(data: Mapping[str, Any]) -> ContainerInfo:
@@ -279,18 +399,74 @@ def info_from_summary(data: Mapping[str, Any]) -> ContainerInfo:
     )
 
 
+def service_from_inspect(data: Mapping[str, Any]) -> ServiceInfo:
+    """ServiceInfo from `GET /services/{id}` (or one entry of `GET /services`)."""
+    spec = data.get("Spec") or {}
+    container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    mode = spec.get("Mode") or {}
+    replicas = (mode.get("Replicated") or {}).get("Replicas") if "Replicated" in mode else None
+    update = str((data.get("UpdateStatus") or {}).get("State") or "")
+    test = (container.get("Healthcheck") or {}).get("Test") or []
+    return ServiceInfo(
+        id=str(data["ID"]),
+        name=str(spec.get("Name") or ""),
+        labels=dict(spec.get("Labels") or {}),
+        container_labels=dict(container.get("Labels") or {}),
+        replicas=None if replicas is None else int(replicas),
+        healthcheck=bool(test) and test[0] != "NONE",
+        updating=update in ("updating", "rollback_started"),
+    )
+
+
+def task_from_inspect(data: Mapping[str, Any], nodes: Mapping[str, str]) -> TaskInfo:
+    """TaskInfo from one entry of `GET /tasks`; `nodes` maps node ids to hostnames."""
+    status = data.get("Status") or {}
+    networks: dict[str, str] = {}
+    network_ids: dict[str, str] = {}
+    for attachment in data.get("NetworksAttachments") or ():
+        network = attachment.get("Network") or {}
+        name = str((network.get("Spec") or {}).get("Name") or "")
+        if not name:
+            continue
+        network_ids[name] = str(network.get("ID") or "")
+        addresses = [str(a).split("/", 1)[0] for a in attachment.get("Addresses") or () if a]
+        if addresses:
+            networks[name] = addresses[0]
+    node_id = str(data.get("NodeID") or "")
+    slot = data.get("Slot")
+    return TaskInfo(
+        id=str(data["ID"]),
+        service_id=str(data.get("ServiceID") or ""),
+        slot=int(slot) if isinstance(slot, int) and slot > 0 else None,
+        node_id=node_id,
+        node=nodes.get(node_id, ""),
+        state=str(status.get("State") or ""),
+        desired_state=str(data.get("DesiredState") or ""),
+        container_id=str((status.get("ContainerStatus") or {}).get("ContainerID") or ""),
+        networks=networks,
+        network_ids=network_ids,
+    )
+
+
 def event_from_message(message: Mapping[str, Any], label: str, names: Collection[str] = ()) -> EngineEvent | None:
-    """EngineEvent from one decoded `/events` message, or None when it is not a container event for `label`.
+    """EngineEvent from one decoded `/events` message, or None when it is not a container event for `label`
+    (or a Swarm task's container), nor a Swarm service event.
 
     `health_status: healthy` becomes action `health_status`: watch re-inspects for the status itself.
     """
-    if message.get("Type") != "container":
-        return None
     actor = message.get("Actor") or {}
     attributes = dict(actor.get("Attributes") or {})
-    if label not in attributes and attributes.get("name") not in names:
-        return None
     action = str(message.get("Action") or message.get("status") or "").split(":", 1)[0].strip()
+    if message.get("Type") == "service" and action in _SERVICE_ACTIONS:
+        return EngineEvent(action=f"service-{action}", container_id=str(actor.get("ID") or ""),
+                           container_name=str(attributes.get("name", "")), labels={label: ""},
+                           time=_event_time(message))
+    if message.get("Type") != "container":
+        return None
+    if label not in attributes and SWARM_TASK_LABEL not in attributes and attributes.get("name") not in names:
+        return None
+    if action not in _EVENT_ACTIONS:
+        return None  # `create`/`update` of a container, asked for because services use those names
     return EngineEvent(
         action=action,
         container_id=str(actor.get("ID") or message.get("id") or ""),
@@ -329,6 +505,27 @@ def _event_time(message: Mapping[str, Any]) -> float:
     if message.get("timeNano"):
         return int(message["timeNano"]) / 1e9
     return float(message.get("time") or 0.0)
+
+
+def _tar_files(directory: str, files: Sequence[FileSpec]) -> bytes:
+    """An in-memory tar: a root-owned directory, then each file in it with its mode and owner (Docker
+    extracts with the owners the headers give)."""
+    buffer = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        folder = tarfile.TarInfo(directory)
+        folder.type = tarfile.DIRTYPE
+        folder.mode = 0o755
+        folder.mtime = now
+        tar.addfile(folder)
+        for spec in files:
+            member = tarfile.TarInfo(f"{directory}/{spec.name}")
+            member.size = len(spec.data)
+            member.mode = spec.mode
+            member.uid, member.gid = spec.uid, spec.gid
+            member.mtime = now
+            tar.addfile(member, io.BytesIO(spec.data))
+    return buffer.getvalue()
 
 
 def _tar_one(name: str, data: bytes, mode: int) -> bytes:

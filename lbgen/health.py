@@ -11,7 +11,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from lbgen.config import HealthConfig
 from lbgen.model import Backend
@@ -32,6 +32,17 @@ class CheckResult:
 class Checker(Protocol):
     def check(self, backend: Backend, health: HealthConfig) -> CheckResult:
         """One check of one backend; never raises for a failing backend."""
+
+
+@runtime_checkable
+class BatchChecker(Protocol):
+    """A Checker that checks many backends in one go (lbgen.probe.EngineChecker: one exec per round)."""
+
+    def check(self, backend: Backend, health: HealthConfig) -> CheckResult:
+        """One check of one backend."""
+
+    def check_many(self, backends: Sequence[Backend], health: HealthConfig) -> list[CheckResult]:
+        """One check of each backend, concurrently; results in the order of `backends`."""
 
 
 class HttpGet(Protocol):
@@ -87,6 +98,8 @@ def check_all(backends: Sequence[Backend], health: HealthConfig, checker: Checke
     """One check of each backend, concurrently; results in the order of `backends`."""
     if not backends:
         return []
+    if isinstance(checker, BatchChecker):
+        return checker.check_many(backends, health)
     workers = min(MAX_PARALLEL_CHECKS, len(backends))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lbgen-check") as pool:
         return list(pool.map(lambda b: checker.check(b, health), backends))

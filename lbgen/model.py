@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 
+# Monitoring-plugin statuses (`lbgen health` exits with them).
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATUS_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+
 @dataclass(frozen=True)
 class Backend:
     """One routable container: every field has passed lbgen.grammar."""
@@ -20,7 +24,10 @@ class Backend:
     weight: int = 1
     backup: bool = False
     docker_health: str | None = None  # "healthy", "unhealthy", "starting"; None without a HEALTHCHECK
-    source: str = "docker"
+    source: str = "docker"  # docker, swarm, file
+    network: str | None = None  # the network it was found on (its address is its IP there); None from a file
+    swarm_service: str | None = None  # for a Swarm task: its service's name
+    node: str | None = None  # for a Swarm task: the hostname of the node that runs it
 
     @property
     def endpoint(self) -> str:
@@ -29,7 +36,11 @@ class Backend:
         return f"{host}:{self.port}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; `swarm_service` and `node` only for Swarm tasks."""
+        data = asdict(self)
+        if self.source != "swarm":
+            del data["swarm_service"], data["node"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -38,9 +49,10 @@ class Skipped:
 
     name: str
     reason: str
+    kind: str = "container"  # or "task" (a Swarm task)
 
     def __str__(self) -> str:
-        return f"skipped container {self.name}: {self.reason}"
+        return f"skipped {self.kind} {self.name}: {self.reason}"
 
 
 @dataclass(frozen=True)

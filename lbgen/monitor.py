@@ -9,27 +9,30 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 from lbgen.config import Config, HealthConfig
 from lbgen.core import ApplyResult, Core, World
 from lbgen.drift import Drift, find_drift
 from lbgen.errors import LbgenError
 from lbgen.events import Event, event
+from lbgen.expiry import CertHealth, served_certs
 from lbgen.health import MAX_PARALLEL_CHECKS, Checker, CheckResult
+from lbgen.model import CRITICAL as CRITICAL, OK as OK, STATUS_NAMES as STATUS_NAMES  # re-exported
+from lbgen.model import UNKNOWN as UNKNOWN, WARNING as WARNING
 from lbgen.model import Backend, HealthCount, Inventory
 from lbgen.render import parse_meta
 from lbgen.routing import build_pools
 from lbgen.state import State
 
-OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
-STATUS_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
+
 PLUGIN_NAME = "LBGEN"
 
 
@@ -220,6 +223,7 @@ class HealthReport:
     transitions: tuple[Transition, ...] = ()
     applied: dict[str, Any] | None = None  # {"changed": bool, "generation": str} after --apply
     error: str | None = None
+    certs: tuple[CertHealth, ...] = ()  # certificates the live config serves
 
     @classmethod
     def unknown(cls, message: str, checked_at: float | None = None) -> HealthReport:
@@ -229,7 +233,7 @@ class HealthReport:
     def status(self) -> int:
         if self.error is not None:
             return UNKNOWN
-        return max((s.status for s in self.services), default=OK)
+        return max([s.status for s in self.services] + [c.status for c in self.certs], default=OK)
 
     @property
     def exit_code(self) -> int:
@@ -249,6 +253,12 @@ class HealthReport:
         if self.error is not None:
             return f"{self.error}; {figures}" if self.services else self.error
         down = [s for s in self.services if s.status == CRITICAL]
+        expiring = [c for c in self.certs if c.status != OK]
+        if expiring:
+            soonest = min(expiring, key=lambda c: c.days_left)
+            figures = (f"certificate of {soonest.service} "
+                       f"{'expired' if soonest.days_left <= 0 else f'expires in {soonest.days_left:.1f} days'}; "
+                       + figures)
         if down:
             names = ", ".join(s.name for s in down)
             return f"{names} {'has' if len(down) == 1 else 'have'} no healthy backend; {figures}"
@@ -260,6 +270,7 @@ class HealthReport:
             n = len(s.backends)
             parts += [f"{s.name}_healthy={s.healthy};;;0;{n}", f"{s.name}_unhealthy={s.unhealthy};;;0;{n}",
                       f"{s.name}_ejected={s.ejected};;;0;{n}", f"{s.name}_drift={len(s.drift)};;;0"]
+        parts += [f"{c.service}_cert_days={c.days_left:.2f};{c.warn_days};3" for c in self.certs]
         return " ".join(parts)
 
     def nagios(self) -> str:
@@ -286,6 +297,7 @@ class HealthReport:
             if s.assumed:
                 lines.append(f"{s.name}: active env {s.active_env or '-'} is ASSUMED (default_env): no switch on "
                              f"record (never switched, or lbgen's state holder was deleted)")
+        lines += [c.describe() for c in self.certs]
         lines += [t.describe() for t in self.transitions]
         if self.applied is not None:
             word = "applied" if self.applied.get("changed") else "unchanged"
@@ -298,37 +310,79 @@ class HealthReport:
             "checked_at": _iso(self.checked_at), "took": round(self.took, 3), "error": self.error,
             "services": {s.name: s.to_dict() for s in self.services},
             "transitions": [t.to_dict() for t in self.transitions], "applied": self.applied,
+            "certificates": {c.service: c.to_dict() for c in self.certs},
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def prometheus(self) -> str:
-        """The figures in Prometheus text format (for node_exporter's textfile collector)."""
-        out = PromText()
-        out.metric("lbgen_check_status", "gauge",
-                   "Status of the last lbgen health pass: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
-                   [({}, self.status)])
-        out.metric("lbgen_check_timestamp_seconds", "gauge", "When the last lbgen health pass ran (Unix time).",
-                   [({}, self.checked_at)])
-        out.metric("lbgen_check_duration_seconds", "gauge", "How long the last lbgen health pass took.",
-                   [({}, self.took)])
-        out.metric("lbgen_service_status", "gauge", "Per service: 0 OK, 1 WARNING, 2 CRITICAL.",
-                   [({"service": s.name}, s.status) for s in self.services])
-        out.metric("lbgen_service_backends", "gauge",
-                   "Backends of the active env by state: healthy or unhealthy in the last check, "
-                   "ejected from the pool.",
-                   [({"service": s.name, "state": state}, value) for s in self.services
-                    for state, value in (("healthy", s.healthy), ("unhealthy", s.unhealthy), ("ejected", s.ejected))])
-        out.metric("lbgen_backend_up", "gauge", "1 when the backend passed its last health check, else 0.",
-                   [(_backend_labels(s, b), int(b.healthy)) for s in self.services for b in s.backends])
-        out.metric("lbgen_backend_ejected", "gauge", "1 when lbgen has taken the backend out of its pool, else 0.",
-                   [(_backend_labels(s, b), int(b.ejected)) for s in self.services for b in s.backends])
-        return out.text()
+        """The figures in Prometheus text format (for node_exporter's textfile collector, and watch's /metrics)."""
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry()).decode()
+
+    def registry(self) -> CollectorRegistry:
+        """A private prometheus_client registry holding only this report's figures."""
+        from prometheus_client import CollectorRegistry
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(HealthCollector(self))
+        return registry
+
+    def write_textfile(self, path: str | os.PathLike[str]) -> None:
+        """Write the figures to `path` with prometheus_client's `write_to_textfile`: a temporary file beside it
+        (not ending in .prom, so the textfile collector never reads it half-written), then a rename."""
+        from prometheus_client import write_to_textfile
+
+        path = os.fspath(path)
+        write_to_textfile(path, self.registry())
+        os.chmod(path, 0o644)  # node_exporter runs as another user; cron's umask may be 077
 
 
-def _backend_labels(s: ServiceHealth, b: BackendHealth) -> dict[str, str]:
-    return {"service": s.name, "env": b.backend.env or "", "backend": b.backend.name}
+class HealthCollector:
+    """A prometheus_client collector: one health report's figures as gauge families, built at each collect."""
+
+    def __init__(self, report: HealthReport) -> None:
+        self.report = report
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        def gauge(name: str, help_text: str, labels: Sequence[str],
+                  samples: Iterable[tuple[Sequence[str], float]]) -> GaugeMetricFamily:
+            family = GaugeMetricFamily(name, help_text, labels=labels)
+            for values, value in samples:
+                family.add_metric(values, value)
+            return family
+
+        r = self.report
+        backend = ("service", "env", "backend")
+        yield gauge("lbgen_check_status",
+                    "Status of the last lbgen health pass: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+                    (), [((), r.status)])
+        yield gauge("lbgen_check_timestamp_seconds", "When the last lbgen health pass ran (Unix time).",
+                    (), [((), r.checked_at)])
+        yield gauge("lbgen_check_duration_seconds", "How long the last lbgen health pass took.", (), [((), r.took)])
+        yield gauge("lbgen_service_status", "Per service: 0 OK, 1 WARNING, 2 CRITICAL.",
+                    ("service",), [((s.name,), s.status) for s in r.services])
+        yield gauge("lbgen_service_backends",
+                    "Backends of the active env by state: healthy or unhealthy in the last check, "
+                    "ejected from the pool.",
+                    ("service", "state"),
+                    [((s.name, state), value) for s in r.services
+                     for state, value in (("healthy", s.healthy), ("unhealthy", s.unhealthy), ("ejected", s.ejected))])
+        yield gauge("lbgen_backend_up", "1 when the backend passed its last health check, else 0.", backend,
+                    [(_backend_labels(s, b), int(b.healthy)) for s in r.services for b in s.backends])
+        yield gauge("lbgen_backend_ejected", "1 when lbgen has taken the backend out of its pool, else 0.", backend,
+                    [(_backend_labels(s, b), int(b.ejected)) for s in r.services for b in s.backends])
+        yield gauge("lbgen_tls_cert_expiry_timestamp_seconds",
+                    "When the certificate the proxy serves for the service expires (Unix time).",
+                    ("service", "file"), [((c.service, c.file), c.not_after) for c in r.certs])
+
+
+def _backend_labels(s: ServiceHealth, b: BackendHealth) -> tuple[str, str, str]:
+    return (s.name, b.backend.env or "", b.backend.name)
 
 
 def build_report(config: Config, inventory: Inventory, active: Mapping[str, str | None],
@@ -390,8 +444,9 @@ def run_health(core: Core, service: str | None = None, *, apply: bool = False, l
     drift = {} if applied is not None else find_drift(
         parse_meta(world.live or ""), build_pools(config, world.inventory, world.active, world.state.ejected_ids()),
         world.inventory)
-    return build_report(config, world.inventory, world.active, services, results, world.state, checked_at,
-                        core.clock() - started, transitions, applied, error, drift, tuple(world.assumed))
+    report = build_report(config, world.inventory, world.active, services, results, world.state, checked_at,
+                          core.clock() - started, transitions, applied, error, drift, tuple(world.assumed))
+    return dataclasses.replace(report, certs=served_certs(config, world.live, checked_at))
 
 
 def settle(core: Core, config: Config, results: Mapping[str, Sequence[CheckResult]],
@@ -408,69 +463,6 @@ def settle(core: Core, config: Config, results: Mapping[str, Sequence[CheckResul
     for t in transitions:
         core.log(t.event())
     return transitions, core.converge(world.inventory), world
-
-
-# --- Prometheus text format ----------------------------------------------------------------------------
-
-class PromText:
-    """Builds Prometheus text exposition: `# HELP`, `# TYPE`, then the samples of each metric."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def metric(self, name: str, kind: str, help_text: str,
-               samples: Iterable[tuple[Mapping[str, str], float]]) -> None:
-        self.lines.append(f"# HELP {name} {help_text}")
-        self.lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            self.lines.append(f"{name}{_labels(labels)} {_number(value)}")
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
-
-
-def _labels(labels: Mapping[str, str]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
-    return "{" + inner + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
-def write_textfile(path: str | os.PathLike[str], text: str) -> None:
-    """Write atomically: a temporary file in the same directory (not ending in .prom, so the textfile
-    collector never reads it half-written), then a rename over `path`."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _iso(ts: float) -> str:

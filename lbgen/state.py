@@ -92,10 +92,14 @@ class StateStore:
     """The record on the engine (lbgen.holder), keyed by the proxy's configured name; and, for carrying
     over what older lbgens kept, state.json inside the proxy container, in `proxy.state_dir`."""
 
-    def __init__(self, engine: Engine, container: str, state_dir: str) -> None:
+    def __init__(self, engine: Engine, proxy: str, state_dir: str,
+                 legacy_container: Callable[[], str] | None = None) -> None:
+        """`proxy`: the configured proxy name (the record's key); `legacy_container`: which container holds
+        an older lbgen's state.json (default: the one named `proxy`; a Swarm proxy's task container)."""
         self.engine = engine
-        self.container = container
-        self.holder = Holder(engine, container)
+        self.proxy = proxy
+        self.legacy_container = legacy_container or (lambda: proxy)
+        self.holder = Holder(engine, proxy)
         self.legacy_path = f"{state_dir.rstrip('/')}/{STATE_FILE}"
         self.retired_path = self.legacy_path + ".carried-over"
 
@@ -123,14 +127,14 @@ class StateStore:
         self.holder.write(state.to_json())
         if state.origin is Origin.CARRIED_OVER:
             try:
-                self.engine.exec(self.container, ["mv", "-f", self.legacy_path, self.retired_path])
+                self.engine.exec(self.legacy_container(), ["mv", "-f", self.legacy_path, self.retired_path])
             except ContainerNotFound:
                 pass  # the proxy is gone; the record is written, which is what counts
         state.origin = Origin.RECORD
 
     def _read_legacy(self) -> str | None:
         try:
-            data = self.engine.read_file(self.container, self.legacy_path)
+            data = self.engine.read_file(self.legacy_container(), self.legacy_path)
         except (ContainerNotFound, OSError):
             return None
         return None if data is None else data.decode("utf-8", errors="replace")

@@ -15,6 +15,14 @@ FakeEngine implements lbgen.engine.Engine in memory:
     assert engine.signals == [("proxy", "HUP")]
     assert engine.execs == [("proxy", ["nginx", "-t", "-q"])]
 
+Swarm (a manager) is off until a test adds a service or sets `engine.swarm = True`:
+
+    svc = engine.add_service("web-blue", labels={"lbgen.service": "web", "lbgen.env": "blue", "lbgen.port": "8080"})
+    engine.add_task(svc, slot=1, network="overlay", node="node-2")          # a running task on another node
+    engine.add_task(svc, slot=2, network="overlay", desired_state="shutdown")  # being stopped by Swarm
+    ... code under test ...
+    assert engine.scaled == [("web-blue", 0)]
+
 Containers are addressed like Docker does: by full id, by name, or by a unique id prefix. Errors are
 the ones DockerEngine raises (ContainerNotFound for a missing or stopped container, None / False where the
 protocol says so). Addresses the helpers make up are in 192.0.2.0/24 (TEST-NET-1), which nothing answers.
@@ -24,9 +32,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import posixpath
-from typing import Any, Collection, Callable, Iterable, Iterator, Mapping
+from typing import Any, Collection, Callable, Iterable, Iterator, Mapping, Sequence
 
-from lbgen.engine import ContainerInfo, EngineEvent, ExecResult
+from lbgen.engine import ROOT, ContainerInfo, EngineEvent, ExecResult, FileSpec, Mount, ServiceInfo, TaskInfo
 from lbgen.errors import ContainerNotFound
 
 ExecHandler = Callable[["FakeEngine", ContainerInfo, "list[str]"], ExecResult]
@@ -59,17 +67,22 @@ class FakeEngine:
     fail_on          method name -> exception raised by that method only
     calls            every Engine call as a tuple: ("exec", "proxy", ["nginx", "-t"]), ("ping",), ...
     execs            (container name, argv) of each exec
+    exec_users       the user of each exec, in the same order as execs
     signals          (container name, signal) of each signal
     stopped          names of containers stop_container stopped
     removed          names of containers remove_container removed
     markers          names of containers create_marker created
     images           ref -> rootfs of the images ensure_image made
+    swarm            whether this engine is a Swarm manager (add_service sets it)
+    services         service id -> ServiceInfo;  tasks: every TaskInfo, history included
+    scaled           (service name, replicas) of each scale_service
     """
 
     def __init__(self, containers: Iterable[ContainerInfo] = ()) -> None:
         self.containers: dict[str, ContainerInfo] = {}
         self.files: dict[str, dict[str, bytes]] = {}
         self.modes: dict[tuple[str, str], int] = {}
+        self.owners: dict[tuple[str, str], tuple[int, int]] = {}  # put_files owners (uid, gid)
         self.exec_handlers: dict[str, ExecHandler] = {}
         self.signal_handlers: dict[str, SignalHandler] = {}
         self.events_queue: list[EngineEvent] = []
@@ -77,11 +90,16 @@ class FakeEngine:
         self.fail_on: dict[str, BaseException] = {}
         self.calls: list[tuple[Any, ...]] = []
         self.execs: list[tuple[str, list[str]]] = []
+        self.exec_users: list[str] = []
         self.signals: list[tuple[str, str]] = []
         self.stopped: list[str] = []
         self.removed: list[str] = []
         self.markers: list[str] = []
         self.images: dict[str, bytes] = {}  # ensure_image: ref -> rootfs tar
+        self.swarm = False
+        self.services: dict[str, ServiceInfo] = {}
+        self.tasks: list[TaskInfo] = []
+        self.scaled: list[tuple[str, int]] = []
         self._next_address = 10
         for info in containers:
             self._store(info)
@@ -91,14 +109,16 @@ class FakeEngine:
     def add(self, name: str, *, labels: Mapping[str, str] | None = None, running: bool = True,
             health: str | None = None, networks: Mapping[str, str] | None = None,
             network_ids: Mapping[str, str] | None = None, exposed_ports: tuple[int, ...] = (),
-            image: str = "sha256:" + "0" * 64, command: tuple[str, ...] = (), id: str | None = None) -> ContainerInfo:
+            image: str = "sha256:" + "0" * 64, command: tuple[str, ...] = (), id: str | None = None,
+            mounts: tuple[Mount, ...] = (), read_only_rootfs: bool = False, user: str = "") -> ContainerInfo:
         """Add (or replace) a container. network_ids default to fake ids derived from the network names."""
         networks = dict(networks or {})
         if network_ids is None:
             network_ids = {net: fake_id("network:" + net) for net in networks}
         info = ContainerInfo(id=id or fake_id(name), name=name, labels=dict(labels or {}), running=running,
                              health=health, networks=networks, network_ids=dict(network_ids),
-                             exposed_ports=tuple(exposed_ports), image=image, command=tuple(command))
+                             exposed_ports=tuple(exposed_ports), image=image, command=tuple(command),
+                             mounts=tuple(mounts), read_only_rootfs=read_only_rootfs, user=user)
         return self._store(info)
 
     def add_backend(self, name: str, service: str, env: str | None = None, *, network: str = "lbnet",
@@ -132,6 +152,39 @@ class FakeEngine:
             networks = {network: address or self.next_address()}
         return self.add(name, networks=networks, **kwargs)
 
+    def add_service(self, name: str, *, labels: Mapping[str, str] | None = None,
+                    container_labels: Mapping[str, str] | None = None, replicas: int | None = 1,
+                    healthcheck: bool = False, updating: bool = False) -> ServiceInfo:
+        """Add (or replace) a Swarm service; makes this engine a Swarm manager."""
+        self.swarm = True
+        info = ServiceInfo(id=fake_id("service:" + name)[:25], name=name, labels=dict(labels or {}),
+                           container_labels=dict(container_labels or {}), replicas=replicas,
+                           healthcheck=healthcheck, updating=updating)
+        self.services[info.id] = info
+        return info
+
+    def add_task(self, service: ServiceInfo | str, slot: int | None = 1, *, network: str = "lbnet",
+                 address: str | None = None, state: str = "running", desired_state: str = "running",
+                 node: str = "node-1", container: bool | str = True, networks: Mapping[str, str] | None = None,
+                 id: str | None = None) -> TaskInfo:
+        """A task of `service` (a ServiceInfo or a service name) attached to `network`. With `container`,
+        its container is in `containers` too (a task on this node), with the container labels; a string
+        is the id of an existing container that runs the task (e.g. a proxy's)."""
+        svc = service if isinstance(service, ServiceInfo) else self._service(service)
+        task_id = id or fake_id(f"task:{svc.name}:{slot}:{len(self.tasks)}")[:25]
+        networks = dict(networks) if networks is not None else {network: address or self.next_address()}
+        container_id = container if isinstance(container, str) else ""
+        if container is True:
+            labels = {**svc.container_labels, "com.docker.swarm.task.id": task_id,
+                      "com.docker.swarm.service.name": svc.name}
+            container_id = self.add(f"{svc.name}.{slot}.{task_id}", labels=labels, networks=networks,
+                                    running=state == "running").id
+        task = TaskInfo(id=task_id, service_id=svc.id, slot=slot, node_id=fake_id("node:" + node)[:25],
+                        node=node, state=state, desired_state=desired_state, container_id=container_id,
+                        networks=networks, network_ids={n: fake_id("network:" + n) for n in networks})
+        self.tasks.append(task)
+        return task
+
     def next_address(self) -> str:
         self._next_address += 1
         return f"192.0.2.{self._next_address}"
@@ -163,6 +216,10 @@ class FakeEngine:
     def ping(self) -> None:
         self._call("ping")
 
+    def version(self) -> str:
+        self._call("version")
+        return "0.0-fake"
+
     def list_containers(self, label: str) -> list[ContainerInfo]:
         self._call("list_containers", label)
         return [c for c in self.containers.values() if label in c.labels]
@@ -171,12 +228,13 @@ class FakeEngine:
         self._call("get_container", ref)
         return self._find(ref)
 
-    def exec(self, container: str, argv: list[str]) -> ExecResult:
+    def exec(self, container: str, argv: list[str], user: str = ROOT) -> ExecResult:
         self._call("exec", container, list(argv))
         if not argv:
             raise ValueError("exec needs a non-empty argv")
         info = self._running(container)
         self.execs.append((info.name, list(argv)))
+        self.exec_users.append(user)
         handler = self.exec_handlers.get(argv[0]) or self.exec_handlers.get(posixpath.basename(argv[0]))
         if handler is not None:
             return handler(self, info, list(argv))
@@ -192,6 +250,17 @@ class FakeEngine:
         info = self._find(container)
         self.files.setdefault(info.id, {})[path] = bytes(data)
         self.modes[(info.id, path)] = mode
+
+    def put_files(self, container: str, directory: str, files: Sequence[FileSpec]) -> None:
+        self._call("put_files", container, directory, [f.name for f in files])
+        if not directory.startswith("/") or directory.endswith("/"):
+            raise ValueError(f"put_files needs an absolute directory, got {directory!r}")
+        info = self._find(container)
+        for spec in files:
+            path = f"{directory}/{spec.name}"
+            self.files.setdefault(info.id, {})[path] = bytes(spec.data)
+            self.modes[(info.id, path)] = spec.mode
+            self.owners[(info.id, path)] = (spec.uid, spec.gid)
 
     def read_file(self, container: str, path: str) -> bytes | None:
         self._call("read_file", container, path)
@@ -242,7 +311,38 @@ class FakeEngine:
             if (label in event.labels or event.container_name in names) and (since is None or event.time >= since):
                 yield event
 
+    def swarm_manager(self) -> bool:
+        self._call("swarm_manager")
+        return self.swarm
+
+    def list_services(self, label: str) -> list[ServiceInfo]:
+        self._call("list_services", label)
+        return [s for s in self.services.values() if label in s.labels or label in s.container_labels]
+
+    def get_service(self, ref: str) -> ServiceInfo | None:
+        self._call("get_service", ref)
+        try:
+            return self._service(ref)
+        except ContainerNotFound:
+            return None
+
+    def list_tasks(self, service_ids: list[str]) -> list[TaskInfo]:
+        self._call("list_tasks", list(service_ids))
+        return [t for t in self.tasks if t.service_id in service_ids]
+
+    def scale_service(self, ref: str, replicas: int) -> None:
+        self._call("scale_service", ref, replicas)
+        svc = self._service(ref)
+        self.services[svc.id] = dataclasses.replace(svc, replicas=replicas)
+        self.scaled.append((svc.name, replicas))
+
     # --- internals ---------------------------------------------------------------------------------
+
+    def _service(self, ref: str) -> ServiceInfo:
+        for svc in self.services.values():
+            if ref in (svc.id, svc.name):
+                return svc
+        raise ContainerNotFound(f"service {ref} does not exist")
 
     def _call(self, method: str, *args: Any) -> None:
         self.calls.append((method, *args))

@@ -163,10 +163,10 @@ def test_textfile_for_node_exporter(lab, tmp_path):
     result = health(s, "--textfile", str(path))
     assert result.exit_code == 1
     text = path.read_text()
-    assert f'lbgen_backend_up{{service="web",env="blue",backend="{b1.name}"}} 1\n' in text
-    assert f'lbgen_backend_up{{service="web",env="blue",backend="{b2.name}"}} 0\n' in text
-    assert 'lbgen_service_backends{service="web",state="unhealthy"} 1\n' in text
-    assert "lbgen_check_status 1\n" in text
+    assert f'lbgen_backend_up{{backend="{b1.name}",env="blue",service="web"}} 1.0\n' in text
+    assert f'lbgen_backend_up{{backend="{b2.name}",env="blue",service="web"}} 0.0\n' in text
+    assert 'lbgen_service_backends{service="web",state="unhealthy"} 1.0\n' in text
+    assert "lbgen_check_status 1.0\n" in text
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith((".prom", ".tmp"))) == ["lbgen.prom"]
 
 

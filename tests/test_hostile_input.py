@@ -158,7 +158,8 @@ def expected_backend(c: dict[str, Any]) -> Backend | None:
     if address is None or not ok_container_id(c["id"]):
         return None
     return Backend(service=service, env=env, name=c["name"], id=c["id"], address=address, port=port,
-                   weight=weight, backup=backup, docker_health=c["health"], source=c.get("source", "docker"))
+                   weight=weight, backup=backup, docker_health=c["health"], source=c.get("source", "docker"),
+                   network="lbnet" if c.get("source", "docker") == "docker" else None)
 
 
 def expected_pools(config: Config, backends: list[Backend]) -> list[Pool]:

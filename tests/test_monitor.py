@@ -23,7 +23,7 @@ from lbgen.engine import ContainerInfo
 from lbgen.health import CheckResult
 from lbgen.model import Backend
 from lbgen.monitor import (CRITICAL, OK, UNKNOWN, WARNING, HealthReport, ServiceTargets, advance, fold,
-                           run_checks, write_textfile)
+                           run_checks)
 from lbgen.state import State
 
 CONFIG = """\
@@ -274,29 +274,29 @@ def test_prometheus_text():
     assert text.endswith("\n")
     samples = [line for line in text.splitlines() if not line.startswith("#")]
     assert samples == [
-        "lbgen_check_status 1",
-        "lbgen_check_timestamp_seconds 1700000000.5",
+        "lbgen_check_status 1.0",
+        "lbgen_check_timestamp_seconds 1.7000000005e+09",
         "lbgen_check_duration_seconds 0.25",
-        'lbgen_service_status{service="web"} 1',
-        'lbgen_service_status{service="api"} 0',
-        'lbgen_service_backends{service="web",state="healthy"} 2',
-        'lbgen_service_backends{service="web",state="unhealthy"} 1',
-        'lbgen_service_backends{service="web",state="ejected"} 0',
-        'lbgen_service_backends{service="api",state="healthy"} 1',
-        'lbgen_service_backends{service="api",state="unhealthy"} 0',
-        'lbgen_service_backends{service="api",state="ejected"} 0',
-        'lbgen_backend_up{service="web",env="blue",backend="web-1"} 1',
-        'lbgen_backend_up{service="web",env="blue",backend="web-2"} 0',
-        'lbgen_backend_up{service="web",env="blue",backend="web-3"} 1',
-        'lbgen_backend_up{service="api",env="",backend="api-1"} 1',
-        'lbgen_backend_ejected{service="web",env="blue",backend="web-1"} 0',
-        'lbgen_backend_ejected{service="web",env="blue",backend="web-2"} 0',
-        'lbgen_backend_ejected{service="web",env="blue",backend="web-3"} 0',
-        'lbgen_backend_ejected{service="api",env="",backend="api-1"} 0',
+        'lbgen_service_status{service="web"} 1.0',
+        'lbgen_service_status{service="api"} 0.0',
+        'lbgen_service_backends{service="web",state="healthy"} 2.0',
+        'lbgen_service_backends{service="web",state="unhealthy"} 1.0',
+        'lbgen_service_backends{service="web",state="ejected"} 0.0',
+        'lbgen_service_backends{service="api",state="healthy"} 1.0',
+        'lbgen_service_backends{service="api",state="unhealthy"} 0.0',
+        'lbgen_service_backends{service="api",state="ejected"} 0.0',
+        'lbgen_backend_up{backend="web-1",env="blue",service="web"} 1.0',
+        'lbgen_backend_up{backend="web-2",env="blue",service="web"} 0.0',
+        'lbgen_backend_up{backend="web-3",env="blue",service="web"} 1.0',
+        'lbgen_backend_up{backend="api-1",env="",service="api"} 1.0',
+        'lbgen_backend_ejected{backend="web-1",env="blue",service="web"} 0.0',
+        'lbgen_backend_ejected{backend="web-2",env="blue",service="web"} 0.0',
+        'lbgen_backend_ejected{backend="web-3",env="blue",service="web"} 0.0',
+        'lbgen_backend_ejected{backend="api-1",env="",service="api"} 0.0',
     ]
     assert "# TYPE lbgen_backend_up gauge" in text
     unknown = HealthReport.unknown("cannot reach the Docker daemon", checked_at=5.0).prometheus()
-    assert "lbgen_check_status 3\n" in unknown and "lbgen_check_timestamp_seconds 5.0\n" in unknown
+    assert "lbgen_check_status 3.0\n" in unknown and "lbgen_check_timestamp_seconds 5.0\n" in unknown
 
 
 # --- --apply: hysteresis against the live config --------------------------------------------------------
@@ -404,28 +404,30 @@ def test_run_checks_is_concurrent_across_services():
 def test_textfile_is_replaced_atomically(tmp_path):
     path = tmp_path / "lbgen.prom"
     path.write_text("old\n")
+    report = HealthReport.unknown("cannot reach the Docker daemon", checked_at=5.0)
     seen = []
-    real_replace = os.replace
+    real_rename = os.rename  # prometheus_client's write_to_textfile renames (os.replace on Windows)
 
     def spy(src, dst):
         seen.append((os.path.dirname(src), os.path.basename(src), open(src).read()))
-        real_replace(src, dst)
+        real_rename(src, dst)
 
-    os.replace = spy
+    os.rename = spy
     try:
-        write_textfile(path, "lbgen_check_status 0\n")
+        report.write_textfile(path)
     finally:
-        os.replace = real_replace
-    assert path.read_text() == "lbgen_check_status 0\n"
+        os.rename = real_rename
+    assert path.read_text() == report.prometheus() and "lbgen_check_status 3.0\n" in path.read_text()
     (directory, name, content), = seen
-    assert directory == str(tmp_path) and not name.endswith(".prom") and content == "lbgen_check_status 0\n"
+    assert directory == str(tmp_path) and not name.endswith(".prom") and content == report.prometheus()
     assert sorted(os.listdir(tmp_path)) == ["lbgen.prom"]
     assert oct(path.stat().st_mode & 0o777) == "0o644"
 
 
 def test_textfile_in_a_missing_directory_fails_and_leaves_nothing(tmp_path):
     with pytest.raises(FileNotFoundError):
-        write_textfile(tmp_path / "nope" / "lbgen.prom", "x\n")
+        HealthReport.unknown("x").write_textfile(tmp_path / "nope" / "lbgen.prom")
+    assert os.listdir(tmp_path) == []
 
 
 # --- the command -----------------------------------------------------------------------------------------
@@ -461,7 +463,7 @@ def test_cli_writes_the_textfile_and_applies(world_cli, tmp_path):
     assert result.exit_code == 1, result.output
     assert "ejected web-2 from web after 2 failed checks in a row" in result.stdout
     assert event("eject", service="web", backend="web-2", fails=2) in w.logs  # the log line, on stderr in real use
-    assert 'lbgen_backend_ejected{service="web",env="blue",backend="web-2"} 1\n' in path.read_text()
+    assert 'lbgen_backend_ejected{backend="web-2",env="blue",service="web"} 1.0\n' in path.read_text()
     assert "web-2" not in w.routed()
 
 

@@ -33,10 +33,10 @@ def test_labelled_containers_become_backends_in_a_stable_order():
     inventory = discover(engine)
 
     assert inventory == Inventory(backends=(
-        Backend("api", None, "api-1", fake_id("api-1"), "192.0.2.31", 8080, 1, True),
-        Backend("web", "blue", "web-blue-1", fake_id("web-blue-1"), "192.0.2.11", 9000),
-        Backend("web", "blue", "web-blue-2", fake_id("web-blue-2"), "192.0.2.12", 8080, weight=3),
-        Backend("web", "green", "web-green-1", fake_id("web-green-1"), "192.0.2.21", 8080),
+        Backend("api", None, "api-1", fake_id("api-1"), "192.0.2.31", 8080, 1, True, network=NET),
+        Backend("web", "blue", "web-blue-1", fake_id("web-blue-1"), "192.0.2.11", 9000, network=NET),
+        Backend("web", "blue", "web-blue-2", fake_id("web-blue-2"), "192.0.2.12", 8080, weight=3, network=NET),
+        Backend("web", "green", "web-green-1", fake_id("web-green-1"), "192.0.2.21", 8080, network=NET),
     ))
     assert engine.calls == [("list_containers", "lbgen.service")]
 

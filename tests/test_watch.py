@@ -1,4 +1,4 @@
-"""`lbgen watch`: events lead to applies, bursts are debounced, a stopping backend leaves its pool at once,
+"""The watch loop: events lead to applies, bursts are debounced, a stopping backend leaves its pool at once,
 the health loop ejects with hysteresis, a lost event stream reconnects and re-syncs, an empty or failed
 discovery never empties a pool, a failed apply keeps the last good config. A fake engine, a fake proxy and
 a fake clock: no real waiting except for the event reader thread handing over."""
@@ -10,18 +10,17 @@ import json
 import queue
 import re
 import threading
-import urllib.request
 from typing import Any, Iterator
 
 import pytest
 
 from fakes import FakeEngine
-from lbgen.events import event, warning
 from lbgen.core import Core
 from lbgen.config import parse_config
 from lbgen.engine import EngineEvent
-from lbgen.errors import ConfigError, DockerUnavailable, UsageError
-from lbgen.watch import (Debouncer, EventLog, LazyEngine, Metrics, MetricsServer, Watcher, parse_debounce)
+from lbgen.errors import ConfigError, DockerUnavailable
+from lbgen.watch.log import EventLog
+from lbgen.watch.loop import Watcher
 from test_monitor import CONFIG, World
 
 END = object()
@@ -123,81 +122,6 @@ def pump(watcher: Watcher) -> None:
 
 def strip_took(line: str) -> str:
     return re.sub(r" took=[0-9.]+s", "", re.sub(r" generation=[0-9a-f]{12}", "", line))
-
-
-# --- pure parts -----------------------------------------------------------------------------------------
-
-def test_debouncer_waits_for_quiet_but_not_longer_than_the_maximum():
-    d = Debouncer(0.1, 1.0)
-    assert d.deadline() is None and not d.due(0)
-    d.add(10.0)
-    assert not d.due(10.05) and d.due(10.1)
-    for t in (10.05, 10.1, 10.15, 10.2):
-        d.add(t)
-    assert d.deadline() == pytest.approx(10.3)
-    for i in range(30):  # events every 50ms for 1.5s: quiet never comes, the maximum delay does
-        d.add(10.2 + i * 0.05)
-    assert d.deadline() == pytest.approx(11.0)
-
-
-def test_debouncer_throttles_a_long_burst_after_a_reload():
-    d = Debouncer(0.1, 1.0)
-    d.add(0.0)
-    d.fired(0.1)
-    d.add(0.3)
-    assert d.deadline() == pytest.approx(1.1)  # not 0.4: one reload per second while the burst goes on
-    d.fired(1.1)
-    d.add(5.0)  # after a quiet spell the first event is fast again
-    assert d.deadline() == pytest.approx(5.1)
-
-
-@pytest.mark.parametrize("text, expected", [("100ms:1s", (0.1, 1.0)), ("500ms:2s", (0.5, 2.0)),
-                                            ("200ms", (0.2, 1.0)), ("3s", (3.0, 3.0)), ("0:1s", (0.0, 1.0))])
-def test_parse_debounce(text, expected):
-    assert parse_debounce(text) == expected
-
-
-@pytest.mark.parametrize("text", ["fast", "1s:100ms", "100ms:", ":1s"])
-def test_parse_debounce_rejects(text):
-    with pytest.raises(ValueError, match="--debounce"):
-        parse_debounce(text)
-
-
-def test_event_log_text_and_json():
-    out = io.StringIO()
-    log = EventLog(out)
-    log("apply", service="web", reason="container-start", backends=4, took="0.21s", error=None)
-    log("apply-failed", error='nginx: [emerg] "x" directive')
-    log.emit(warning("skipped container a: not running"))
-    log.emit(warning("skipped container a: not running"))
-    log.emit(event("lock-recovered", proxy="edge"))
-    assert out.getvalue().splitlines() == [
-        "event=apply service=web reason=container-start backends=4 took=0.21s",
-        'event=apply-failed error="nginx: [emerg] \\"x\\" directive"',
-        'event=warning message="skipped container a: not running"',
-        "event=lock-recovered proxy=edge",
-    ]
-    out = io.StringIO()
-    EventLog(out, "json", wall=lambda: 1700000000.25)("apply", service="web", backends=4)
-    assert json.loads(out.getvalue()) == {"time": "2023-11-14T22:13:20.250Z", "event": "apply", "service": "web",
-                                          "backends": 4}
-
-
-def test_lazy_engine_retries_creation():
-    attempts = []
-
-    def factory():
-        attempts.append(1)
-        if len(attempts) == 1:
-            raise DockerUnavailable("cannot reach the Docker daemon")
-        return FakeEngine()
-
-    engine = LazyEngine(factory)
-    with pytest.raises(DockerUnavailable):
-        engine.ping()
-    engine.ping()
-    engine.ping()
-    assert len(attempts) == 2
 
 
 # --- events -> apply ------------------------------------------------------------------------------------
@@ -478,8 +402,8 @@ def test_health_loop_ejects_and_readmits_with_hysteresis(world):
     assert world.lines("eject") == ["event=eject service=web backend=web-2 fails=2"]
     assert strip_took(world.lines("apply")[-1]) == "event=apply service=web reason=health backends=2"
     metrics = w.metrics.text()
-    assert 'lbgen_backend_ejected{service="web",env="blue",backend="web-2"} 1\n' in metrics
-    assert 'lbgen_routed_backends{service="web"} 2\n' in metrics
+    assert 'lbgen_backend_ejected{backend="web-2",env="blue",service="web"} 1.0\n' in metrics
+    assert 'lbgen_routed_backends{service="web"} 2.0\n' in metrics
     world.answer("web-2", 200)
     for _ in range(2):  # rise=2
         world.clock.advance(5.0)
@@ -517,7 +441,7 @@ def test_health_loop_never_empties_a_pool(world):
     assert world.lines("health")[-1] == "event=health service=web status=CRITICAL healthy=0/3 ejected=0"
 
 
-# --- SIGHUP, stopping, metrics ----------------------------------------------------------------------------
+# --- SIGHUP, stopping ----------------------------------------------------------------------------------
 
 def test_reload_rereads_the_config_and_a_bad_one_is_ignored(world):
     w = started(world)
@@ -547,34 +471,6 @@ def test_run_returns_when_stopped(world):
     thread.join(2)
     assert not thread.is_alive()
     assert world.lines("stopped") == ["event=stopped"]
-
-
-def test_metrics_server_on_loopback():
-    metrics = Metrics()
-    metrics.inc("lbgen_watch_reloads_total")
-    metrics.inc("lbgen_watch_events_total", action="start")
-    server = MetricsServer(metrics, "127.0.0.1", 0).start()
-    try:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as response:
-            body = response.read().decode()
-            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        assert "# TYPE lbgen_watch_reloads_total counter\nlbgen_watch_reloads_total 1\n" in body
-        assert 'lbgen_watch_events_total{action="start"} 1\n' in body
-        with pytest.raises(urllib.error.HTTPError) as e:
-            opener.open(f"http://127.0.0.1:{server.port}/", timeout=5)
-        assert e.value.code == 404
-    finally:
-        server.close()
-
-
-def test_metrics_port_in_use_is_a_usage_error():
-    first = MetricsServer(Metrics(), "127.0.0.1", 0)
-    try:
-        with pytest.raises(UsageError, match=f"cannot listen on 127.0.0.1:{first.port}"):
-            MetricsServer(Metrics(), "127.0.0.1", first.port)
-    finally:
-        first.close()
 
 
 def test_a_bad_config_at_startup_raises(world):

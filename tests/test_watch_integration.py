@@ -24,11 +24,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from lbgen.app import Lbgen
+from lbgen.core import Core
 from lbgen.docker_engine import DockerEngine
 from lbgen.engine import EngineEvent
 from lbgen.errors import DockerUnavailable
-from lbgen.watch import EventLog, Watcher
+from lbgen.watch.log import EventLog
+from lbgen.watch.loop import Watcher
 from scenario import Scenario
 
 SERVICE = """\
@@ -101,7 +102,7 @@ class Running:
         self.out = io.StringIO()
         self.log = EventLog(self.out)
         kw.setdefault("interval", 3600.0)
-        self.watcher = Watcher(lambda: Lbgen(s.config, engine, log=self.log.emit).core, engine, log=self.log, **kw)
+        self.watcher = Watcher(lambda: Core(s.config, engine, log=self.log.emit), engine, log=self.log, **kw)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.watcher.run, args=(self.stop,), daemon=True)
 
@@ -313,7 +314,7 @@ def test_the_command_reloads_on_sighup_stops_on_sigterm_and_serves_metrics(lab, 
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(f"http://{metrics['listen']}/metrics", timeout=5) as response:
             body = response.read().decode()
-        assert "lbgen_watch_reloads_total 1\n" in body and 'lbgen_routed_backends{service="web"} 1\n' in body
+        assert "lbgen_watch_reloads_total 1.0\n" in body and 'lbgen_routed_backends{service="web"} 1.0\n' in body
 
         s.write_config(service_yaml=SERVICE + "    retries: 1\n")
         proc.send_signal(signal.SIGHUP)

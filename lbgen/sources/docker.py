@@ -4,29 +4,64 @@ Every label value passes lbgen.grammar here; a container with bad labels is skip
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
 
 from lbgen import grammar
 from lbgen.engine import ContainerInfo, Engine
 from lbgen.model import Backend, Inventory, Skipped
-from lbgen.sources import sort_backends
+from lbgen.sources import Networks, sort_backends
 
 LABELS = ("service", "env", "port", "weight", "backup")  # the known `<prefix>.*` labels, in help order
+SWARM_TASK_LABEL = "com.docker.swarm.task.id"  # on every container Swarm runs for a task
 _REQUIRED = object()
 
 
-class DockerSource:
-    """Containers labelled `<prefix>.service`, addressed by their IP on the proxy's network."""
+@dataclass(frozen=True)
+class Labels:
+    """The `<prefix>.*` labels of one container or service, checked."""
 
-    def __init__(self, engine: Engine, network: str, label_prefix: str = "lbgen") -> None:
+    service: str
+    env: str | None
+    port: int | None
+    weight: int
+    backup: bool
+
+
+def read_labels(prefix: str, raw: Mapping[str, str]) -> Labels:
+    """The `<prefix>.*` labels out of `raw`; ValueError saying what is wrong (unknown, missing, invalid)."""
+    labels = {k[len(prefix) + 1:]: v for k, v in raw.items() if k.startswith(prefix + ".")}
+    unknown = sorted(k for k in labels if k not in LABELS)
+    if unknown:
+        known = ", ".join(f"{prefix}.{k}" for k in LABELS)
+        raise ValueError(f"unknown label {grammar._show(prefix + '.' + unknown[0])} (known: {known})")
+    return Labels(service=_label(prefix, labels, "service", grammar.name),
+                  env=_label(prefix, labels, "env", grammar.name, None),
+                  port=_label(prefix, labels, "port", grammar.port, None),
+                  weight=_label(prefix, labels, "weight", grammar.weight, 1),
+                  backup=_label(prefix, labels, "backup", grammar.boolean, False))
+
+
+class DockerSource:
+    """Containers labelled `<prefix>.service`, addressed by their IP on the first configured network they
+    share with the proxy. With `skip_swarm_tasks`, containers Swarm runs for a task are left to SwarmSource."""
+
+    def __init__(self, engine: Engine, network: str | Iterable[str] | Networks, label_prefix: str = "lbgen",
+                 skip_swarm_tasks: bool = False) -> None:
         self.engine = engine
-        self.network = network
+        if isinstance(network, str):
+            network = (network,)
+        self.networks = network if isinstance(network, Networks) else Networks(network)
+        self.network = self.networks.refs[0]
         self.prefix = grammar.label_prefix(label_prefix)
+        self.skip_swarm_tasks = skip_swarm_tasks
 
     def discover(self) -> Inventory:
         backends: list[Backend] = []
         skipped: list[Skipped] = []
         for info in self.engine.list_containers(f"{self.prefix}.service"):
+            if self.skip_swarm_tasks and SWARM_TASK_LABEL in info.labels:
+                continue
             result = self.backend(info)
             if isinstance(result, Backend):
                 backends.append(result)
@@ -42,19 +77,11 @@ class DockerSource:
             return Skipped(grammar._show(info.name), str(e))
         if not info.running:
             return Skipped(name, "not running")
-        labels = {k[len(self.prefix) + 1:]: v for k, v in info.labels.items() if k.startswith(self.prefix + ".")}
-        unknown = sorted(k for k in labels if k not in LABELS)
-        if unknown:
-            known = ", ".join(f"{self.prefix}.{k}" for k in LABELS)
-            return Skipped(name, f"unknown label {grammar._show(self.prefix + '.' + unknown[0])} (known: {known})")
         try:
-            service = self._label(labels, "service", grammar.name)
-            env = self._label(labels, "env", grammar.name, None)
-            port = self._label(labels, "port", grammar.port, None)
-            weight = self._label(labels, "weight", grammar.weight, 1)
-            backup = self._label(labels, "backup", grammar.boolean, False)
+            labels = read_labels(self.prefix, info.labels)
         except ValueError as e:
             return Skipped(name, str(e))
+        port = labels.port
         if port is None:
             if len(info.exposed_ports) != 1:
                 found = ("no exposed TCP port" if not info.exposed_ports else
@@ -64,41 +91,33 @@ class DockerSource:
                 port = grammar.port(info.exposed_ports[0])  # Docker's word, but it reaches the config too
             except ValueError as e:
                 return Skipped(name, f"exposed port {e}")
-        network = self._network_of(info)
-        if network is None:
-            return Skipped(name, f"not attached to network {self.network} (the proxy could not reach it)")
-        if network not in info.networks:
-            return Skipped(name, f"has no IP address on network {self.network}")
+        picked = self.networks.pick(info.networks, info.network_ids)
+        if isinstance(picked, str):
+            return Skipped(name, picked)
+        network, ip = picked
         # A container whose HEALTHCHECK is starting or unhealthy is listed with its docker_health (the
         # switch gate waits for it); lbgen.routing keeps it out of every pool until it is healthy.
         if info.health is not None and info.health not in ("starting", "unhealthy", "healthy"):
             return Skipped(name, f"docker health is {_word(info.health)}")
         try:
-            address = grammar.address(info.networks[network])
+            address = grammar.address(ip)
             container_id = grammar.container_id(info.id)
         except ValueError as e:
             return Skipped(name, str(e))
-        return Backend(service=service, env=env, name=name, id=container_id, address=address, port=port,
-                       weight=weight, backup=backup, docker_health=info.health, source="docker")
+        return Backend(service=labels.service, env=labels.env, name=name, id=container_id, address=address,
+                       port=port, weight=labels.weight, backup=labels.backup, docker_health=info.health,
+                       source="docker", network=network)
 
-    def _label(self, labels: dict[str, str], key: str, check: Any, default: Any = _REQUIRED) -> Any:
-        if key not in labels:
-            if default is _REQUIRED:
-                raise ValueError(f"label {self.prefix}.{key} is missing")
-            return default
-        try:
-            return check(labels[key])
-        except ValueError as e:
-            raise ValueError(f"label {self.prefix}.{key}: {e}") from None
 
-    def _network_of(self, info: ContainerInfo) -> str | None:
-        """The name under which the container knows the configured network (given by name, id or id prefix)."""
-        if self.network in info.networks or self.network in info.network_ids:
-            return self.network
-        for name, network_id in info.network_ids.items():
-            if network_id == self.network or (len(self.network) >= 12 and network_id.startswith(self.network)):
-                return name
-        return None
+def _label(prefix: str, labels: Mapping[str, str], key: str, check: Any, default: Any = _REQUIRED) -> Any:
+    if key not in labels:
+        if default is _REQUIRED:
+            raise ValueError(f"label {prefix}.{key} is missing")
+        return default
+    try:
+        return check(labels[key])
+    except ValueError as e:
+        raise ValueError(f"label {prefix}.{key}: {e}") from None
 
 
 def _word(value: str) -> str:

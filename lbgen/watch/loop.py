@@ -1,31 +1,28 @@
-"""Watch mode: follow Docker events for labelled containers, debounce bursts, re-discover and apply only when
-the config changes; take a stopping backend out of its pool at once; run the health pass every interval;
-survive the Docker daemon going away; log one line per action; serve Prometheus metrics.
+"""The watch loop: a `Watcher` driven by `step()` follows engine events, debounces, applies, runs the health
+pass and reconnects; `serve` runs it under signal handlers (the only place in lbgen that installs them).
 
-The loop is a `Watcher` driven by `step()`: events arrive on a queue from a reader thread, time comes from
-an injected clock, so tests drive it with a fake engine and no real waiting. Only this module installs
-signal handlers (in `serve`).
+Events arrive on a queue from a reader thread and time comes from an injected clock, so tests drive the
+loop with a fake engine and no real waiting.
 """
 from __future__ import annotations
 
 import copy
-import json
 import queue
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from lbgen import monitor
 from lbgen.engine import Engine, EngineEvent
-from lbgen.errors import LbgenError, UsageError
-from lbgen.events import WARNING, Event, event
+from lbgen.errors import LbgenError
 from lbgen.health import CheckResult
 from lbgen.model import Backend, Inventory, Pool
 from lbgen.routing import build_pools
+from lbgen.watch.debounce import Debouncer
+from lbgen.watch.log import EventLog
+from lbgen.watch.metrics import Metrics
 
 if TYPE_CHECKING:
     from lbgen.core import ApplyResult, Core
@@ -43,246 +40,9 @@ RETRY_MAX = 30.0
 NOTEWORTHY = ("startup", "resync", "config-reload", "retry")
 
 
-def parse_debounce(text: str) -> tuple[float, float]:
-    """`100ms:1s` -> (minimum quiet time, maximum delay) in seconds; `MIN` alone keeps the maximum at 1s
-    (or MIN, if longer). `0` as the minimum applies as soon as the loop sees the event."""
-    from lbgen.config import parse_duration
-
-    low, sep, high = str(text).partition(":")
-
-    def one(value: str) -> float:
-        return 0.0 if value.strip() in ("0", "0s", "0ms") else parse_duration(value.strip())
-
-    try:
-        min_quiet = one(low)
-        max_delay = one(high) if sep else max(1.0, min_quiet)
-    except ValueError as e:
-        raise ValueError(f"--debounce {text!r}: {e} (expected MIN[:MAX], e.g. 100ms:1s)") from None
-    if max_delay < min_quiet:
-        raise ValueError(f"--debounce {text!r}: the maximum delay is shorter than the minimum quiet time")
-    return min_quiet, max_delay
-
-
-class Debouncer:
-    """When to act on a burst of events. Pure: the caller passes the time.
-
-    Due `min_quiet` after the last event, but never later than `max_delay` after the first (docker-gen's
-    `-wait MIN:MAX`). While a burst goes on, at most one action per `max_delay`: after `fired()`, the next
-    one waits until `max_delay` has passed since then, so the first event after a quiet spell is applied
-    fast and a long burst costs a reload per `max_delay`, not one per event.
-    """
-
-    def __init__(self, min_quiet: float = 0.1, max_delay: float = 1.0) -> None:
-        self.min_quiet = min_quiet
-        self.max_delay = max(max_delay, min_quiet)
-        self.first: float | None = None
-        self.last: float | None = None
-        self.last_fired: float | None = None
-
-    @property
-    def pending(self) -> bool:
-        return self.first is not None
-
-    def add(self, now: float) -> None:
-        if self.first is None:
-            self.first = now
-        self.last = now
-
-    def deadline(self) -> float | None:
-        if self.first is None or self.last is None:
-            return None
-        due = min(self.last + self.min_quiet, self.first + self.max_delay)
-        if self.last_fired is not None:
-            due = max(due, min(self.last_fired + self.max_delay, self.first + self.max_delay))
-        return due
-
-    def due(self, now: float) -> bool:
-        deadline = self.deadline()
-        return deadline is not None and now >= deadline
-
-    def clear(self) -> None:
-        """Pending events are covered (an apply re-discovered after they arrived)."""
-        self.first = self.last = None
-
-    def fired(self, now: float) -> None:
-        """An apply reloaded the proxy at `now`."""
-        self.clear()
-        self.last_fired = now
-
-
-# --- logging -----------------------------------------------------------------------------------------
-
-class EventLog:
-    """One line per action on a stream: `event=apply service=web reason=container-start backends=4
-    took=0.21s`, or one JSON object per line with `fmt="json"` (for log shippers)."""
-
-    MAX_REMEMBERED = 10_000
-
-    def __init__(self, stream: TextIO | None = None, fmt: str = "text", wall: Callable[[], float] = time.time) -> None:
-        if fmt not in ("text", "json"):
-            raise ValueError(f"log format {fmt!r}: expected text or json")
-        self.stream = stream
-        self.fmt = fmt
-        self.wall = wall
-        self._lock = threading.Lock()
-        self._seen: set[str] = set()
-
-    def __call__(self, name: str, **fields: Any) -> None:
-        """Log one of watch's own events."""
-        self.emit(event(name, **fields))
-
-    def emit(self, e: Event) -> None:
-        """Log an event (this is the EventSink the core gets). Warnings, such as a skipped container,
-        repeat on every discovery; each is logged once."""
-        if e.name == WARNING:
-            text = str(e.get("message"))
-            with self._lock:
-                if text in self._seen:
-                    return
-                if len(self._seen) >= self.MAX_REMEMBERED:
-                    self._seen.clear()
-                self._seen.add(text)
-        self._write(e.json(self.wall()) if self.fmt == "json" else e.kv())
-
-    def forget_warnings(self) -> None:
-        with self._lock:
-            self._seen.clear()
-
-    def _write(self, line: str) -> None:
-        stream = self.stream if self.stream is not None else sys.stderr
-        with self._lock:
-            stream.write(line + "\n")
-            stream.flush()
-
-
 def _secs(seconds: float) -> str:
     return f"{seconds:.2f}s"
 
-
-# --- metrics -----------------------------------------------------------------------------------------
-
-METRICS = {
-    "lbgen_watch_events_total": ("counter", "Docker events received, by action."),
-    "lbgen_watch_applies_total": ("counter", "Applies by result: changed (the proxy reloaded), unchanged, failed."),
-    "lbgen_watch_reloads_total": ("counter", "Proxy reloads done by lbgen watch."),
-    "lbgen_watch_apply_failures_total": ("counter", "Applies that failed (the last good config stayed live)."),
-    "lbgen_watch_reconnects_total": ("counter", "Times the Docker event stream was lost."),
-    "lbgen_watch_connected": ("gauge", "1 while lbgen watch follows the Docker event stream."),
-    "lbgen_watch_last_apply_timestamp_seconds": ("gauge", "When the last successful apply ran (Unix time)."),
-    "lbgen_watch_last_reload_timestamp_seconds": ("gauge", "When lbgen watch last reloaded the proxy (Unix time)."),
-    "lbgen_watch_last_apply_duration_seconds": ("gauge", "How long the last successful apply took."),
-    "lbgen_routed_backends": ("gauge", "Backends in each service's pool after the last apply."),
-}
-
-
-class Metrics:
-    """Counters and gauges of watch mode, plus the last health pass's figures; thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: dict[str, dict[tuple[tuple[str, str], ...], float]] = {name: {} for name in METRICS}
-        self._health: monitor.HealthReport | None = None
-        for name, (kind, _) in METRICS.items():
-            if kind == "counter" and name not in ("lbgen_watch_events_total", "lbgen_watch_applies_total"):
-                self._values[name][()] = 0
-
-    def inc(self, name: str, by: float = 1, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            self._values[name][key] = self._values[name].get(key, 0) + by
-
-    def set(self, name: str, value: float, **labels: str) -> None:
-        with self._lock:
-            self._values[name][tuple(sorted(labels.items()))] = value
-
-    def set_all(self, name: str, samples: Mapping[tuple[tuple[str, str], ...], float]) -> None:
-        with self._lock:
-            self._values[name] = dict(samples)
-
-    def get(self, name: str, **labels: str) -> float:
-        with self._lock:
-            return self._values[name].get(tuple(sorted(labels.items())), 0)
-
-    def set_health(self, report: monitor.HealthReport) -> None:
-        with self._lock:
-            self._health = report
-
-    def text(self) -> str:
-        out = monitor.PromText()
-        with self._lock:
-            for name, (kind, help_text) in METRICS.items():
-                samples = sorted(self._values[name].items())
-                if samples:
-                    out.metric(name, kind, help_text, [(dict(k), v) for k, v in samples])
-            health = self._health
-        text = out.text() if out.lines else ""
-        return text + (health.prometheus() if health is not None else "")
-
-
-class MetricsServer:
-    """`GET /metrics` in Prometheus text format, on `host:port` (loopback by default); port 0 picks one."""
-
-    def __init__(self, metrics: Metrics, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.metrics = metrics
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                if self.path.split("?", 1)[0] != "/metrics":
-                    self.send_error(404, "try /metrics")
-                    return
-                body = metrics.text().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        try:
-            self.server = ThreadingHTTPServer((host, port), Handler)
-        except OSError as e:
-            raise UsageError(f"--metrics-port: cannot listen on {host}:{port}: {e.strerror or e}") from e
-        self.server.daemon_threads = True
-        self.host = host
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="lbgen-metrics", daemon=True)
-
-    def start(self) -> MetricsServer:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self.server.shutdown()
-        self.server.server_close()
-
-
-# --- the engine, created when the daemon answers ---------------------------------------------------------
-
-class LazyEngine:
-    """An Engine made by `factory` on first use, and made again on the next call after a failed attempt:
-    watch mode may start before the Docker daemon does."""
-
-    def __init__(self, factory: Callable[[], Engine]) -> None:
-        self._factory = factory
-        self._engine: Engine | None = None
-        self._lock = threading.Lock()
-
-    def _get(self) -> Engine:
-        with self._lock:
-            if self._engine is None:
-                self._engine = self._factory()
-            return self._engine
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._get(), name)
-
-
-# --- the loop ----------------------------------------------------------------------------------------
 
 def start_thread(target: Callable[[], None], name: str) -> None:
     threading.Thread(target=target, name=name, daemon=True).start()
@@ -543,13 +303,11 @@ class Watcher:
                 result: ApplyResult | _Unchanged = _Unchanged(rendered.generation)
             else:
                 with app.lock(f"watch ({reason})", wait=self.lock_wait):
-                    if results is not None:
-                        state = app.store.load()
-                        before = copy.deepcopy(state.health)
-                        transitions = monitor.fold(state, monitor.targets_for(app.config, inventory, active), results)
-                        if state.health != before:
-                            app.store.save(state)
-                    result = app.apply_locked(inventory)
+                    if results is not None:  # the same step as `lbgen health --apply`
+                        transitions, result, settled = monitor.settle(app, app.config, results, inventory)
+                        state = settled.state
+                    else:
+                        result = app.converge(inventory)
         except LbgenError as e:
             delay = self.retry_delay
             self.retry_delay = min(self.retry_delay * 2, RETRY_MAX)
@@ -564,17 +322,14 @@ class Watcher:
         pools = build_pools(app.config, inventory, active, state.ejected_ids())
         if burst and result.changed:
             self.debouncer.fired(started)
-        self._record(reason, result, pools, transitions, took)
+        self._record(reason, result, pools, took)
         if health is not None and results is not None:
             report = monitor.build_report(app.config, inventory, active, health.services, results, state,
                                           health.checked_at, self.clock() - health.started, transitions)
             self._record_health(report)
         return True
 
-    def _record(self, reason: str, result: Any, pools: Sequence[Pool], transitions: Sequence[monitor.Transition],
-                took: float) -> None:
-        for t in transitions:
-            self.log(t.action, **t.event().fields)
+    def _record(self, reason: str, result: Any, pools: Sequence[Pool], took: float) -> None:
         changed = [p for p in pools if {b.id for b in p.servers} != {b.id for b in self.last_pools.get(p.service, ())}]
         if result.changed:
             for p in changed or pools:
@@ -705,10 +460,12 @@ def _reason(action: str) -> str:
         return f"network-{action}"
     if action == "health_status":
         return "container-health"
+    if action.startswith("service-"):  # a Swarm service was created, scaled/updated or removed
+        return action
     return f"container-{action}"
 
 
-# --- the command -------------------------------------------------------------------------------------
+# --- running it --------------------------------------------------------------------------------------
 
 def serve(watcher: Watcher, install_signals: bool = True) -> None:
     """Run `watcher` until SIGTERM or SIGINT (a clean stop: an apply in progress completes); SIGHUP
@@ -729,26 +486,5 @@ def serve(watcher: Watcher, install_signals: bool = True) -> None:
     try:
         watcher.run(stop)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def run_watch(load_app: Callable[[EventLog, Engine], Core], engine_factory: Callable[[], Engine], *,
-              interval: float = 5.0, debounce: tuple[float, float] = (0.1, 1.0), log_format: str = "text",
-              metrics_port: int | None = None, metrics_addr: str = "127.0.0.1", lock_wait: float = 30.0,
-              stream: TextIO | None = None) -> None:
-    """`lbgen watch`: build the pieces and serve until stopped. A bad lbgen.yaml at start raises."""
-    log = EventLog(stream, log_format)
-    engine = LazyEngine(engine_factory)
-    metrics = Metrics()
-    watcher = Watcher(lambda: load_app(log, engine), engine, interval=interval, min_quiet=debounce[0],
-                      max_delay=debounce[1], lock_wait=lock_wait, log=log, metrics=metrics)
-    server = None
-    if metrics_port is not None:
-        server = MetricsServer(metrics, metrics_addr, metrics_port).start()
-        log("metrics", listen=f"{metrics_addr}:{server.port}", path="/metrics")
-    try:
-        serve(watcher)
-    finally:
-        if server is not None:
-            server.close()
+        for number, old in previous.items():
+            signal.signal(number, old)
