@@ -133,15 +133,16 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
             # env that was only assumed (default_env) is recorded too: that is how one ends the warning.
             believed = recorded_or_default(core.config.services[plan.service],
                                            state.recorded_active.get(plan.service))
-            if believed != env or not state.recorded(plan.service):
-                note = (f"{env} was live but not recorded (an interrupted switch); recorded it" if believed != env
-                        else f"{env} was live but only assumed (no switch on record); recorded it")
-                try:
-                    record(core, state, replace(plan, from_env=believed if believed != env else None),
-                           Outcome.SWITCHED, clock() - started, force)
-                    result.notes.append(note)
-                except LbgenError as e:
-                    result.notes.append(f"{env} is live, but the history could not be recorded: {e}")
+            try:
+                if believed != env:
+                    record(core, state, replace(plan, from_env=believed), Outcome.SWITCHED, clock() - started, force)
+                    result.notes.append(f"{env} was live but not recorded (an interrupted switch); recorded it")
+                elif not state.recorded(plan.service):  # no switch happened: the record, not the history
+                    state.recorded_active[plan.service] = env
+                    core.store.save(state)
+                    result.notes.append(f"{env} was live but only assumed (default_env); recorded it as active")
+            except LbgenError as e:
+                result.notes.append(f"{env} is live, but the record could not be written: {e}")
             return result
         core.proxy.install(rendered.text, rendered.files, world.live)
         timings["render_install_validate"] = clock() - t
