@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 from lbgen import grammar
 from lbgen.errors import ConfigError
 from lbgen.proxies import KINDS, kind_named
+from lbgen.proxies.base import ProxyKind
 from lbgen.yamlfile import LineDict, LineList, load_yaml
 
 # `checks:` values (lbgen.probe uses them): where health checks and the proxy's status listener are reached from.
@@ -105,10 +106,14 @@ class ProxyConfig:
     config_path: str
     status_port: int = 9180
     state_dir: str = "/var/lib/lbgen"
-    # How long an old HAProxy worker keeps the connections it holds after a reload (HAProxy
-    # `hard-stop-after`). nginx has its equivalent, worker_shutdown_timeout, only in its main context,
-    # which lbgen's include does not reach: old nginx workers stay until their connections close.
+    # How long an old worker keeps the connections it holds after a reload: HAProxy `hard-stop-after`;
+    # nginx `worker_shutdown_timeout`, in lbgen's main-context file (main_config_path), which nginx reads
+    # only when its nginx.conf includes it.
     drain_timeout: float = 300.0
+    drain_timeout_set: bool = False  # written in lbgen.yaml (on nginx it then needs the main-context file)
+    # nginx only: lbgen's file for nginx's main context (worker_shutdown_timeout; TCP `stream {}` later),
+    # included once from the top level of nginx.conf. None for HAProxy (lbgen owns its whole config).
+    main_config_path: str | None = None
     # The engine that runs the proxy container (exec, files, the lock), when it is not the engine lbgen
     # discovers on (e.g. a Swarm manager); a DOCKER_HOST-style URL. None: the same engine.
     docker_host: str | None = None
@@ -256,7 +261,7 @@ class _Parser:
 
     def proxy(self, raw: Any, parent: dict[str, Any]) -> ProxyConfig:
         data = self.mapping(raw, "proxy", ("kind", "container", "config_path", "status_port", "state_dir",
-                                             "drain_timeout", "docker_host"),
+                                             "drain_timeout", "docker_host", "main_config_path"),
                             ("kind", "container"), parent, "proxy")
         kind = self.field(data, "kind", "proxy", _choice(tuple(KINDS)))
         return ProxyConfig(
@@ -267,8 +272,25 @@ class _Parser:
             status_port=self.field(data, "status_port", "proxy", grammar.port, 9180),
             state_dir=self.field(data, "state_dir", "proxy", _abs_path, "/var/lib/lbgen"),
             drain_timeout=self.field(data, "drain_timeout", "proxy", parse_duration, 300.0),
+            drain_timeout_set="drain_timeout" in data,
             docker_host=self.field(data, "docker_host", "proxy", _docker_host),
+            main_config_path=self.main_config_path(data, kind_named(kind)),
         )
+
+    def main_config_path(self, data: dict[str, Any], kind: ProxyKind) -> str | None:
+        """proxy.main_config_path: the kind's default, or the path given; refused for a kind without one."""
+        if kind.default_main_config_path is None:
+            if "main_config_path" in data:
+                raise self.fail("proxy.main_config_path", f"{kind.name} has no main-context include (lbgen "
+                                f"writes its whole config); remove the key", data, "main_config_path")
+            return None
+        path: str = self.field(data, "main_config_path", "proxy", _abs_path, kind.default_main_config_path)
+        config_path = data.get("config_path", kind.default_config_path)
+        if path == config_path or path.rsplit("/", 1)[0] == str(config_path).rsplit("/", 1)[0]:
+            raise self.fail("proxy.main_config_path", f"{path} is in the directory of config_path, which nginx "
+                            f"includes inside http {{}}; the main-context file must be outside it (default "
+                            f"{kind.default_main_config_path})", data, "main_config_path")
+        return path
 
     def service(self, name: str, raw: Any, path: str, parent: dict[str, Any]) -> ServiceConfig:
         data = self.mapping(raw, path, ("listen", "hosts", "algorithm", "hash_key", "default_env", "health",

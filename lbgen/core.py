@@ -81,6 +81,7 @@ class Core:
         self.sleep = sleep
         self.log = log
         self._warned: set[tuple[str, str | None]] = set()
+        self._warned_main: set[str] = set()
 
     @property
     def engine(self) -> Engine:
@@ -324,18 +325,53 @@ class Core:
         world = self.read_world(reconcile=True, inventory=inventory)
         self.proxy.preflight(world.live)
         rendered = self.desired(world)
+        main = self.proxy.main_to_write(rendered.main)
         timings["discover_render"] = self.clock() - t
-        if world.live == rendered.text:
+        if world.live == rendered.text and (main is None or self.proxy.read_main() == main):
+            self.check_main_context(main is not None)
             return ApplyResult(False, rendered.generation, warnings=rendered.warnings, notes=world.notes,
                                timings=timings)
         t = self.clock()
-        self.proxy.install(rendered.text, rendered.files, world.live)
+        self.proxy.install(rendered.text, rendered.files, world.live, main=main)
         timings["install_validate"] = self.clock() - t
         t = self.clock()
         self.proxy.activate(rendered.generation)
         timings["reload_verify"] = self.clock() - t
+        self.check_main_context(main is not None)
         return ApplyResult(True, rendered.generation, warnings=rendered.warnings, notes=world.notes,
                            timings=timings)
+
+    def main_context_needed(self) -> tuple[str, ...]:
+        """What in lbgen.yaml needs nginx's main-context file (empty: nothing, and then nothing is asked of
+        nginx.conf). TCP services will join drain_timeout here."""
+        proxy = self.config.proxy
+        needs = []
+        if proxy.main_config_path is not None and proxy.drain_timeout_set:
+            needs.append(f"proxy.drain_timeout ({proxy.drain_timeout:g}s: nginx worker_shutdown_timeout)")
+        return tuple(needs)
+
+    def check_main_context(self, writable: bool) -> None:
+        """Warn (once per run) when lbgen.yaml needs the main-context file and nginx does not read it: not
+        included from nginx.conf, or not writable. Asks nginx (`nginx -T`) only when something needs it."""
+        needs = self.main_context_needed()
+        if not needs or "main-context" in self._warned_main:
+            return
+        self._warned_main.add("main-context")
+        path = self.config.proxy.main_config_path
+        if not writable:
+            self.log(warning(f"{', '.join(needs)} needs lbgen's main-context file {path}, which is on a read-only "
+                             f"mount or root filesystem in {self.proxy.name}; it is not applied. Set "
+                             f"proxy.main_config_path to a writable place outside conf.d"))
+            return
+        if self.proxy.main_included() is False:
+            self.log(warning(main_not_included(self.proxy.kind.include_directive(path or ""), path or "", needs)))
+
+
+def main_not_included(directive: str, path: str, needs: tuple[str, ...]) -> str:
+    """What to say when nginx does not read lbgen's main-context file although lbgen.yaml needs it."""
+    return (f"{', '.join(needs)} needs nginx to read {path}, and its nginx.conf does not include it: "
+            f"old nginx workers keep their connections after a reload until those close. Add "
+            f"`{directive}` at the top level of nginx.conf, outside http {{}} (README: \"nginx's main context\")")
 
 
 def _served(live: str | None) -> Mapping[str, str | None] | None:

@@ -61,6 +61,8 @@ class Rendered:
     active: dict[str, str | None]
     warnings: tuple[str, ...] = ()
     files: tuple[TlsFile, ...] = ()  # certificates and keys the text refers to
+    # nginx: the main-context file (proxy.main_config_path), part of the same generation; None for HAProxy
+    main: str | None = None
 
 
 @dataclass(frozen=True)
@@ -284,11 +286,10 @@ def _bytecode_cache(jinja2: Any) -> Any:
 
 def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] | None = None,
            proxy_version: tuple[int, ...] | None = None) -> Rendered:
-    """Render the config for `config.proxy.kind`; identical input gives byte-identical output. `certs`
-    (default: read and checked from the files lbgen.yaml names) are the TLS services' certificates;
-    `proxy_version` picks version-dependent syntax (None: syntax every supported version accepts)."""
-    import jinja2
-
+    """Render the config for `config.proxy.kind` (and nginx's main-context file, `Rendered.main`); identical
+    input gives byte-identical output. `certs` (default: read and checked from the files lbgen.yaml names)
+    are the TLS services' certificates; `proxy_version` picks version-dependent syntax (None: syntax every
+    supported version accepts)."""
     kind = kind_named(config.proxy.kind)
     if certs is None:
         certs = load_certs(config)
@@ -329,18 +330,31 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
         "tls": bool(tls_ports),
         "status_body": "lbgen generation=" + GENERATION_PLACEHOLDER + named,
         "generation": GENERATION_PLACEHOLDER,
+        "streams": (),  # TCP services for nginx's stream {} (main-context file); none yet
     }
     env = make_environment(config.templates_dir)
-    template_name = kind.template_name
+    text = _render_template(env, kind.template_name, context)
+    main = _render_template(env, kind.main_template_name, context) if kind.main_template_name else None
+    # One generation for both files: a change to either is a new generation, served and verified as one.
+    digest = hashlib.sha256(text.encode())
+    if main is not None:
+        digest.update(b"\0" + main.encode())
+    generation = digest.hexdigest()[:12]
+    return Rendered(text=text.replace(GENERATION_PLACEHOLDER, generation), generation=generation,
+                    active=active, warnings=tuple(warnings), files=files,
+                    main=main.replace(GENERATION_PLACEHOLDER, generation) if main is not None else None)
+
+
+def _render_template(env: Any, name: str, context: Mapping[str, Any]) -> str:
+    import jinja2
+
     try:
-        text = env.get_template(template_name).render(context)
+        text: str = env.get_template(name).render(context)
     except jinja2.TemplateError as e:
         lineno = getattr(e, "lineno", None)  # syntax errors carry one
         where = f" line {lineno}" if lineno else ""
-        raise ConfigError(f"template {template_name}{where}: {e.message or e}") from e
-    generation = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return Rendered(text=text.replace(GENERATION_PLACEHOLDER, generation), generation=generation,
-                    active=active, warnings=tuple(warnings), files=files)
+        raise ConfigError(f"template {name}{where}: {e.message or e}") from e
+    return text
 
 
 def _uncovered(name: str, service: ServiceConfig, pair: CertPair | None) -> list[str]:

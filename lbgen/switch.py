@@ -144,7 +144,7 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
             except LbgenError as e:
                 result.notes.append(f"{env} is live, but the record could not be written: {e}")
             return result
-        core.proxy.install(rendered.text, rendered.files, world.live)
+        core.proxy.install(rendered.text, rendered.files, world.live, main=rendered.main)
         timings["render_install_validate"] = clock() - t
 
         t = clock()
@@ -163,6 +163,7 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
             record(core, state, plan, Outcome.ROLLED_BACK, clock() - started, force)
             raise ReloadFailed(f"{e}; restored the previous config, {_traffic_stays(plan)}") from e
         timings["verify"] = clock() - t
+        core.check_main_context(core.proxy.main_to_write(rendered.main) is not None)
         try:
             record(core, state, plan, Outcome.SWITCHED, clock() - started, force)
         except LbgenError as e:

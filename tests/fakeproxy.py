@@ -87,30 +87,44 @@ class FakeProxy:
             self.serving = meta.generation if meta else None
 
     def _sh(self, engine: FakeEngine, container, argv: list[str]) -> ExecResult:
-        """Run the real script over a temp dir holding this container's files under the config's dir."""
+        """Run the real script over temp dirs holding this container's files of the directories its path
+        arguments are in (the config's, and nginx's main-context file's)."""
         files = engine.files.setdefault(container.id, {})
-        directory = str(Path(self.path).parent)
+        script = argv[2]
+        install = len(argv) > 7  # the install script (the restore script takes PATH SWAP only)
+        path_args = [a for a in argv[4:] if a.startswith("/")]
+        directories = sorted({str(Path(a).parent) for a in path_args}, key=len, reverse=True)
         with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            def here(path: str) -> bool:  # files of the config's directory itself, not of lbgen-tls/ below
+            roots = {d: Path(tmp) / str(i) for i, d in enumerate(directories)}
+
+            def here(directory: str, path: str) -> bool:  # the directory's own files, not lbgen-tls/ below
                 return path.startswith(directory + "/") and "/" not in path[len(directory) + 1:]
 
-            for path, data in files.items():
-                if here(path):
-                    (root / Path(path).name).write_bytes(data)
-            args = [a.replace(directory, tmp) if a.startswith(directory) else a for a in argv[4:]]
-            script = argv[2]
-            if len(args) > 2:  # the install script: its validator answers what self.validate says
-                new = root / (Path(self.path).name + ".lbgen-new")
+            def mapped(arg: str) -> str:
+                for directory, root in roots.items():
+                    if arg.startswith(directory + "/"):
+                        return str(root) + arg[len(directory):]
+                return arg
+
+            for directory, root in roots.items():
+                root.mkdir()
+                for path, data in files.items():
+                    if here(directory, path):
+                        (root / Path(path).name).write_bytes(data)
+            args = [mapped(a) for a in argv[4:]]
+            if install:  # its validator answers what self.validate says
+                new = Path(mapped(self.path + ".lbgen-new"))
                 ok, msg = self.validate(new.read_bytes() if new.exists() else b"")
-                (root / "validated.verdict").write_text("ok" if ok else "no")
-                (root / "validated.msg").write_text(msg)
-                args = args[:3] + ["sh", "-c", f'test "$(cat {tmp}/validated.verdict)" = ok || '
-                                   f'{{ cat {tmp}/validated.msg; exit 1; }}', "v"]
+                verdict = Path(tmp) / "validated.verdict"
+                verdict.write_text("ok" if ok else "no")
+                (Path(tmp) / "validated.msg").write_text(msg)
+                keep = 6 if "--also" in args[:4] else 3
+                args = args[:keep] + ["sh", "-c", f'test "$(cat {verdict})" = ok || '
+                                      f'{{ cat {tmp}/validated.msg; exit 1; }}', "v"]
             proc = subprocess.run(["sh", "-c", script, "sh", *args], capture_output=True, text=True)
-            for path in [p for p in files if here(p)]:
-                del files[path]
-            for f in root.iterdir():
-                if not f.name.startswith("validated"):
+            for directory, root in roots.items():
+                for path in [p for p in files if here(directory, p)]:
+                    del files[path]
+                for f in root.iterdir():
                     files[f"{directory}/{f.name}"] = f.read_bytes()
         return ExecResult(proc.returncode, proc.stdout + proc.stderr)

@@ -146,7 +146,7 @@ def test_the_only_shell_runs_a_constant_script_with_values_as_positional_argumen
         assert [ast.unparse(i) for i in items[:2]] == ["'sh'", "'-c'"], at
         assert isinstance(items[2], ast.Name) and items[2].id in SCRIPTS, f"{at}: sh -c {ast.unparse(items[2])}"
         assert isinstance(items[3], ast.Constant) and items[3].value == "sh", f"{at}: $0 must be a constant"
-    assert sorted(shells) == ["INSTALL_SCRIPT", "PROBE", "PROBE_SCRIPT", "RESTORE_SCRIPT"]
+    assert sorted(shells) == ["INSTALL_SCRIPT", "PROBE", "PROBE_SCRIPT", "RESTORE_SCRIPT", "RESTORE_SCRIPT"]
     # The scripts are constant text in their modules (not built at run time).
     for name, home in SCRIPT_HOMES.items():
         tree = ast.parse((LBGEN / home).read_text())
@@ -180,6 +180,7 @@ HOSTILE_PATHS = {
     "nginx": ("/etc/nginx/conf.d/-rf.--help..lbgen-x_y.conf", "/var/lib/-n/--/.._x"),
     "haproxy": ("/usr/local/etc/haproxy/-f.cfg", "/var/lib/lbgen/-p.state"),
 }
+HOSTILE_MAIN = "/etc/nginx/--also.-t"  # nginx's main-context file
 CONFIG = """\
 network: lbnet
 proxy: {{kind: {kind}, container: proxy, config_path: "{path}", state_dir: "{state}"}}
@@ -193,7 +194,10 @@ services:
 @pytest.mark.parametrize("kind", ["nginx", "haproxy"])
 def test_apply_switch_and_rollback_exec_only_whole_values(kind):
     path, state = HOSTILE_PATHS[kind]
-    fp = FakeProxy(kind, CONFIG.format(kind=kind, path=path, state=state))
+    config = CONFIG.format(kind=kind, path=path, state=state)
+    if kind == "nginx":
+        config = config.replace("proxy: {", f'proxy: {{main_config_path: "{HOSTILE_MAIN}", ', 1)
+    fp = FakeProxy(kind, config)
     fp.backend("web-blue-1", "blue")
     fp.backend("web-green-1", "green", labels={"lbgen.secret": SECRET})  # skipped: unknown label
     fp.backend("web-green-2", "green", labels={"com.example.password": SECRET})
@@ -207,9 +211,11 @@ def test_apply_switch_and_rollback_exec_only_whole_values(kind):
 
     mode, validator = kind_named(kind).validate_mode, kind_named(kind).validator
     assert validator[0] == kind and mode == ("inplace" if kind == "nginx" else "candidate")
+    also = ("--also", HOSTILE_MAIN, "rename") if kind == "nginx" else ()
     allowed = {
-        ("sh", "-c", proxy_module.INSTALL_SCRIPT, "sh", path, mode, "rename", *validator),
+        ("sh", "-c", proxy_module.INSTALL_SCRIPT, "sh", path, mode, "rename", *also, *validator),
         ("sh", "-c", proxy_module.RESTORE_SCRIPT, "sh", path, "rename"),
+        ("sh", "-c", proxy_module.RESTORE_SCRIPT, "sh", HOSTILE_MAIN, "rename"),
         ("mv", "-f", f"{state}/state.json", f"{state}/state.json.carried-over"),  # carrying over an old record
     }
     execs = [tuple(argv) for _, argv in fp.engine.execs]
@@ -220,7 +226,10 @@ def test_apply_switch_and_rollback_exec_only_whole_values(kind):
     # so it can be neither an option nor part of the script.
     for argv in execs:
         assert path not in argv[2] and state not in " ".join(argv[:2])
-        assert all(a.startswith("/") for a in argv if path in a or state in a)
+        assert all(a.startswith("/") for a in argv if path in a or state in a or HOSTILE_MAIN in a)
+    if kind == "nginx":  # the main-context file went in with every install, as one generation
+        assert fp.engine.read("proxy", HOSTILE_MAIN).decode().startswith(
+            f"# lbgen-main: generation {parse_meta(fp.live().decode()).generation}\n")
 
     # No secret in any log line, the rendered config, the state file or what discovery hands out.
     everything = "\n".join(map(str, logs)) + fp.live().decode() + json.dumps(fp.recorded())

@@ -6,6 +6,7 @@ can look kinds up without importing the driver, which sits above config.
 """
 from __future__ import annotations
 
+import fnmatch
 import re
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -27,6 +28,10 @@ class ProxyKind:
     binary: str  # the proxy's executable, as PID 1 names it when it is the master process
     default_config_path: str  # where lbgen's file goes in the proxy container unless proxy.config_path says
     template_name: str  # the Jinja2 template that renders this kind's config
+    # nginx: a second file, for the proxy's main context, that the user includes once from the top of the
+    # proxy's own config (worker_shutdown_timeout, TCP `stream {}`); None when lbgen writes the whole config.
+    default_main_config_path: str | None = None
+    main_template_name: str | None = None
     validate_mode: str  # CANDIDATE or INPLACE
     validator: tuple[str, ...]  # argv of the proxy's own config check (CANDIDATE: the file is appended)
     reload_signal: str  # what the master process reloads on
@@ -59,6 +64,14 @@ class ProxyKind:
         (nothing was sent), ReloadFailed when the attempt failed."""
         raise NotImplementedError
 
+    def include_directive(self, path: str) -> str:
+        """The directive the proxy's own config needs to read lbgen's main-context file at `path`."""
+        return ""
+
+    def config_dump(self, engine: Engine, info: ContainerInfo) -> ConfigDump | None:
+        """Every config file the proxy reads, as it reads them now; None when the kind cannot say."""
+        return None
+
     def version_output(self, engine: Engine, info: ContainerInfo) -> ExecResult:
         """Run this kind's `-v` in the container (as root): what `lbgen doctor` reports, and a test that
         the container runs this kind at all."""
@@ -77,6 +90,47 @@ class ProxyKind:
 
     def __repr__(self) -> str:
         return f"<proxy kind {self.name}>"
+
+
+class ConfigDump:
+    """What `nginx -T` prints, split by file: the files nginx reads and their text, or why there is none."""
+
+    def __init__(self, files: Mapping[str, str], error: str | None = None) -> None:
+        self.files = dict(files)
+        self.error = error  # set when the proxy could not dump its config (then `files` is empty)
+
+    @classmethod
+    def parse(cls, output: str) -> ConfigDump:
+        """`# configuration file PATH:` headers, each followed by that file's text."""
+        files: dict[str, list[str]] = {}
+        current: list[str] | None = None
+        for line in output.splitlines():
+            match = _DUMP_HEADER.match(line)
+            if match:
+                current = files.setdefault(match.group(1), [])
+            elif current is not None:
+                current.append(line)
+        return cls({path: "\n".join(lines) for path, lines in files.items()})
+
+    def includes(self, path: str) -> bool:
+        """Whether the proxy reads `path`: it is among the dumped files, or (not written yet) an `include`
+        directive outside comments names it or a glob matching it."""
+        if path in self.files:
+            return True
+        prefix = next(iter(self.files), "/").rsplit("/", 1)[0]  # the main config's directory
+        for text in self.files.values():
+            for line in text.splitlines():
+                for pattern in _INCLUDE.findall(line.split("#", 1)[0]):
+                    pattern = pattern.strip("\"'")
+                    if not pattern.startswith("/"):
+                        pattern = f"{prefix}/{pattern}"
+                    if fnmatch.fnmatchcase(path, pattern):
+                        return True
+        return False
+
+
+_DUMP_HEADER = re.compile(r"^# configuration file (/.*):$")
+_INCLUDE = re.compile(r"(?:^|[;{}\s])include\s+(\S+?)\s*;")
 
 
 def first_error(output: str) -> str:

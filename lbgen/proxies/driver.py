@@ -20,32 +20,37 @@ from lbgen.errors import (ConfigReadOnly, ConfigWriteFailed, ContainerNotFound, 
                           ProxyRejectedConfig, ReloadFailed)
 from lbgen.health import HttpGet
 from lbgen.proxies import kind_named
-from lbgen.proxies.base import first_error
+from lbgen.proxies.base import ConfigDump, first_error
 from lbgen.render import TLS_RE, TlsFile, parse_meta
 
-# Runs inside the proxy container, as root, as `sh -c INSTALL_SCRIPT sh PATH MODE SWAP VALIDATOR...`: every
-# value is a positional argument, never part of the script text. MODE (the kind's validate_mode) `candidate`
-# validates the new file on its own before the swap (HAProxy owns its whole config); `inplace` swaps first
-# and validates the whole proxy config, swapping back on failure (nginx validates conf.d files only
-# through nginx.conf). SWAP `rename` moves the new file over the old one (atomic); `overwrite` writes the
-# new content over the old file, keeping its inode, for a config that is itself a bind-mounted file (a
-# rename over a mount point fails with EBUSY, and would not reach the host's file anyway). Plain POSIX sh:
-# it runs under dash (Debian images) and BusyBox sh (Alpine images) alike.
+# Runs inside the proxy container, as root, as `sh -c INSTALL_SCRIPT sh PATH MODE SWAP [--also PATH2 SWAP2]
+# VALIDATOR...`: every value is a positional argument, never part of the script text. MODE (the kind's
+# validate_mode) `candidate` validates the new file on its own before the swap (HAProxy owns its whole
+# config); `inplace` swaps first and validates the whole proxy config, swapping back on failure (nginx
+# validates conf.d files only through nginx.conf). SWAP `rename` moves the new file over the old one
+# (atomic); `overwrite` writes the new content over the old file, keeping its inode, for a config that is
+# itself a bind-mounted file (a rename over a mount point fails with EBUSY, and would not reach the host's
+# file anyway). `--also` (inplace only) installs a second file in the same step, nginx's main-context file:
+# both are swapped in, validated together, and both swapped back when the proxy refuses them. Plain POSIX
+# sh: it runs under dash (Debian images) and BusyBox sh (Alpine images) alike.
 INSTALL_SCRIPT = r"""
 path=$1; mode=$2; swap=$3; shift 3
-new="$path.lbgen-new"; prev="$path.lbgen-prev"
-put() { if [ "$swap" = overwrite ]; then cat "$1" > "$2" && rm -f "$1"; else mv -f "$1" "$2"; fi; }
-unput() { if [ -e "$prev" ]; then put "$prev" "$path"; elif [ "$swap" = overwrite ]; then : > "$path"; else rm -f "$path"; fi; }
-rm -f "$prev"
+path2=""; swap2=""
+if [ "$1" = --also ]; then path2=$2; swap2=$3; shift 3; fi
+put() { if [ "$3" = overwrite ]; then cat "$1" > "$2" && rm -f "$1"; else mv -f "$1" "$2"; fi; }
+unput() { if [ -e "$1.lbgen-prev" ]; then put "$1.lbgen-prev" "$1" "$2"; elif [ "$2" = overwrite ]; then : > "$1"; else rm -f "$1"; fi; }
+stage() { if [ -e "$1" ]; then cp -p "$1" "$1.lbgen-prev" || return 1; fi; put "$1.lbgen-new" "$1" "$2"; }
+rm -f "$path.lbgen-prev"
+if [ -n "$path2" ]; then rm -f "$path2.lbgen-prev"; fi
 if [ "$mode" = candidate ]; then
-  if ! out=$("$@" "$new" 2>&1); then rm -f "$new"; printf '%s\n' "$out"; exit 3; fi
-  if [ -e "$path" ]; then cp -p "$path" "$prev" || exit 4; fi
-  put "$new" "$path" || exit 4
+  if ! out=$("$@" "$path.lbgen-new" 2>&1); then rm -f "$path.lbgen-new"; printf '%s\n' "$out"; exit 3; fi
+  stage "$path" "$swap" || exit 4
 else
-  if [ -e "$path" ]; then cp -p "$path" "$prev" || exit 4; fi
-  put "$new" "$path" || exit 4
+  stage "$path" "$swap" || exit 4
+  if [ -n "$path2" ] && ! stage "$path2" "$swap2"; then unput "$path" "$swap"; exit 4; fi
   if ! out=$("$@" 2>&1); then
-    unput
+    unput "$path" "$swap"
+    if [ -n "$path2" ]; then unput "$path2" "$swap2"; fi
     printf '%s\n' "$out"; exit 3
   fi
 fi
@@ -171,14 +176,52 @@ class Proxy:
         self.check_writable()
         self.kind.preflight(self.info(), self.path, live)
 
-    def mount(self) -> Mount | None:
-        """The mount holding the config path, or None when it is in the container's own filesystem."""
-        return self.info().mount_of(self.path)
+    @property
+    def main_path(self) -> str | None:
+        """nginx's main-context file (proxy.main_config_path); None for a kind without one."""
+        return self.config.main_config_path
 
-    def swap_mode(self) -> str:
-        """OVERWRITE when the config path is itself a mounted file (a rename cannot replace it), else RENAME."""
-        mount = self.mount()
-        return OVERWRITE if mount is not None and mount.destination.rstrip("/") == self.path else RENAME
+    def mount(self, path: str | None = None) -> Mount | None:
+        """The mount holding the config path (or `path`), or None when it is in the container's own filesystem."""
+        return self.info().mount_of(path or self.path)
+
+    def swap_mode(self, path: str | None = None) -> str:
+        """OVERWRITE when the config path (or `path`) is itself a mounted file (a rename cannot replace it),
+        else RENAME."""
+        mount = self.mount(path)
+        return OVERWRITE if mount is not None and mount.destination.rstrip("/") == (path or self.path) else RENAME
+
+    def main_writable(self) -> bool:
+        """Whether lbgen can write the main-context file as Docker reports it (no read-only mount or root
+        filesystem there). lbgen writes it whenever it can; nginx reads it only when nginx.conf includes it."""
+        if self.main_path is None:
+            return False
+        mount = self.mount(self.main_path)
+        return mount.rw if mount is not None else not self.info().read_only_rootfs
+
+    def main_to_write(self, main: str | None) -> str | None:
+        """The main-context text an install writes: `main`, unless this proxy has no writable place for it."""
+        return main if main is not None and self.main_writable() else None
+
+    def read_main(self) -> str | None:
+        """The main-context file as it is on the proxy's disk now, or None (none, or no such kind)."""
+        if self.main_path is None:
+            return None
+        data = self.engine.read_file(self.ref(), self.main_path)
+        return None if data is None else data.decode("utf-8", errors="replace")
+
+    def config_dump(self) -> ConfigDump | None:
+        """Every file the proxy reads now and their text (`nginx -T`); None when the kind cannot say."""
+        return self.kind.config_dump(self.engine, self.info())
+
+    def main_included(self) -> bool | None:
+        """Whether the proxy reads the main-context file (nginx.conf includes it); None when unknown
+        (the proxy could not dump its config) or the kind has none."""
+        dump = self.config_dump() if self.main_path is not None else None
+        if dump is None or dump.error is not None:
+            return None
+        assert self.main_path is not None
+        return dump.includes(self.main_path)
 
     def check_writable(self) -> None:
         """ConfigReadOnly when Docker reports the config path read-only (a `:ro` mount, or `--read-only`
@@ -201,10 +244,14 @@ class Proxy:
             self._version = self.kind.version(self.engine, self.ref()) or ()
         return self._version or None
 
-    def install(self, text: str, files: Sequence[TlsFile] = (), live: str | None = None) -> None:
+    def install(self, text: str, files: Sequence[TlsFile] = (), live: str | None = None,
+                main: str | None = None) -> None:
         """Upload (the TLS files the text refers to first), validate with the proxy's own binary, and swap
         in. On rejection the live file is untouched. `live` is the config on disk now (None: none, or
-        not read): the files it and the config before it refer to are kept, for a rollback."""
+        not read): the files it and the config before it refer to are kept, for a rollback. `main`: the
+        main-context file's text, installed with `text` in the same step (validated together, both
+        restored together) where lbgen can write it (`main_writable`)."""
+        main = self.main_to_write(main)
         self.check_writable()
         tls_dir = self.kind.tls_dir(self.path)
         keep: set[str] = set()
@@ -215,14 +262,14 @@ class Proxy:
             new = {f.path for f in files}
             self.deliver([f for f in files if f.path not in keep], tls_dir)
             try:
-                self._install(text)
+                self._install(text, main)
             except (ProxyRejectedConfig, ProxyError):
                 self._remove(new - keep - older)  # a rejected config's files: nothing refers to them
                 raise
             # Live now: `text` and, as .lbgen-prev, the config it replaced; the one before goes.
             self._remove(older - keep - new)
             return
-        self._install(text)
+        self._install(text, main)
 
     def deliver(self, files: Sequence[TlsFile], tls_dir: str) -> None:
         """Certificates world-readable, keys 0600 and owned by the user the proxy runs as (root, or e.g.
@@ -253,8 +300,12 @@ class Proxy:
         if paths:
             self.engine.exec(self.ref(), ["rm", "-f", *sorted(paths)])
 
-    def _install(self, text: str) -> None:
+    def _install(self, text: str, main: str | None = None) -> None:
+        also: list[str] = []
         try:
+            if main is not None and self.main_path is not None:
+                self.engine.put_file(self.ref(), self.main_path + ".lbgen-new", main.encode(), 0o644)
+                also = ["--also", self.main_path, self.swap_mode(self.main_path)]
             self.engine.put_file(self.ref(), self.path + ".lbgen-new", text.encode(), 0o644)
         except PermissionError as e:
             raise ConfigReadOnly(f"cannot write {self.path} in proxy container {self.name}: {e} (read-only); "
@@ -269,7 +320,8 @@ class Proxy:
                                     f"the previous config is still live") from e
         swap = self.swap_mode()
         result = self.engine.exec(self.ref(), ["sh", "-c", INSTALL_SCRIPT, "sh", self.path,
-                                              self.kind.validate_mode, swap, *self.kind.validator], user=ROOT)
+                                              self.kind.validate_mode, swap, *also, *self.kind.validator],
+                                  user=ROOT)
         if result.exit_code == 3:
             raise ProxyRejectedConfig(
                 f"{self.config.kind} rejected the rendered config: {first_error(result.output)}; "
@@ -322,9 +374,13 @@ class Proxy:
             self.sleep(0.01)
 
     def restore(self) -> None:
-        """Put the previous config back on disk (the caller reloads)."""
+        """Put the previous config back on disk, and the previous main-context file with it (the caller
+        reloads)."""
         swap = self.swap_mode()
         self.engine.exec(self.ref(), ["sh", "-c", RESTORE_SCRIPT, "sh", self.path, swap], user=ROOT)
+        if self.main_path is not None and self.main_writable():
+            main_swap = self.swap_mode(self.main_path)
+            self.engine.exec(self.ref(), ["sh", "-c", RESTORE_SCRIPT, "sh", self.main_path, main_swap], user=ROOT)
 
     def activate(self, generation: str) -> None:
         """reload + verify after install(); restores the previous config on failure."""

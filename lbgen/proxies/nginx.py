@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from lbgen.engine import ROOT, ContainerInfo, Engine, ExecResult
 from lbgen.errors import ReloadFailed
-from lbgen.proxies.base import INPLACE, ProxyKind, first_error
+from lbgen.proxies.base import INPLACE, ConfigDump, ProxyKind, first_error
 
 if TYPE_CHECKING:
     from lbgen.model import Backend, Pool
@@ -22,6 +22,10 @@ class Nginx(ProxyKind):
     binary = "nginx"
     default_config_path = "/etc/nginx/conf.d/lbgen.conf"
     template_name = "nginx.conf.j2"
+    # nginx's main context (worker_shutdown_timeout, `stream {}`): nginx.conf includes this file at its top
+    # level (`include /etc/nginx/lbgen-main*.conf;`); conf.d files sit inside http {} and cannot reach it.
+    default_main_config_path = "/etc/nginx/lbgen-main.conf"
+    main_template_name = "nginx-main.conf.j2"
     # A conf.d file is only valid inside nginx.conf's http {}, so nginx checks it in place.
     validate_mode = INPLACE
     validator = ("nginx", "-t", "-q")
@@ -35,6 +39,19 @@ class Nginx(ProxyKind):
         """nginx 1.25.1 made HTTP/2 a server directive (`http2 on`) and deprecated `listen ... http2`, which
         older versions need; an unknown version gets the old syntax, which every version accepts."""
         return {"http2_directive": version is not None and version >= (1, 25, 1)}
+
+    def include_directive(self, path: str) -> str:
+        """The line nginx.conf needs, at its top level, to read `path`: a glob, so that nginx also starts
+        before lbgen has written the file (an include of a glob matching nothing is no error)."""
+        glob = path[:-5] + "*.conf" if path.endswith(".conf") else f"{path[:-1]}[{path[-1]}]"
+        return f"include {glob};"
+
+    def config_dump(self, engine: Engine, info: ContainerInfo) -> ConfigDump:
+        """`nginx -T`: the whole config nginx reads, file by file (as root: nginx.conf may be 0600)."""
+        result = engine.exec(info.name, ["nginx", "-T", "-q"], user=ROOT)
+        if result.exit_code != 0:
+            return ConfigDump({}, first_error(result.output))
+        return ConfigDump.parse(result.output)
 
     def version_output(self, engine: Engine, info: ContainerInfo) -> ExecResult:
         return engine.exec(info.name, ["nginx", "-v"], user=ROOT)
