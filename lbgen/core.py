@@ -82,6 +82,7 @@ class Core:
         self.log = log
         self._warned: set[tuple[str, str | None]] = set()
         self._warned_main: set[str] = set()
+        self.check_mode_reason = ""  # why check_mode is what it is (doctor says it)
 
     @property
     def engine(self) -> Engine:
@@ -159,6 +160,7 @@ class Core:
             if setting == AUTO and self.get is not http_get:
                 setting = DIRECT
             self._mode, why = resolve_mode(setting, os.environ.get("DOCKER_HOST"), self._proxy_reachable)
+            self.check_mode_reason = why if setting == self.config.checks else "an HTTP client was passed in"
             if self.config.checks == AUTO and self._mode == ENGINE:
                 self.log(event("checks", via="engine", container=self.config.proxy.container, reason=why))
         return self._mode

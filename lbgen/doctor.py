@@ -4,10 +4,13 @@ never guessed), one verdict per check with the exact fix, in the monitoring-plug
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
 from lbgen.core import Core
+from lbgen.probe import ENGINE
+from lbgen.proxies.base import ConfigDump
 from lbgen.engine import ROOT, ContainerInfo
 from lbgen.errors import ConfigReadOnly, ContainerNotFound, LbgenError, ProxyError
 from lbgen.health import check_all
@@ -124,9 +127,15 @@ def _checks(core: Core) -> Iterator[Check]:
         yield Check("network", OK, f"{proxy.name} is on {config.network} at {info.networks[config.network]}")
 
     yield from _config_path_checks(core, info)
+    if proxy.main_path is not None:
+        dump = proxy.config_dump()
+        if dump is not None:
+            yield from _main_context_checks(core, dump)
+            yield from _stock_site_checks(core, dump)
     yield _exec_user_check(core, info)
     yield _state_check(core)
     if config.network in info.networks:
+        yield _checks_mode_check(core)
         yield _status_check(core)
         yield from _backend_checks(core)
     if config.templates_dir is not None:
@@ -201,6 +210,73 @@ def _state_check(core: Core) -> Check:
                  f"active: {recorded})")
 
 
+def _main_context_checks(core: Core, dump: ConfigDump) -> Iterator[Check]:
+    """nginx: whether nginx reads lbgen's main-context file, shown only when lbgen.yaml needs it (or the
+    config cannot be read at all)."""
+    proxy = core.proxy
+    path = proxy.main_path or ""
+    needs = core.main_context_needed()
+    directive = proxy.kind.include_directive(path)
+    if dump.error is not None:
+        yield Check("nginx-config", WARNING, f"`nginx -T` fails in {proxy.name}: {dump.error}",
+                    "fix the config nginx reads (docker exec " + proxy.name + " nginx -t)")
+        return
+    if not needs:
+        return
+    if not proxy.main_writable():
+        yield Check("main-context", WARNING, f"{', '.join(needs)} needs {path}, which is read-only in "
+                    f"{proxy.name}", f"set proxy.main_config_path in {core.config.source} to a writable place "
+                    "outside conf.d, and include that from nginx.conf")
+    elif dump.includes(path):
+        yield Check("main-context", OK, f"nginx.conf includes {path}, which applies {', '.join(needs)}")
+    else:
+        yield Check("main-context", WARNING, f"{', '.join(needs)} needs nginx to read {path}, and nginx.conf "
+                    "does not include it: old workers keep their connections after a reload until those close",
+                    f"add `{directive}` at the top level of nginx.conf (outside http {{}}): mount your own "
+                    f"nginx.conf, or in a Dockerfile: RUN sed -i '1i {directive}' /etc/nginx/nginx.conf")
+
+
+# The nginx image's stock site: conf.d/default.conf serving the welcome page as server_name localhost.
+_STOCK_NAME = re.compile(r"^\s*server_name\s+localhost\s*;", re.M)
+_STOCK_ROOT = re.compile(r"^\s*root\s+/usr/share/nginx/html\s*;", re.M)
+_LISTEN = re.compile(r"^\s*listen\s+(?:\[[0-9a-fA-F:]*\]:|[0-9.]+:)?(\d+)\b", re.M)
+
+
+def _stock_site_checks(core: Core, dump: ConfigDump) -> Iterator[Check]:
+    """nginx: the official image's unmodified conf.d/default.conf on a port an lbgen service listens on
+    takes every request for Host localhost there. lbgen does not edit it (not its file): it says so."""
+    ports: dict[int, str] = {}
+    for name, svc in core.config.services.items():
+        for port in (svc.listen, svc.tls.listen if svc.tls else None):
+            if port is not None:
+                ports.setdefault(port, name)
+    for path, text in dump.files.items():
+        if not path.endswith("/default.conf") or not (_STOCK_NAME.search(text) and _STOCK_ROOT.search(text)):
+            continue
+        shared = sorted({int(p) for p in _LISTEN.findall(text)} & set(ports))
+        if not shared:
+            continue
+        on = ", ".join(f"{p} (service {ports[p]})" for p in shared)
+        yield Check("stock-site", WARNING, f"the nginx image's stock {path} (server_name localhost, the "
+                    f"\"Welcome to nginx!\" page) also listens on port {on}: requests with Host: localhost "
+                    f"(e.g. curl http://localhost/ with -p 80:80) get that page, not lbgen's service",
+                    f"remove it where the image is built (RUN rm {path} in your Dockerfile), or mount your "
+                    f"own directory over {path.rsplit('/', 1)[0]}")
+
+
+def _checks_mode_check(core: Core) -> Check:
+    mode = core.check_mode
+    if mode == ENGINE:
+        return Check("checks", OK, f"engine: the status listener and backends are checked from inside "
+                     f"{core.proxy.name} through Docker ({core.check_mode_reason})")
+    return Check("checks", OK, f"direct: lbgen checks the status listener and backends from here "
+                 f"({core.check_mode_reason})")
+
+
+def _from_where(core: Core) -> str:
+    return f"from inside {core.proxy.name}" if core.check_mode == ENGINE else "from here"
+
+
 def _status_check(core: Core) -> Check:
     proxy = core.proxy
     port = core.config.proxy.status_port
@@ -209,7 +285,7 @@ def _status_check(core: Core) -> Check:
     served = proxy.served(timeout=2.0)
     where = f"{proxy.address()}:{port}"
     if served.generation is not None:
-        return Check("status-listener", OK, f"lbgen reaches the status listener at {where} "
+        return Check("status-listener", OK, f"lbgen reaches the status listener at {where} {_from_where(core)} "
                      f"(generation {served.generation})")
     if not ours:
         listening = _listening(core, port)
@@ -218,15 +294,21 @@ def _status_check(core: Core) -> Check:
                          f"set proxy.status_port in {core.config.source} to a free port")
         return Check("status-listener", OK, f"port {port} is free in {proxy.name}; no lbgen config is live yet "
                      "(lbgen apply installs the listener)")
+    if core.check_mode == ENGINE:
+        return Check("status-listener", CRITICAL, f"the status listener at {where} does not answer from inside "
+                     f"{proxy.name} ({served.body or 'no answer'})",
+                     "if proxy.status_port changed, run lbgen apply; else check that nothing else in the "
+                     "container holds that port")
     return Check("status-listener", CRITICAL, f"lbgen cannot reach the proxy's status listener at {where} "
-                 f"({served.body or 'no answer'})",
+                 f"from here ({served.body or 'no answer'})",
                  f"run lbgen where it reaches network {core.config.network} (in a container on it, or on the "
-                 f"Docker host for a local bridge network); if proxy.status_port changed, run lbgen apply")
+                 f"Docker host for a local bridge network), or set `checks: engine`; if proxy.status_port "
+                 f"changed, run lbgen apply")
 
 
 def _listening(core: Core, port: int) -> bool:
     """Whether something listens on TCP `port` in the proxy container (its /proc/net/tcp{,6})."""
-    result = core.engine.exec(core.proxy.name, ["cat", "/proc/net/tcp", "/proc/net/tcp6"], user=ROOT)
+    result = core.proxy_engine.exec(core.proxy.ref(), ["cat", "/proc/net/tcp", "/proc/net/tcp6"], user=ROOT)
     wanted = f":{port:04X}"
     for line in result.output.splitlines()[1:]:
         fields = line.split()
@@ -254,15 +336,18 @@ def _backend_checks(core: Core) -> Iterator[Check]:
         unreachable = [r for r in results if not r.detail.startswith(("HTTP", "docker health"))]
         envs = sorted({b.env or "-" for b in found})
         summary = f"{len(found)} backends found (envs: {', '.join(envs)})"
+        where = _from_where(core)
         if unreachable and len(unreachable) == len(results):
-            yield Check(f"service {name}", CRITICAL, f"{summary}; lbgen reaches none of them "
-                        f"({'; '.join(r.describe() for r in unreachable[:3])})",
-                        f"run lbgen where it reaches network {core.config.network}")
+            fix = (f"check that they listen on their port on network {core.config.network}"
+                   if core.check_mode == ENGINE else
+                   f"run lbgen where it reaches network {core.config.network}, or set `checks: engine`")
+            yield Check(f"service {name}", CRITICAL, f"{summary}; none of them reachable {where} "
+                        f"({'; '.join(r.describe() for r in unreachable[:3])})", fix)
         elif unreachable:
-            yield Check(f"service {name}", WARNING, f"{summary}; unreachable from here: "
+            yield Check(f"service {name}", WARNING, f"{summary}; unreachable {where}: "
                         f"{'; '.join(r.describe() for r in unreachable[:3])}", "check those containers")
         else:
-            yield Check(f"service {name}", OK, f"{summary}; all reachable from here")
+            yield Check(f"service {name}", OK, f"{summary}; all reachable {where}")
 
 
 def _templates_check(core: Core) -> Check:
