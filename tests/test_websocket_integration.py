@@ -66,8 +66,9 @@ def test_a_websocket_stays_on_its_env_across_a_switch_and_new_ones_reach_the_new
         assert closed_after is not None, "the old worker kept the WebSocket past drain_timeout"
         assert time.monotonic() - switched >= drain - 0.5
     else:
-        # nginx's limit (worker_shutdown_timeout) is a main-context directive lbgen does not set: the old
-        # worker keeps the socket until it closes (or idles for websocket_timeout).
+        # nginx's limit (worker_shutdown_timeout) is in lbgen's main-context file, which this nginx.conf does
+        # not include: the old worker keeps the socket until it closes (or idles for websocket_timeout).
+        # With the include it is cut: tests/test_main_context_integration.py.
         assert closed_within(old, drain + 1) is None
         assert env_of(old.echo("five")) == "blue"
     # The new socket lives in the new worker and is untouched.
