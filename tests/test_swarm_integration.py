@@ -8,6 +8,7 @@ network the test process reaches; the load goes to the proxy's address on that b
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import subprocess
@@ -16,6 +17,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -94,11 +96,13 @@ class Swarm:
         self.lab.wait_for(ready, timeout=timeout, what=f"{count} running tasks of {service.name}")
 
 
-@pytest.fixture(scope="module")
-def swarm(docker_lab):
+@contextlib.contextmanager
+def single_node_swarm(docker_lab) -> Iterator[Swarm]:
+    """Init a single-node Swarm on a free 172.30.X.0/24 address pool; remove its services and leave it at
+    the end, also on failure. RuntimeError when the engine is already in a Swarm."""
     api = docker_lab.api
     if (api.info().get("Swarm") or {}).get("LocalNodeState") != "inactive":
-        pytest.skip("the engine is already part of a Swarm: these tests only use a Swarm they create")
+        raise RuntimeError("the engine is already part of a Swarm: only a Swarm made here is used")
     with docker_lab._subnet_lock:
         used = docker_lab._used_subnets()
         free = [f"172.30.{x}.0/24" for x in range(255, 0, -1) if f"172.30.{x}.0/24" not in used]
@@ -127,6 +131,14 @@ def swarm(docker_lab):
                 api.remove_network(network["Id"])
             except Exception:  # noqa: BLE001 - an overlay goes with the Swarm; the lab's close() retries the rest
                 pass
+
+
+@pytest.fixture(scope="module")
+def swarm(docker_lab):
+    if (docker_lab.api.info().get("Swarm") or {}).get("LocalNodeState") != "inactive":
+        pytest.skip("the engine is already part of a Swarm: these tests only use a Swarm they create")
+    with single_node_swarm(docker_lab) as s:
+        yield s
 
 
 def forwarding_get(address: str):
