@@ -221,11 +221,20 @@ class Core:
         """The config that should be live: the recorded active envs (then `overrides`), minus the backends
         the health counts in `state` (default: the world's) have ejected."""
         active = {**world.active, **(overrides or {})}
-        return self.render_for(world.inventory, active, (state or world.state).ejected_ids())
+        return self.render_for(world.inventory, active, (state or world.state).ejected_ids(),
+                               proxy_version=self.proxy_version())
+
+    def proxy_version(self) -> tuple[int, ...] | None:
+        """The running proxy's version when the template needs it (TLS syntax), else None unasked."""
+        if not any(svc.tls for svc in self.config.services.values()):
+            return None
+        return self.proxy.version()
 
     def render_for(self, inventory: Inventory, active: Mapping[str, str | None],
-                   ejected: Collection[str] = ()) -> Rendered:
-        rendered = render(self.config, build_pools(self.config, inventory, active, ejected))
+                   ejected: Collection[str] = (), proxy_version: tuple[int, ...] | None = None) -> Rendered:
+        """Render (reading and checking the TLS certificates lbgen.yaml names) and log its warnings."""
+        rendered = render(self.config, build_pools(self.config, inventory, active, ejected),
+                          proxy_version=proxy_version)
         for message in rendered.warnings:
             self.log(warning(message))
         return rendered
@@ -246,16 +255,13 @@ class Core:
             return ApplyResult(False, rendered.generation, warnings=rendered.warnings, notes=world.notes,
                                timings=timings)
         t = self.clock()
-        self.proxy.install(rendered.text)
+        self.proxy.install(rendered.text, rendered.files, world.live)
         timings["install_validate"] = self.clock() - t
         t = self.clock()
         self.proxy.activate(rendered.generation)
         timings["reload_verify"] = self.clock() - t
         return ApplyResult(True, rendered.generation, warnings=rendered.warnings, notes=world.notes,
                            timings=timings)
-
-    # watch mode calls the converge step by its older name
-    apply_locked = converge
 
 
 def diff(live: str | None, new: str) -> str:

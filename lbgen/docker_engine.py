@@ -12,9 +12,9 @@ import re
 import tarfile
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
-from lbgen.engine import ContainerInfo, EngineEvent, ExecResult, ServiceInfo, TaskInfo
+from lbgen.engine import ROOT, ContainerInfo, EngineEvent, ExecResult, FileSpec, Mount, ServiceInfo, TaskInfo
 from lbgen.errors import ContainerNotFound, DockerUnavailable
 
 DEFAULT_TIMEOUT = 15.0  # seconds per API call: long enough for `nginx -t`, short enough to notice a dead daemon
@@ -58,6 +58,10 @@ class DockerEngine:
         with self._calls("ping"):
             self.api.ping()
 
+    def version(self) -> str:
+        with self._calls("ask the version"):
+            return str((self.api.version() or {}).get("Version") or "?")
+
     def list_containers(self, label: str) -> list[ContainerInfo]:
         """One list call. For running containers every field is what get_container gives (command: see
         info_from_summary); Docker reports no health or exposed ports for stopped ones."""
@@ -69,11 +73,11 @@ class DockerEngine:
         with self._calls("inspect a container", ref):
             return info_from_inspect(self.api.inspect_container(ref))
 
-    def exec(self, container: str, argv: list[str]) -> ExecResult:
+    def exec(self, container: str, argv: list[str], user: str = ROOT) -> ExecResult:
         if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError(f"exec needs a non-empty list of strings, got {argv!r}")
         with self._calls(f"run {argv[0]} in container {container}", container):
-            exec_id = self.api.exec_create(container, list(argv), stdout=True, stderr=True)["Id"]
+            exec_id = self.api.exec_create(container, list(argv), stdout=True, stderr=True, user=user)["Id"]
             output = self.api.exec_start(exec_id)  # stdout and stderr, demultiplexed in arrival order
             exit_code = self._exit_code(exec_id)
         return ExecResult(exit_code, (output or b"").decode("utf-8", errors="replace"))
@@ -102,6 +106,24 @@ class DockerEngine:
             except self._errors.APIError as e:
                 if e.status_code == 403 or "read-only" in _explain(e):  # 20.10 says 500, the docs 403
                     raise PermissionError(f"{directory} in container {container} is read-only "
+                                          f"({_explain(e)})") from e
+                raise
+
+    def put_files(self, container: str, directory: str, files: Sequence[FileSpec]) -> None:
+        parent, _, base = directory.rstrip("/").rpartition("/")
+        if not directory.startswith("/") or not base:
+            raise ValueError(f"put_files needs an absolute directory, got {directory!r}")
+        parent = parent or "/"
+        with self._calls(f"write files into {directory} in container {container}", container):
+            try:
+                self.api.put_archive(container, parent, _tar_files(base, files))
+            except self._errors.NotFound as e:
+                if _no_such_container(e):
+                    raise
+                raise FileNotFoundError(f"directory {parent} does not exist in container {container}") from e
+            except self._errors.APIError as e:
+                if e.status_code == 403 or "read-only" in _explain(e):
+                    raise PermissionError(f"{parent} in container {container} is read-only "
                                           f"({_explain(e)})") from e
                 raise
 
@@ -352,7 +374,15 @@ def info_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
         exposed_ports=tuple(sorted(exposed)),
         image=str(data.get("Image") or ""),
         command=tuple([data["Path"]] if data.get("Path") else []) + tuple(data.get("Args") or ()),
+        mounts=tuple(_mount(m) for m in data.get("Mounts") or ()),
+        read_only_rootfs=bool((data.get("HostConfig") or {}).get("ReadonlyRootfs")),
+        user=str(config.get("User") or ""),
     )
+
+
+def _mount(raw: Mapping[str, Any]) -> Mount:
+    return Mount(type=str(raw.get("Type") or ""), destination=str(raw.get("Destination") or ""),
+                 source=str(raw.get("Source") or ""), name=str(raw.get("Name") or ""), rw=bool(raw.get("RW", True)))
 
 
 def info_from_summary(data: Mapping[str, Any]) -> ContainerInfo:
@@ -489,6 +519,27 @@ def _event_time(message: Mapping[str, Any]) -> float:
     if message.get("timeNano"):
         return int(message["timeNano"]) / 1e9
     return float(message.get("time") or 0.0)
+
+
+def _tar_files(directory: str, files: Sequence[FileSpec]) -> bytes:
+    """An in-memory tar: a root-owned directory, then each file in it with its mode and owner (Docker
+    extracts with the owners the headers give)."""
+    buffer = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        folder = tarfile.TarInfo(directory)
+        folder.type = tarfile.DIRTYPE
+        folder.mode = 0o755
+        folder.mtime = now
+        tar.addfile(folder)
+        for spec in files:
+            member = tarfile.TarInfo(f"{directory}/{spec.name}")
+            member.size = len(spec.data)
+            member.mode = spec.mode
+            member.uid, member.gid = spec.uid, spec.gid
+            member.mtime = now
+            tar.addfile(member, io.BytesIO(spec.data))
+    return buffer.getvalue()
 
 
 def _tar_one(name: str, data: bytes, mode: int) -> bytes:

@@ -20,7 +20,10 @@ from lbgen.core import ApplyResult, Core, World
 from lbgen.drift import Drift, find_drift
 from lbgen.errors import LbgenError
 from lbgen.events import Event, event
+from lbgen.expiry import CertHealth, served_certs
 from lbgen.health import MAX_PARALLEL_CHECKS, Checker, CheckResult
+from lbgen.model import CRITICAL as CRITICAL, OK as OK, STATUS_NAMES as STATUS_NAMES  # re-exported
+from lbgen.model import UNKNOWN as UNKNOWN, WARNING as WARNING
 from lbgen.model import Backend, HealthCount, Inventory
 from lbgen.render import parse_meta
 from lbgen.routing import build_pools
@@ -30,8 +33,6 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.core import Metric
 
-OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
-STATUS_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 PLUGIN_NAME = "LBGEN"
 
 
@@ -220,6 +221,7 @@ class HealthReport:
     transitions: tuple[Transition, ...] = ()
     applied: dict[str, Any] | None = None  # {"changed": bool, "generation": str} after --apply
     error: str | None = None
+    certs: tuple[CertHealth, ...] = ()  # certificates the live config serves
 
     @classmethod
     def unknown(cls, message: str, checked_at: float | None = None) -> HealthReport:
@@ -229,7 +231,7 @@ class HealthReport:
     def status(self) -> int:
         if self.error is not None:
             return UNKNOWN
-        return max((s.status for s in self.services), default=OK)
+        return max([s.status for s in self.services] + [c.status for c in self.certs], default=OK)
 
     @property
     def exit_code(self) -> int:
@@ -246,6 +248,12 @@ class HealthReport:
         if self.error is not None:
             return f"{self.error}; {figures}" if self.services else self.error
         down = [s for s in self.services if s.status == CRITICAL]
+        expiring = [c for c in self.certs if c.status != OK]
+        if expiring:
+            soonest = min(expiring, key=lambda c: c.days_left)
+            figures = (f"certificate of {soonest.service} "
+                       f"{'expired' if soonest.days_left <= 0 else f'expires in {soonest.days_left:.1f} days'}; "
+                       + figures)
         if down:
             names = ", ".join(s.name for s in down)
             return f"{names} {'has' if len(down) == 1 else 'have'} no healthy backend; {figures}"
@@ -257,6 +265,7 @@ class HealthReport:
             n = len(s.backends)
             parts += [f"{s.name}_healthy={s.healthy};;;0;{n}", f"{s.name}_unhealthy={s.unhealthy};;;0;{n}",
                       f"{s.name}_ejected={s.ejected};;;0;{n}", f"{s.name}_drift={len(s.drift)};;;0"]
+        parts += [f"{c.service}_cert_days={c.days_left:.2f};{c.warn_days};3" for c in self.certs]
         return " ".join(parts)
 
     def nagios(self) -> str:
@@ -280,6 +289,7 @@ class HealthReport:
                 else:
                     lines.append(f"{s.name}: {where} UNHEALTHY: {b.detail}" + (" (ejected)" if b.ejected else ""))
             lines += [f"{s.name}: DRIFT {d.describe()} (run lbgen apply)" for d in s.drift]
+        lines += [c.describe() for c in self.certs]
         lines += [t.describe() for t in self.transitions]
         if self.applied is not None:
             word = "applied" if self.applied.get("changed") else "unchanged"
@@ -292,6 +302,7 @@ class HealthReport:
             "checked_at": _iso(self.checked_at), "took": round(self.took, 3), "error": self.error,
             "services": {s.name: s.to_dict() for s in self.services},
             "transitions": [t.to_dict() for t in self.transitions], "applied": self.applied,
+            "certificates": {c.service: c.to_dict() for c in self.certs},
         }
 
     def to_json(self) -> str:
@@ -357,6 +368,9 @@ class HealthCollector:
                     [(_backend_labels(s, b), int(b.healthy)) for s in r.services for b in s.backends])
         yield gauge("lbgen_backend_ejected", "1 when lbgen has taken the backend out of its pool, else 0.", backend,
                     [(_backend_labels(s, b), int(b.ejected)) for s in r.services for b in s.backends])
+        yield gauge("lbgen_tls_cert_expiry_timestamp_seconds",
+                    "When the certificate the proxy serves for the service expires (Unix time).",
+                    ("service", "file"), [((c.service, c.file), c.not_after) for c in r.certs])
 
 
 def _backend_labels(s: ServiceHealth, b: BackendHealth) -> tuple[str, str, str]:
@@ -420,8 +434,9 @@ def run_health(core: Core, service: str | None = None, *, apply: bool = False, l
     drift = {} if applied is not None else find_drift(
         parse_meta(world.live or ""), build_pools(config, world.inventory, world.active, world.state.ejected_ids()),
         world.inventory)
-    return build_report(config, world.inventory, world.active, services, results, world.state, checked_at,
-                        core.clock() - started, transitions, applied, error, drift)
+    report = build_report(config, world.inventory, world.active, services, results, world.state, checked_at,
+                          core.clock() - started, transitions, applied, error, drift)
+    return dataclasses.replace(report, certs=served_certs(config, world.live, checked_at))
 
 
 def settle(core: Core, config: Config, results: Mapping[str, Sequence[CheckResult]],

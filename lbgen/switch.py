@@ -135,7 +135,7 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
                 except LbgenError as e:
                     result.notes.append(f"{env} is live, but the history could not be recorded: {e}")
             return result
-        core.proxy.install(rendered.text)
+        core.proxy.install(rendered.text, rendered.files, world.live)
         timings["render_install_validate"] = clock() - t
 
         t = clock()

@@ -71,8 +71,11 @@ class FakeProxy:
         directory = str(Path(self.path).parent)
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
+            def here(path: str) -> bool:  # files of the config's directory itself, not of lbgen-tls/ below
+                return path.startswith(directory + "/") and "/" not in path[len(directory) + 1:]
+
             for path, data in files.items():
-                if path.startswith(directory + "/"):
+                if here(path):
                     (root / Path(path).name).write_bytes(data)
             args = [a.replace(directory, tmp) if a.startswith(directory) else a for a in argv[4:]]
             script = argv[2]
@@ -81,10 +84,10 @@ class FakeProxy:
                 ok, msg = self.validate(new.read_bytes() if new.exists() else b"")
                 (root / "validated.verdict").write_text("ok" if ok else "no")
                 (root / "validated.msg").write_text(msg)
-                args = args[:2] + ["sh", "-c", f'test "$(cat {tmp}/validated.verdict)" = ok || '
+                args = args[:3] + ["sh", "-c", f'test "$(cat {tmp}/validated.verdict)" = ok || '
                                    f'{{ cat {tmp}/validated.msg; exit 1; }}', "v"]
             proc = subprocess.run(["sh", "-c", script, "sh", *args], capture_output=True, text=True)
-            for path in [p for p in files if p.startswith(directory + "/")]:
+            for path in [p for p in files if here(p)]:
                 del files[path]
             for f in root.iterdir():
                 if not f.name.startswith("validated"):

@@ -23,6 +23,7 @@ from fakeproxy import FakeProxy
 import lbgen
 from lbgen import probe as probe_module
 from lbgen.proxies import driver as proxy_module
+from lbgen import doctor as doctor_module
 from lbgen.proxies import kind_named
 from lbgen.app import Lbgen
 from lbgen.sources.docker import DockerSource
@@ -32,8 +33,9 @@ from lbgen.render import parse_meta
 LBGEN = Path(lbgen.__file__).resolve().parent
 SOURCES = sorted(LBGEN.rglob("*.py"))
 SCRIPTS = {"INSTALL_SCRIPT": proxy_module.INSTALL_SCRIPT, "RESTORE_SCRIPT": proxy_module.RESTORE_SCRIPT,
-           "PROBE": probe_module.PROBE}
-SCRIPT_HOMES = {"INSTALL_SCRIPT": "proxies/driver.py", "RESTORE_SCRIPT": "proxies/driver.py", "PROBE": "probe.py"}
+           "PROBE": probe_module.PROBE, "PROBE_SCRIPT": doctor_module.PROBE_SCRIPT}
+SCRIPT_HOMES = {"INSTALL_SCRIPT": "proxies/driver.py", "RESTORE_SCRIPT": "proxies/driver.py", "PROBE": "probe.py",
+                "PROBE_SCRIPT": "doctor.py"}
 SHELLS = {"sh", "bash", "dash", "ash", "zsh", "/bin/sh", "/bin/bash", "/usr/bin/env", "env", "busybox"}
 SECRET = "hunter2-9f8e7d"
 
@@ -124,7 +126,8 @@ def test_every_command_is_an_argv_list_of_whole_values():
     calls = exec_calls()
     assert len(calls) >= 5, "the audit should see the proxy driver's and state.py's execs"
     for at, call in calls:
-        assert len(call.args) == 2 and not call.keywords, f"{at}: exec(container, argv) expected"
+        assert len(call.args) == 2 and all(k.arg == "user" for k in call.keywords), \
+            f"{at}: exec(container, argv[, user=...]) expected"
         argv = call.args[1]
         assert isinstance(argv, ast.List), f"{at}: argv must be a list literal, got {ast.unparse(argv)}"
         for item in argv.elts:
@@ -148,7 +151,7 @@ def test_the_only_shell_runs_a_constant_script_with_values_as_positional_argumen
         assert [ast.unparse(i) for i in items[:2]] == ["'sh'", "'-c'"], at
         assert isinstance(items[2], ast.Name) and items[2].id in SCRIPTS, f"{at}: sh -c {ast.unparse(items[2])}"
         assert isinstance(items[3], ast.Constant) and items[3].value == "sh", f"{at}: $0 must be a constant"
-    assert sorted(shells) == ["INSTALL_SCRIPT", "PROBE", "RESTORE_SCRIPT"]
+    assert sorted(shells) == ["INSTALL_SCRIPT", "PROBE", "PROBE_SCRIPT", "RESTORE_SCRIPT"]
     # The scripts are constant text in their modules (not built at run time).
     for name, home in SCRIPT_HOMES.items():
         tree = ast.parse((LBGEN / home).read_text())
@@ -210,13 +213,14 @@ def test_apply_switch_and_rollback_exec_only_whole_values(kind):
     mode, validator = kind_named(kind).validate_mode, kind_named(kind).validator
     assert validator[0] == kind and mode == ("inplace" if kind == "nginx" else "candidate")
     allowed = {
-        ("sh", "-c", proxy_module.INSTALL_SCRIPT, "sh", path, mode, *validator),
-        ("sh", "-c", proxy_module.RESTORE_SCRIPT, "sh", path),
+        ("sh", "-c", proxy_module.INSTALL_SCRIPT, "sh", path, mode, "rename", *validator),
+        ("sh", "-c", proxy_module.RESTORE_SCRIPT, "sh", path, "rename"),
         ("mkdir", "-p", "-m", "0700", state),
         ("mv", "-f", f"{state}/state.json.tmp", f"{state}/state.json"),
     }
     execs = [tuple(argv) for _, argv in fp.engine.execs]
     assert execs and set(execs) <= allowed, set(execs) - allowed
+    assert set(fp.engine.exec_users) == {"0"}  # lbgen's steps run as root whatever the image's user
     assert sum(argv[2] == proxy_module.INSTALL_SCRIPT for argv in execs if argv[0] == "sh") == 3
     # Every path that reaches a command is one whole argument, after the options, and starts with "/",
     # so it can be neither an option nor part of the script.

@@ -294,13 +294,11 @@ class Watcher:
                 result: ApplyResult | _Unchanged = _Unchanged(rendered.generation)
             else:
                 with app.lock(f"watch ({reason})", wait=self.lock_wait):
-                    if results is not None:
-                        state = app.store.load()
-                        before = copy.deepcopy(state.health)
-                        transitions = monitor.fold(state, monitor.targets_for(app.config, inventory, active), results)
-                        if state.health != before:
-                            app.store.save(state)
-                    result = app.apply_locked(inventory)
+                    if results is not None:  # the same step as `lbgen health --apply`
+                        transitions, result, settled = monitor.settle(app, app.config, results, inventory)
+                        state = settled.state
+                    else:
+                        result = app.converge(inventory)
         except LbgenError as e:
             delay = self.retry_delay
             self.retry_delay = min(self.retry_delay * 2, RETRY_MAX)
@@ -315,17 +313,14 @@ class Watcher:
         pools = build_pools(app.config, inventory, active, state.ejected_ids())
         if burst and result.changed:
             self.debouncer.fired(started)
-        self._record(reason, result, pools, transitions, took)
+        self._record(reason, result, pools, took)
         if health is not None and results is not None:
             report = monitor.build_report(app.config, inventory, active, health.services, results, state,
                                           health.checked_at, self.clock() - health.started, transitions)
             self._record_health(report)
         return True
 
-    def _record(self, reason: str, result: Any, pools: Sequence[Pool], transitions: Sequence[monitor.Transition],
-                took: float) -> None:
-        for t in transitions:
-            self.log(t.action, **t.event().fields)
+    def _record(self, reason: str, result: Any, pools: Sequence[Pool], took: float) -> None:
         changed = [p for p in pools if {b.id for b in p.servers} != {b.id for b in self.last_pools.get(p.service, ())}]
         if result.changed:
             for p in changed or pools:
