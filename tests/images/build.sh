@@ -23,6 +23,12 @@ root="$work/root"
 rm -f "$root/etc/nginx/sites-enabled/default"
 # No host keys baked into the image: an sshd container gets the ones its test makes (ssh-keygen -A otherwise).
 rm -f "$root"/etc/ssh/ssh_host_*
+# openssh-server's system user and group took uid/gid 101, which the official nginx image's nginx user has
+# (tests/images/official/nginx): move them out of the way (ssh-agent is setgid _ssh).
+chroot "$root" usermod --uid 990 sshd
+chroot "$root" groupmod --gid 990 _ssh
+chroot "$root" chgrp _ssh /usr/bin/ssh-agent
+chmod 2755 "$root/usr/bin/ssh-agent"
 mkdir -p "$root/run/sshd"
 install -m 0755 "$here/backend.py" "$root/usr/local/bin/lbgen-test-backend"
 # The official haproxy image reads /usr/local/etc/haproxy/haproxy.cfg; do the same.
