@@ -11,6 +11,7 @@ from typing import Callable, Iterable, Mapping
 
 from lbgen.config import Config
 from lbgen.core import ApplyResult, Core, diff
+from lbgen.doctor import DoctorReport, diagnose
 from lbgen.engine import Engine
 from lbgen.errors import ConfigError, UsageError
 from lbgen.events import Event, EventSink, event
@@ -120,6 +121,11 @@ class Lbgen:
         """Per service: active/previous env, last switch, each backend's health and routing; and whether
         the live config is what lbgen would render now."""
         return build_status(self.core)
+
+    def doctor(self) -> DoctorReport:
+        """Check every precondition lbgen has on this set-up (Docker, the proxy container, its mounts,
+        network, state, status listener, backends); changes nothing."""
+        return diagnose(self.core)
 
     def history(self, service: str | None = None) -> list[HistoryEntry]:
         """The recorded switch attempts, newest first."""

@@ -319,7 +319,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for svc in report.services:
         last = svc.last_switch
         when = f", last switch {last.time} {last.from_env}->{last.to_env}" if last else ""
-        click.echo(f"{svc.name}: active={svc.active_env or '-'} previous={svc.previous_env or '-'}{when}")
+        assumed = "" if svc.active_recorded else " (assumed: no switch on record, default_env)"
+        click.echo(f"{svc.name}: active={svc.active_env or '-'}{assumed} previous={svc.previous_env or '-'}{when}")
         for row in svc.backends:
             b = row.backend
             mark = "routed" if row.routed else "idle"
@@ -404,6 +405,37 @@ def health(ctx: click.Context, service: str | None, as_json: bool, apply_: bool,
 
             report = dataclasses.replace(report, error=f"cannot write --textfile {textfile}: {e.strerror or e}")
     click.echo(report.to_json() if as_json else report.nagios())
+    ctx.exit(report.exit_code)
+
+
+@cli.command(cls=PluginCommand, epilog="Exit codes (monitoring-plugin convention, as `lbgen health`):\n\n"
+             "\b\n  0  OK        every precondition holds\n"
+             "  1  WARNING   lbgen works, but something needs a look (a skipped container, a service without backends)\n"
+             "  2  CRITICAL  something lbgen needs is missing (each CRITICAL line says the fix)\n"
+             "  3  UNKNOWN   bad command line or lbgen.yaml")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as one JSON object.")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check every precondition of lbgen on this set-up, trying what can be tried (never changing
+    anything): Docker, the proxy container and its kind, graceful reload, the network, the config path's
+    mount and writability, the exec user, the state, the status listener, each service's backends, the
+    template override directory. One line per check: OK, WARNING or CRITICAL and the fix.
+
+    \b
+    Example:
+      lbgen doctor
+      lbgen doctor --json | jq '.checks[] | select(.status != "OK")'
+    """
+    try:
+        report = _app(ctx).doctor()
+    except LbgenError as e:
+        if as_json:
+            click.echo(json.dumps({"status": "UNKNOWN", "exit_code": 3, "error": str(e), "checks": []}, indent=1))
+        else:
+            click.echo(f"LBGEN DOCTOR UNKNOWN - {e}")
+        ctx.exit(3)
+        return
+    click.echo(report.to_json() if as_json else report.text())
     ctx.exit(report.exit_code)
 
 

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 from lbgen import grammar
 from lbgen.errors import ConfigError
 from lbgen.proxies import KINDS, kind_named
+from lbgen.yamlfile import LineDict, LineList, load_yaml
 
 # `checks:` values (lbgen.probe uses them): where health checks and the proxy's status listener are reached from.
 CHECK_MODES = ("auto", "engine", "direct")
@@ -65,6 +66,20 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """`services.NAME.tls`: where the service terminates TLS, with which certificate (see README, TLS)."""
+
+    cert: str  # as written in lbgen.yaml (relative to it), for messages
+    key: str
+    cert_file: Path  # resolved against lbgen.yaml's directory
+    key_file: Path
+    listen: int = 443
+    redirect: bool = True  # plain-HTTP requests get 308 to https://<host><uri>
+    hsts: int = 0  # Strict-Transport-Security max-age; 0 = no header
+    warn_days: int = 14  # `lbgen health`: WARNING when the certificate has fewer days left
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     name: str
     listen: int = 80
@@ -80,6 +95,7 @@ class ServiceConfig:
     # the connection is upgraded (HAProxy `timeout tunnel`; nginx proxy_read/send_timeout of the
     # upgrade location).
     websocket_timeout: float = 3600.0
+    tls: TlsConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -149,71 +165,6 @@ def load_config(path: str | Path) -> Config:
 def parse_config(text: str, source: str = "lbgen.yaml", base_dir: Path | None = None) -> Config:
     data = load_yaml(text, source)
     return _Parser(source, base_dir or Path.cwd()).config(data)
-
-
-# --- YAML with line numbers -------------------------------------------------------------------------
-
-class LineDict(dict):  # type: ignore[type-arg]  # holds any YAML mapping
-    """A YAML mapping that remembers the line of each key (1-based)."""
-
-    lines: dict[Any, int]
-    line: int = 0
-
-
-class LineList(list):  # type: ignore[type-arg]  # holds any YAML sequence
-    lines: list[int]
-    line: int = 0
-
-
-def load_yaml(text: str, source: str) -> Any:
-    """Parse YAML safely; mappings and lists remember their lines for error messages."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        def construct_object(self, node: Any, deep: bool = False) -> Any:
-            # PyYAML's constructors raise plain ValueError, KeyError, ... for values their resolver
-            # matched or a tag forced (`2001-13-45`, `!!int abc`, `!!bool x`, `!!map [1]`).
-            try:
-                return super().construct_object(node, deep)
-            except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError):
-                what = f" {grammar._show(node.value)}" if isinstance(node.value, str) else ""
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"invalid {node.tag.rsplit(':', 1)[-1]} value{what}", node.start_mark) from None
-
-    def mapping(loader: Loader, node: Any) -> LineDict:
-        result = LineDict()
-        result.lines = {}
-        result.line = node.start_mark.line + 1
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool)) or key is None:
-                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: mapping keys must be strings")
-            if key in result:
-                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
-            result[key] = loader.construct_object(value_node, deep=True)
-            result.lines[key] = key_node.start_mark.line + 1
-        return result
-
-    def sequence(loader: Loader, node: Any) -> LineList:
-        result = LineList(loader.construct_object(child, deep=True) for child in node.value)
-        result.lines = [child.start_mark.line + 1 for child in node.value]
-        result.line = node.start_mark.line + 1
-        return result
-
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, sequence)
-    try:
-        return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{source}{where}: invalid YAML: {e.problem or e.context}") from None
-    except yaml.YAMLError as e:  # ReaderError (a NUL, a control character): its text has a second line
-        position = getattr(e, "position", None)
-        where = f":{text[:position].count(chr(10)) + 1}" if isinstance(position, int) else ""
-        raise ConfigError(f"{source}{where}: invalid YAML: {str(e).splitlines()[0]}") from None
-    except RecursionError:
-        raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
 
 
 class _Parser:
@@ -321,7 +272,8 @@ class _Parser:
 
     def service(self, name: str, raw: Any, path: str, parent: dict[str, Any]) -> ServiceConfig:
         data = self.mapping(raw, path, ("listen", "hosts", "algorithm", "hash_key", "default_env", "health",
-                                        "connect_timeout", "read_timeout", "websocket_timeout", "retries"), (),
+                                        "connect_timeout", "read_timeout", "websocket_timeout", "retries",
+                                        "tls"), (),
                             parent, name)
         algorithm = self.field(data, "algorithm", path, _choice(grammar.ALGORITHMS), "round_robin")
         hash_key = self.field(data, "hash_key", path, grammar.hash_key)
@@ -342,6 +294,22 @@ class _Parser:
             read_timeout=self.field(data, "read_timeout", path, parse_duration, 60.0),
             websocket_timeout=self.field(data, "websocket_timeout", path, parse_duration, 3600.0),
             retries=self.field(data, "retries", path, _int_range(0, 10), 2),
+            tls=self.tls(data.get("tls"), f"{path}.tls", data) if "tls" in data else None,
+        )
+
+    def tls(self, raw: Any, path: str, parent: dict[str, Any]) -> TlsConfig:
+        data = self.mapping(raw, path, ("listen", "cert", "key", "redirect", "hsts", "warn_days"),
+                            ("cert", "key"), parent, "tls")
+        cert = self.field(data, "cert", path, _string("a file path"))
+        key = self.field(data, "key", path, _string("a file path"))
+        if cert == key:
+            raise self.fail(f"{path}.key", "the key must be a file of its own, not the certificate file", data, "key")
+        return TlsConfig(
+            cert=cert, key=key, cert_file=self.base_dir / cert, key_file=self.base_dir / key,
+            listen=self.field(data, "listen", path, _int_port, 443),
+            redirect=self.field(data, "redirect", path, _bool, True),
+            hsts=self.field(data, "hsts", path, _int_range(0, 315360000), 0),
+            warn_days=self.field(data, "warn_days", path, _int_range(1, 365), 14),
         )
 
     def health(self, raw: Any, path: str, parent: dict[str, Any], hosts: list[str]) -> HealthConfig:
@@ -381,21 +349,46 @@ class _Parser:
         return tuple(out)
 
     def check_routes(self, services: dict[str, ServiceConfig], proxy: ProxyConfig, raw: dict[str, Any]) -> None:
-        """Two services may share a port only when their hosts tell them apart."""
+        """Two services may share a port only when their hosts tell them apart; a port is plain HTTP or TLS
+        for all its services; one host name on a TLS port has one certificate."""
         seen: dict[tuple[int, str], str] = {}
+        plain = {svc.listen: svc.name for svc in services.values()}
+        certs: dict[tuple[int, str], tuple[str, TlsConfig]] = {}
         for svc in services.values():
-            if svc.listen == proxy.status_port:
-                raise self.fail(f"services.{svc.name}.listen",
-                                f"port {svc.listen} is proxy.status_port, which lbgen keeps for itself",
-                                raw.get(svc.name), "listen")
-            for host in svc.hosts or ("",):
-                other = seen.get((svc.listen, host))
-                if other:
-                    what = f"host {host}" if host else "no hosts (the default server)"
-                    raise self.fail(f"services.{svc.name}.hosts",
-                                    f"port {svc.listen} with {what} is already routed to service {other}",
-                                    raw.get(svc.name), "hosts" if host else "listen")
-                seen[(svc.listen, host)] = svc.name
+            listens = [(svc.listen, f"services.{svc.name}.listen", raw.get(svc.name), "listen")]
+            if svc.tls is not None:
+                tls_raw = (raw.get(svc.name) or {}).get("tls")
+                listens.append((svc.tls.listen, f"services.{svc.name}.tls.listen", tls_raw, "listen"))
+                if svc.tls.listen in plain:
+                    raise self.fail(f"services.{svc.name}.tls.listen",
+                                    f"port {svc.tls.listen} serves plain HTTP (service {plain[svc.tls.listen]}); "
+                                    f"a port is either plain HTTP or TLS", tls_raw, "listen")
+            for port, where, parent, key in listens:
+                if port == proxy.status_port:
+                    raise self.fail(where, f"port {port} is proxy.status_port, which lbgen keeps for itself",
+                                    parent, key)
+                for host in svc.hosts or ("",):
+                    if svc.tls is not None and port == svc.tls.listen:
+                        self.check_cert(svc, port, host, certs, raw)
+                    other = seen.get((port, host))
+                    if other:
+                        what = f"host {host}" if host else "no hosts (the default server)"
+                        raise self.fail(f"services.{svc.name}.hosts",
+                                        f"port {port} with {what} is already routed to service {other}",
+                                        raw.get(svc.name), "hosts" if host else "listen")
+                    seen[(port, host)] = svc.name
+
+    def check_cert(self, svc: ServiceConfig, port: int, host: str,
+                   certs: dict[tuple[int, str], tuple[str, TlsConfig]], raw: dict[str, Any]) -> None:
+        """One host name on one TLS port is served with one certificate. Services that split a host by path
+        (not yet in lbgen.yaml) pass here when they name the same cert and key, and must share them."""
+        assert svc.tls is not None
+        other = certs.setdefault((port, host), (svc.name, svc.tls))
+        if (other[1].cert_file, other[1].key_file) != (svc.tls.cert_file, svc.tls.key_file):
+            what = f"host {host}" if host else "the default certificate (no hosts)"
+            raise self.fail(f"services.{svc.name}.tls.cert",
+                            f"{what} on TLS port {port} has certificate {other[1].cert} in service {other[0]}; "
+                            f"one host name has one certificate", (raw.get(svc.name) or {}).get("tls"), "cert")
 
 
 def _kind(value: Any) -> str:
@@ -465,6 +458,12 @@ def _int_range(low: int, high: int) -> Callable[[Any], int]:
             raise ValueError(f"expected an integer {low}-{high}, got {grammar._show(value)}")
         return value
     return check
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {grammar._show(value)}")
+    return value
 
 
 def _int_port(value: Any) -> int:

@@ -12,9 +12,9 @@ import re
 import tarfile
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any, Collection, Iterator, Mapping, Sequence
 
-from lbgen.engine import ContainerInfo, EngineEvent, ExecResult, ServiceInfo, TaskInfo
+from lbgen.engine import ROOT, ContainerInfo, EngineEvent, ExecResult, FileSpec, Mount, ServiceInfo, TaskInfo
 from lbgen.errors import ContainerNotFound, DockerUnavailable
 
 DEFAULT_TIMEOUT = 15.0  # seconds per API call: long enough for `nginx -t`, short enough to notice a dead daemon
@@ -45,13 +45,9 @@ class DockerEngine:
         self.where = base_url or _client_url(client) or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         if client is None:
             with self._calls("connect"):
-                # ssh://: the system ssh client, so the user's agent, ~/.ssh/config and known_hosts apply
-                # (the SDK's default, paramiko, reads none of the agent's forwarded settings the same way).
-                ssh = self.where.startswith("ssh://")
-                if base_url:
-                    client = docker.DockerClient(base_url=base_url, timeout=timeout, use_ssh_client=ssh)
-                else:
-                    client = docker.from_env(timeout=timeout, use_ssh_client=ssh)
+                client = _ssh_client(self.where, timeout) if self.where.startswith("ssh://") else (
+                    docker.DockerClient(base_url=base_url, timeout=timeout) if base_url
+                    else docker.from_env(timeout=timeout))
         self.client = client
         # The low-level API: one HTTP call per operation, where the high-level objects inspect first.
         self.api = client.api
@@ -61,6 +57,10 @@ class DockerEngine:
     def ping(self) -> None:
         with self._calls("ping"):
             self.api.ping()
+
+    def version(self) -> str:
+        with self._calls("ask the version"):
+            return str((self.api.version() or {}).get("Version") or "?")
 
     def list_containers(self, label: str) -> list[ContainerInfo]:
         """One list call. For running containers every field is what get_container gives (command: see
@@ -73,11 +73,11 @@ class DockerEngine:
         with self._calls("inspect a container", ref):
             return info_from_inspect(self.api.inspect_container(ref))
 
-    def exec(self, container: str, argv: list[str]) -> ExecResult:
+    def exec(self, container: str, argv: list[str], user: str = ROOT) -> ExecResult:
         if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError(f"exec needs a non-empty list of strings, got {argv!r}")
         with self._calls(f"run {argv[0]} in container {container}", container):
-            exec_id = self.api.exec_create(container, list(argv), stdout=True, stderr=True)["Id"]
+            exec_id = self.api.exec_create(container, list(argv), stdout=True, stderr=True, user=user)["Id"]
             output = self.api.exec_start(exec_id)  # stdout and stderr, demultiplexed in arrival order
             exit_code = self._exit_code(exec_id)
         return ExecResult(exit_code, (output or b"").decode("utf-8", errors="replace"))
@@ -106,6 +106,24 @@ class DockerEngine:
             except self._errors.APIError as e:
                 if e.status_code == 403 or "read-only" in _explain(e):  # 20.10 says 500, the docs 403
                     raise PermissionError(f"{directory} in container {container} is read-only "
+                                          f"({_explain(e)})") from e
+                raise
+
+    def put_files(self, container: str, directory: str, files: Sequence[FileSpec]) -> None:
+        parent, _, base = directory.rstrip("/").rpartition("/")
+        if not directory.startswith("/") or not base:
+            raise ValueError(f"put_files needs an absolute directory, got {directory!r}")
+        parent = parent or "/"
+        with self._calls(f"write files into {directory} in container {container}", container):
+            try:
+                self.api.put_archive(container, parent, _tar_files(base, files))
+            except self._errors.NotFound as e:
+                if _no_such_container(e):
+                    raise
+                raise FileNotFoundError(f"directory {parent} does not exist in container {container}") from e
+            except self._errors.APIError as e:
+                if e.status_code == 403 or "read-only" in _explain(e):
+                    raise PermissionError(f"{parent} in container {container} is read-only "
                                           f"({_explain(e)})") from e
                 raise
 
@@ -162,7 +180,17 @@ class DockerEngine:
                 raise
         return True
 
-    def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
+    def ensure_image(self, ref: str, rootfs: bytes) -> None:
+        repository, _, tag = ref.rpartition(":")
+        with self._calls(f"make image {ref}"):
+            try:
+                self.api.inspect_image(ref)
+                return
+            except self._errors.ImageNotFound:
+                pass
+            self.api.import_image_from_data(rootfs, repository=repository, tag=tag)
+
+    def events(self, label: str, since: float | None = None, names: Collection[str] = ()) -> Iterator[EngineEvent]:
         """Container events of containers carrying `label`, plus network connect/disconnect of them.
 
         Ends when the daemon closes the stream; a broken connection raises DockerUnavailable.
@@ -176,7 +204,7 @@ class DockerEngine:
                     message = next(stream, None)
                 if message is None:
                     return
-                event = event_from_message(message, label)
+                event = event_from_message(message, label, names)
                 if event is None and message.get("Type") == "network":
                     event = self._network_event(message, label)
                 if event is not None:
@@ -254,38 +282,64 @@ class DockerEngine:
                 raise ContainerNotFound(f"container {container} {state}") from e
             raise DockerUnavailable(f"the Docker daemon at {self.where} could not {what}: {explanation}") from e
         except (errors.DockerException, *self._transport_errors) as e:
-            reason = ssh_diagnosis(self.where) if self.where.startswith("ssh://") else None
+            failed = _ssh_failure(e)
+            reason = classify_ssh_error(failed.code, failed.stderr, *_host_port(self.where)) if failed else None
             raise DockerUnavailable(f"cannot reach the Docker daemon at {self.where}: {reason or _reason(e)}") from e
 
 
-def ssh_diagnosis(where: str, timeout: float = 20.0) -> str | None:
-    """Why `ssh HOST docker system dial-stdio` (what the SDK runs for ssh://) fails, in a few words: the
-    SDK only sees a closed pipe. Runs ssh once more in batch mode, stdin closed, and reads its stderr."""
-    import subprocess
+def _ssh_client(where: str, timeout: float) -> Any:
+    """A docker client whose every request goes through lbgen.ssh_transport (the system ssh, batch mode,
+    connections reused). The SDK's own ssh:// transport starts one ssh per API call, needs paramiko even
+    with the system client, and lets ssh write to stderr; so the client is made for a placeholder unix
+    socket (nothing is dialled) and its adapter swapped before the API version is asked for."""
+    import docker
+
+    from lbgen.ssh_transport import SshAdapter
+
+    client = docker.DockerClient(base_url="unix:///lbgen-ssh-placeholder", version="1.24", timeout=timeout)
+    api = client.api
+    api.close()
+    api._custom_adapter = SshAdapter(where, timeout)
+    api.mount("http+docker://", api._custom_adapter)  # the SDK's unix URLs: http+docker://localhost/...
+    api._version = api._retrieve_server_version()
+    return client
+
+
+def _ssh_failure(e: BaseException) -> Any:
+    """The lbgen.ssh_transport.SshFailed somewhere in e's causes (requests and the SDK wrap it), or None."""
+    from lbgen.ssh_transport import SshFailed
+
+    seen: set[int] = set()
+    stack: list[BaseException] = [e]
+    while stack:
+        current = stack.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, SshFailed):
+            return current
+        stack += [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
+        stack += [x for x in (getattr(current, "reason", None), current.__cause__, current.__context__)
+                  if isinstance(x, BaseException)]
+    return None
+
+
+def _host_port(where: str) -> tuple[str, int | None]:
     from urllib.parse import urlsplit
 
     parts = urlsplit(where)
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
-    if parts.username:
-        argv += ["-l", parts.username]
-    if parts.port:
-        argv += ["-p", str(parts.port)]
-    argv += ["--", parts.hostname or "", "docker system dial-stdio"]
-    try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
-    except FileNotFoundError:
-        return "no ssh client here (install openssh-client)"
-    except subprocess.TimeoutExpired:
-        return f"ssh to {parts.hostname} did not finish within {timeout:g}s"
-    return classify_ssh_error(done.returncode, done.stderr.decode("utf-8", errors="replace"), parts.hostname or "")
+    return parts.hostname or where, parts.port
 
 
-def classify_ssh_error(code: int, stderr: str, host: str) -> str | None:
+def classify_ssh_error(code: int | None, stderr: str, host: str, port: int | None = None) -> str | None:
     """A short reason from ssh's exit code and stderr; None when ssh and the remote daemon look fine."""
     text = stderr.lower()
+    keyscan = f"ssh-keyscan -p {port} {host}" if port else f"ssh-keyscan {host}"
     last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    if "no ssh client here" in text:
+        return last
     if "host key verification failed" in text or "remote host identification has changed" in text:
-        return f"ssh host key of {host} is unknown or changed (add it to known_hosts: ssh-keyscan {host}): {last}"
+        return f"ssh host key of {host} is unknown or changed (add it to known_hosts: {keyscan}): {last}"
     if "permission denied" in text or "too many authentication failures" in text:
         return f"ssh authentication to {host} failed (key or agent not accepted): {last}"
     if "could not resolve hostname" in text:
@@ -300,6 +354,8 @@ def classify_ssh_error(code: int, stderr: str, host: str) -> str | None:
         return f"ssh to {host} works but its Docker daemon does not answer: {last}"
     if code == 255:
         return f"ssh to {host} failed: {last or 'exit 255'}"
+    if code:
+        return f"ssh to {host} ended (exit {code}) before its Docker daemon answered: {last or 'no message'}"
     return None
 
 
@@ -328,7 +384,15 @@ def info_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
         exposed_ports=tuple(sorted(exposed)),
         image=str(data.get("Image") or ""),
         command=tuple([data["Path"]] if data.get("Path") else []) + tuple(data.get("Args") or ()),
+        mounts=tuple(_mount(m) for m in data.get("Mounts") or ()),
+        read_only_rootfs=bool((data.get("HostConfig") or {}).get("ReadonlyRootfs")),
+        user=str(config.get("User") or ""),
     )
+
+
+def _mount(raw: Mapping[str, Any]) -> Mount:
+    return Mount(type=str(raw.get("Type") or ""), destination=str(raw.get("Destination") or ""),
+                 source=str(raw.get("Source") or ""), name=str(raw.get("Name") or ""), rw=bool(raw.get("RW", True)))
 
 
 def info_from_summary(data: Mapping[str, Any]) -> ContainerInfo:
@@ -408,7 +472,7 @@ def task_from_inspect(data: Mapping[str, Any], nodes: Mapping[str, str]) -> Task
     )
 
 
-def event_from_message(message: Mapping[str, Any], label: str) -> EngineEvent | None:
+def event_from_message(message: Mapping[str, Any], label: str, names: Collection[str] = ()) -> EngineEvent | None:
     """EngineEvent from one decoded `/events` message, or None when it is not a container event for `label`
     (or a Swarm task's container), nor a Swarm service event.
 
@@ -423,7 +487,7 @@ def event_from_message(message: Mapping[str, Any], label: str) -> EngineEvent | 
                            time=_event_time(message))
     if message.get("Type") != "container":
         return None
-    if label not in attributes and SWARM_TASK_LABEL not in attributes:
+    if label not in attributes and SWARM_TASK_LABEL not in attributes and attributes.get("name") not in names:
         return None
     if action not in _EVENT_ACTIONS:
         return None  # `create`/`update` of a container, asked for because services use those names
@@ -465,6 +529,27 @@ def _event_time(message: Mapping[str, Any]) -> float:
     if message.get("timeNano"):
         return int(message["timeNano"]) / 1e9
     return float(message.get("time") or 0.0)
+
+
+def _tar_files(directory: str, files: Sequence[FileSpec]) -> bytes:
+    """An in-memory tar: a root-owned directory, then each file in it with its mode and owner (Docker
+    extracts with the owners the headers give)."""
+    buffer = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        folder = tarfile.TarInfo(directory)
+        folder.type = tarfile.DIRTYPE
+        folder.mode = 0o755
+        folder.mtime = now
+        tar.addfile(folder)
+        for spec in files:
+            member = tarfile.TarInfo(f"{directory}/{spec.name}")
+            member.size = len(spec.data)
+            member.mode = spec.mode
+            member.uid, member.gid = spec.uid, spec.gid
+            member.mtime = now
+            tar.addfile(member, io.BytesIO(spec.data))
+    return buffer.getvalue()
 
 
 def _tar_one(name: str, data: bytes, mode: int) -> bytes:

@@ -7,7 +7,33 @@ and tasks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Protocol
+from typing import Collection, Iterable, Iterator, Mapping, Protocol, Sequence
+
+
+# The user lbgen's own in-container steps (install, validate, restore, state) run as: root, whatever user the
+# image runs as, so that the official haproxy image (user haproxy, root-owned config directory) needs no
+# change. What lbgen writes stays readable by the proxy's own user (files are created 0644, root-owned).
+ROOT = "0"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One mount of a container, as `docker inspect` lists it."""
+
+    type: str  # bind, volume, tmpfs, ...
+    destination: str  # the path inside the container
+    source: str = ""  # the host path (bind) or the volume's directory on the host
+    name: str = ""  # the volume's name (volume)
+    rw: bool = True
+
+    def describe(self) -> str:
+        """How a user recognises the mount: `bind mount /srv/haproxy.cfg -> /usr/local/etc/haproxy/haproxy.cfg`."""
+        origin = self.name or self.source or "?"
+        kind = {"bind": "bind mount", "volume": "volume"}.get(self.type, f"{self.type} mount")
+        return f"{kind} {origin} -> {self.destination}"
+
+    def covers(self, path: str) -> bool:
+        return path == self.destination or path.startswith(self.destination.rstrip("/") + "/")
 
 
 @dataclass(frozen=True)
@@ -24,6 +50,25 @@ class ContainerInfo:
     exposed_ports: tuple[int, ...] = ()  # TCP ports from the image / --expose
     image: str = ""  # image id
     command: tuple[str, ...] = ()  # entrypoint + args of PID 1
+    mounts: tuple[Mount, ...] = ()  # from inspect only (a container list reports none)
+    read_only_rootfs: bool = False  # `docker run --read-only`
+    user: str = ""  # the user the container runs as (Config.User; "" is the image's default, root)
+
+    def mount_of(self, path: str) -> Mount | None:
+        """The mount that holds `path` (the deepest one), or None when it is on the container's own filesystem."""
+        covering = [m for m in self.mounts if m.covers(path)]
+        return max(covering, key=lambda m: len(m.destination)) if covering else None
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file for Engine.put_files; its bytes never show in a repr."""
+
+    name: str  # a plain file name, no directory
+    data: bytes = field(repr=False)
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,17 +134,25 @@ class Engine(Protocol):
     def ping(self) -> None:
         """Raise DockerUnavailable when the engine does not answer."""
 
+    def version(self) -> str:
+        """The engine's version ("20.10.24"); DockerUnavailable when it does not answer."""
+
     def list_containers(self, label: str) -> list[ContainerInfo]:
         """All containers (running or not) that carry the label key `label`."""
 
     def get_container(self, ref: str) -> ContainerInfo:
         """A container by name or id; ContainerNotFound when there is none."""
 
-    def exec(self, container: str, argv: list[str]) -> ExecResult:
-        """Run argv (no shell unless argv asks for one) in a running container."""
+    def exec(self, container: str, argv: list[str], user: str = ROOT) -> ExecResult:
+        """Run argv (no shell unless argv asks for one) in a running container, as `user` (root unless
+        told: lbgen's own steps must not depend on the user the image runs as)."""
 
     def put_file(self, container: str, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write a file into the container (its directory must exist)."""
+
+    def put_files(self, container: str, directory: str, files: Sequence[FileSpec]) -> None:
+        """Write files into `directory` of the container in one archive, each with its mode and owner,
+        creating `directory` (mode 0755, root's) when it is missing; its parent must exist."""
 
     def read_file(self, container: str, path: str) -> bytes | None:
         """A file's bytes from the container, or None when it does not exist."""
@@ -119,8 +172,12 @@ class Engine(Protocol):
     def remove_container(self, ref: str) -> bool:
         """Remove a container by id; False when it was already gone."""
 
-    def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
-        """Container events for containers carrying the label key; blocks. Ends when the engine goes away."""
+    def ensure_image(self, ref: str, rootfs: bytes) -> None:
+        """Make image `ref` from `rootfs` (a tar of its whole filesystem) unless it exists: no registry."""
+
+    def events(self, label: str, since: float | None = None, names: Collection[str] = ()) -> Iterator[EngineEvent]:
+        """Container events for containers carrying the label key, or named in `names` (the proxy); blocks.
+        Ends when the engine goes away."""
 
     # --- Swarm (a manager node); an engine outside a Swarm answers False / [] ----------------------
 

@@ -26,9 +26,10 @@ _MEANINGS = {
     ExitCode.OK: "ok",
     ExitCode.UNEXPECTED: "unexpected error",
     ExitCode.USAGE: "usage error",
-    ExitCode.CONFIG: "invalid configuration (lbgen.yaml, inventory, template, or the proxy rejected the "
-                     "rendered config)",
-    ExitCode.DOCKER: "Docker unreachable, or a named container missing",
+    ExitCode.CONFIG: "invalid configuration (lbgen.yaml, inventory, template, the proxy rejected the "
+                     "rendered config, or the config path is on a read-only mount)",
+    ExitCode.DOCKER: "Docker unreachable, a named container missing, or Docker could not write the config "
+                     "into the proxy (the previous config is still live)",
     ExitCode.GATE: "health gate refused a switch",
     ExitCode.RELOAD: "reload or verification failed; the previous config was restored",
     ExitCode.LOCK: "another lbgen holds the lock",
@@ -55,12 +56,27 @@ class ProxyRejectedConfig(ConfigError):
     """The proxy's own validator (nginx -t, haproxy -c) refused the rendered config."""
 
 
+class CertificateError(ConfigError):
+    """A TLS certificate or key lbgen.yaml names is missing, unreadable, expired, or they do not match."""
+
+
 class NoBackends(ConfigError):
     """A switch target env has no backends."""
 
 
+class ConfigReadOnly(ConfigError):
+    """The proxy's config path is on a read-only mount (or a read-only container filesystem); refused
+    before anything changed."""
+
+
 class DockerUnavailable(LbgenError):
     exit_code = ExitCode.DOCKER
+
+
+class ConfigWriteFailed(DockerUnavailable):
+    """Writing the config into the proxy container failed for a reason other than a read-only mount (the
+    daemon refused the upload, the disk is full, a copy or rename inside the container failed). Nothing
+    was swapped in: the previous config is still live."""
 
 
 class ContainerNotFound(DockerUnavailable):

@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 
+# Monitoring-plugin statuses (`lbgen health` exits with them).
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATUS_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+
 @dataclass(frozen=True)
 class Backend:
     """One routable container: every field has passed lbgen.grammar."""

@@ -20,7 +20,10 @@ from lbgen.core import ApplyResult, Core, World
 from lbgen.drift import Drift, find_drift
 from lbgen.errors import LbgenError
 from lbgen.events import Event, event
+from lbgen.expiry import CertHealth, served_certs
 from lbgen.health import MAX_PARALLEL_CHECKS, Checker, CheckResult
+from lbgen.model import CRITICAL as CRITICAL, OK as OK, STATUS_NAMES as STATUS_NAMES  # re-exported
+from lbgen.model import UNKNOWN as UNKNOWN, WARNING as WARNING
 from lbgen.model import Backend, HealthCount, Inventory
 from lbgen.render import parse_meta
 from lbgen.routing import build_pools
@@ -30,8 +33,6 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.core import Metric
 
-OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
-STATUS_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 PLUGIN_NAME = "LBGEN"
 
 
@@ -185,6 +186,7 @@ class ServiceHealth:
     fail_open: bool = False  # every backend was ejected, so routing kept them all
     health: HealthConfig = field(default_factory=HealthConfig)
     drift: tuple[Drift, ...] = ()  # where the live config differs from what runs (see lbgen.drift)
+    assumed: bool = False  # no switch on record although several envs are present: default_env is assumed
 
     @property
     def healthy(self) -> int:
@@ -202,10 +204,11 @@ class ServiceHealth:
     def status(self) -> int:
         if self.healthy == 0:
             return CRITICAL
-        return WARNING if self.unhealthy or self.drift else OK
+        return WARNING if self.unhealthy or self.drift or self.assumed else OK
 
     def to_dict(self) -> dict[str, Any]:
-        return {"active_env": self.active_env, "status": STATUS_NAMES[self.status], "healthy": self.healthy,
+        return {"active_env": self.active_env, "active_env_recorded": not self.assumed,
+                "status": STATUS_NAMES[self.status], "healthy": self.healthy,
                 "unhealthy": self.unhealthy, "ejected": self.ejected, "fail_open": self.fail_open,
                 "backends": [b.to_dict() for b in self.backends], "drift": [d.to_dict() for d in self.drift]}
 
@@ -220,6 +223,7 @@ class HealthReport:
     transitions: tuple[Transition, ...] = ()
     applied: dict[str, Any] | None = None  # {"changed": bool, "generation": str} after --apply
     error: str | None = None
+    certs: tuple[CertHealth, ...] = ()  # certificates the live config serves
 
     @classmethod
     def unknown(cls, message: str, checked_at: float | None = None) -> HealthReport:
@@ -229,7 +233,7 @@ class HealthReport:
     def status(self) -> int:
         if self.error is not None:
             return UNKNOWN
-        return max((s.status for s in self.services), default=OK)
+        return max([s.status for s in self.services] + [c.status for c in self.certs], default=OK)
 
     @property
     def exit_code(self) -> int:
@@ -243,9 +247,18 @@ class HealthReport:
         drifted = sum(len(s.drift) for s in self.services)
         if drifted:
             figures += f", live config differs from what runs for {drifted} backend{'' if drifted == 1 else 's'}"
+        assumed = [s.name for s in self.services if s.assumed]
+        if assumed:
+            figures += f", active env assumed (no switch on record) for {', '.join(assumed)}"
         if self.error is not None:
             return f"{self.error}; {figures}" if self.services else self.error
         down = [s for s in self.services if s.status == CRITICAL]
+        expiring = [c for c in self.certs if c.status != OK]
+        if expiring:
+            soonest = min(expiring, key=lambda c: c.days_left)
+            figures = (f"certificate of {soonest.service} "
+                       f"{'expired' if soonest.days_left <= 0 else f'expires in {soonest.days_left:.1f} days'}; "
+                       + figures)
         if down:
             names = ", ".join(s.name for s in down)
             return f"{names} {'has' if len(down) == 1 else 'have'} no healthy backend; {figures}"
@@ -257,6 +270,7 @@ class HealthReport:
             n = len(s.backends)
             parts += [f"{s.name}_healthy={s.healthy};;;0;{n}", f"{s.name}_unhealthy={s.unhealthy};;;0;{n}",
                       f"{s.name}_ejected={s.ejected};;;0;{n}", f"{s.name}_drift={len(s.drift)};;;0"]
+        parts += [f"{c.service}_cert_days={c.days_left:.2f};{c.warn_days};3" for c in self.certs]
         return " ".join(parts)
 
     def nagios(self) -> str:
@@ -280,6 +294,10 @@ class HealthReport:
                 else:
                     lines.append(f"{s.name}: {where} UNHEALTHY: {b.detail}" + (" (ejected)" if b.ejected else ""))
             lines += [f"{s.name}: DRIFT {d.describe()} (run lbgen apply)" for d in s.drift]
+            if s.assumed:
+                lines.append(f"{s.name}: active env {s.active_env or '-'} is ASSUMED (default_env): no switch on "
+                             f"record (never switched, or lbgen's state holder was deleted)")
+        lines += [c.describe() for c in self.certs]
         lines += [t.describe() for t in self.transitions]
         if self.applied is not None:
             word = "applied" if self.applied.get("changed") else "unchanged"
@@ -292,6 +310,7 @@ class HealthReport:
             "checked_at": _iso(self.checked_at), "took": round(self.took, 3), "error": self.error,
             "services": {s.name: s.to_dict() for s in self.services},
             "transitions": [t.to_dict() for t in self.transitions], "applied": self.applied,
+            "certificates": {c.service: c.to_dict() for c in self.certs},
         }
 
     def to_json(self) -> str:
@@ -357,6 +376,9 @@ class HealthCollector:
                     [(_backend_labels(s, b), int(b.healthy)) for s in r.services for b in s.backends])
         yield gauge("lbgen_backend_ejected", "1 when lbgen has taken the backend out of its pool, else 0.", backend,
                     [(_backend_labels(s, b), int(b.ejected)) for s in r.services for b in s.backends])
+        yield gauge("lbgen_tls_cert_expiry_timestamp_seconds",
+                    "When the certificate the proxy serves for the service expires (Unix time).",
+                    ("service", "file"), [((c.service, c.file), c.not_after) for c in r.certs])
 
 
 def _backend_labels(s: ServiceHealth, b: BackendHealth) -> tuple[str, str, str]:
@@ -367,7 +389,8 @@ def build_report(config: Config, inventory: Inventory, active: Mapping[str, str 
                  checked: Sequence[ServiceTargets], results: Mapping[str, Sequence[CheckResult]], state: State,
                  checked_at: float, took: float, transitions: Sequence[Transition] = (),
                  applied: dict[str, Any] | None = None, error: str | None = None,
-                 drift: Mapping[str, tuple[Drift, ...]] | None = None) -> HealthReport:
+                 drift: Mapping[str, tuple[Drift, ...]] | None = None,
+                 assumed: Collection[str] = ()) -> HealthReport:
     """The report of a pass: each checked backend's result, and whether routing leaves it out of its pool
     given `inventory`, `active` and `state` (which may be newer than the checks)."""
     names = [s.name for s in checked]
@@ -386,7 +409,8 @@ def build_report(config: Config, inventory: Inventory, active: Mapping[str, str 
             rows.append(BackendHealth(b, bool(r and r.ok), r.detail if r else "not checked",
                                       ejected=b.id in out_of_pool, fails=c.fails, passes=c.passes))
         fail_open = any(c.ejected and bid in routed[s.name] for bid, c in counts.items())
-        out.append(ServiceHealth(s.name, s.env, tuple(rows), fail_open, s.health, (drift or {}).get(s.name, ())))
+        out.append(ServiceHealth(s.name, s.env, tuple(rows), fail_open, s.health, (drift or {}).get(s.name, ()),
+                                 s.name in assumed))
     return HealthReport(tuple(out), checked_at, took, tuple(transitions), applied, error)
 
 
@@ -403,7 +427,7 @@ def run_health(core: Core, service: str | None = None, *, apply: bool = False, l
     config = only(core.config, names)
     checked_at = wall()
     started = core.clock()
-    world = core.read_world()
+    world = core.repair(core.read_world(), lock_wait)
     services = targets_for(config, world.inventory, world.active)
     results = run_checks(services, core.checker)
     transitions: list[Transition] = []
@@ -420,8 +444,9 @@ def run_health(core: Core, service: str | None = None, *, apply: bool = False, l
     drift = {} if applied is not None else find_drift(
         parse_meta(world.live or ""), build_pools(config, world.inventory, world.active, world.state.ejected_ids()),
         world.inventory)
-    return build_report(config, world.inventory, world.active, services, results, world.state, checked_at,
-                        core.clock() - started, transitions, applied, error, drift)
+    report = build_report(config, world.inventory, world.active, services, results, world.state, checked_at,
+                          core.clock() - started, transitions, applied, error, drift, tuple(world.assumed))
+    return dataclasses.replace(report, certs=served_certs(config, world.live, checked_at))
 
 
 def settle(core: Core, config: Config, results: Mapping[str, Sequence[CheckResult]],

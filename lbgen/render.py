@@ -8,12 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from lbgen import __version__
-from lbgen.config import Config, ServiceConfig
+from lbgen.certs import CertPair, load_pair
+from lbgen.config import Config, ServiceConfig, TlsConfig
 from lbgen.errors import ConfigError
 from lbgen.model import Backend, Pool
 from lbgen.proxies import kind_named
@@ -29,6 +30,28 @@ POOL_PREFIX = "# lbgen-pool: "
 POOL_RE = re.compile(r"^# lbgen-pool: (.*)$", re.M)
 POOL_LINE_MAX = 1000
 STATUS_BODY_SERVICES = 40  # the status listener's answer names at most this many services' envs
+# One line per TLS service: `# lbgen-tls: SERVICE FILE NOT_AFTER`, the certificate file it serves (named by
+# the digest of certificate and key) and when that expires; `health` reports expiry from these.
+TLS_PREFIX = "# lbgen-tls: "
+TLS_RE = re.compile(r"^# lbgen-tls: ([a-z0-9_-]+) ([A-Za-z0-9_.-]+) ([0-9]+)$", re.M)
+
+
+@dataclass(frozen=True)
+class TlsFile:
+    """A file the config refers to, delivered into the proxy container before it is validated."""
+
+    path: str  # in the proxy container
+    data: bytes = field(repr=False)
+    secret: bool = False  # a private key: mode 0600, owned by the proxy's user
+
+
+@dataclass(frozen=True)
+class ServedCert:
+    """A certificate a config serves, as its `# lbgen-tls:` line says."""
+
+    service: str
+    file: str
+    not_after: float
 
 
 @dataclass(frozen=True)
@@ -37,6 +60,21 @@ class Rendered:
     generation: str
     active: dict[str, str | None]
     warnings: tuple[str, ...] = ()
+    files: tuple[TlsFile, ...] = ()  # certificates and keys the text refers to
+
+
+@dataclass(frozen=True)
+class TlsView:
+    """What a template sees of a service's TLS: its settings and where its files are in the proxy."""
+
+    config: TlsConfig
+    cert_path: str
+    key_path: str
+
+    @property
+    def port_suffix(self) -> str:
+        """`:8443` in a redirect when the TLS port is not 443."""
+        return "" if self.config.listen == 443 else f":{self.config.listen}"
 
 
 @dataclass(frozen=True)
@@ -47,6 +85,7 @@ class ServiceView:
     config: ServiceConfig
     active_env: str | None
     servers: tuple[Backend, ...]  # primaries first, then backups
+    tls: TlsView | None = None
 
     @property
     def upstream(self) -> str:
@@ -68,6 +107,17 @@ class PortView:
     port: int
     services: tuple[ServiceView, ...]
     default: ServiceView | None
+    tls: bool = False  # a TLS port
+
+    @property
+    def certs(self) -> tuple[TlsView, ...]:
+        """The distinct certificates served on a TLS port, the default service's first."""
+        ordered = ([self.default] if self.default else []) + [s for s in self.services if s is not self.default]
+        seen: dict[str, TlsView] = {}
+        for view in ordered:
+            if view.tls is not None:
+                seen.setdefault(view.tls.cert_path, view.tls)
+        return tuple(seen.values())
 
 
 @dataclass(frozen=True)
@@ -79,6 +129,7 @@ class LiveMeta:
     # service -> the backends (container names) the config routes to; None when the config does not say
     # (written by an older lbgen)
     routed: dict[str, frozenset[str]] | None = None
+    tls: tuple[ServedCert, ...] = ()  # the certificates it serves
 
 
 def parse_meta(text: str) -> LiveMeta | None:
@@ -92,6 +143,7 @@ def parse_meta(text: str) -> LiveMeta | None:
         generation = str(data["generation"])
         if "active" in data:
             return LiveMeta(generation=generation, active=dict(data["active"]))
+        tls = tuple(ServedCert(svc, f, float(t)) for svc, f, t in TLS_RE.findall(text))
     except (ValueError, KeyError, TypeError):
         return None
     active: dict[str, str | None] = {}
@@ -100,7 +152,7 @@ def parse_meta(text: str) -> LiveMeta | None:
         service, env, *names = line.split()
         active.setdefault(service, None if env == "-" else env)
         routed.setdefault(service, set()).update(names)
-    return LiveMeta(generation, active, {k: frozenset(v) for k, v in routed.items()})
+    return LiveMeta(generation, active, {k: frozenset(v) for k, v in routed.items()}, tls)
 
 
 def pool_lines(services: Sequence[ServiceView]) -> list[str]:
@@ -116,6 +168,39 @@ def pool_lines(services: Sequence[ServiceView]) -> list[str]:
             line += " " + backend.name
         lines.append(line)
     return lines
+
+
+def load_certs(config: Config, now: float | None = None) -> dict[str, CertPair]:
+    """Read and check the certificate and key of every service with `tls` (CertificateError, exit 3, when
+    one is missing, unparsable, expired or not a pair); {} when none has TLS."""
+    return {name: load_pair(svc.tls.cert_file, svc.tls.key_file, shown_cert=svc.tls.cert, shown_key=svc.tls.key,
+                            where=f"services.{name}.tls", now=now)
+            for name, svc in config.services.items() if svc.tls is not None}
+
+
+def tls_files(config: Config, certs: Mapping[str, CertPair]) -> tuple[dict[str, TlsView], tuple[TlsFile, ...]]:
+    """Per TLS service, where its certificate and key go in the proxy container (named by their digest, so
+    the config text changes exactly when they do), and the files to deliver there."""
+    directory = kind_named(config.proxy.kind).tls_dir(config.proxy.config_path)
+    views: dict[str, TlsView] = {}
+    files: dict[str, TlsFile] = {}
+    for name, svc in config.services.items():
+        if svc.tls is None:
+            continue
+        pair = certs.get(name)
+        if pair is None:
+            raise ConfigError(f"services.{name}.tls: no certificate was loaded for it")
+        # HAProxy finds the key of `crt X.pem` in `X.pem.key`; nginx is told both names.
+        cert_path = f"{directory}/{pair.digest}.pem"
+        views[name] = TlsView(svc.tls, cert_path, cert_path + ".key")
+        files[cert_path] = TlsFile(cert_path, pair.cert)
+        files[cert_path + ".key"] = TlsFile(cert_path + ".key", pair.key, secret=True)
+    return views, tuple(files.values())
+
+
+def tls_lines(views: Sequence[ServiceView], certs: Mapping[str, CertPair]) -> list[str]:
+    return [f"{TLS_PREFIX}{v.name} {v.tls.cert_path.rsplit('/', 1)[-1]} {int(certs[v.name].info.not_after)}"
+            for v in views if v.tls is not None]
 
 
 def nginx_str(value: Any) -> str:
@@ -197,11 +282,17 @@ def _bytecode_cache(jinja2: Any) -> Any:
     return jinja2.FileSystemBytecodeCache(directory)
 
 
-def render(config: Config, pools: Sequence[Pool]) -> Rendered:
-    """Render the config for `config.proxy.kind`; identical input gives byte-identical output."""
+def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] | None = None,
+           proxy_version: tuple[int, ...] | None = None) -> Rendered:
+    """Render the config for `config.proxy.kind`; identical input gives byte-identical output. `certs`
+    (default: read and checked from the files lbgen.yaml names) are the TLS services' certificates;
+    `proxy_version` picks version-dependent syntax (None: syntax every supported version accepts)."""
     import jinja2
 
     kind = kind_named(config.proxy.kind)
+    if certs is None:
+        certs = load_certs(config)
+    tls_views, files = tls_files(config, certs)
     by_name = {p.service: p for p in pools}
     warnings: list[str] = []
     views = []
@@ -209,12 +300,18 @@ def render(config: Config, pools: Sequence[Pool]) -> Rendered:
         pool = by_name.get(name) or Pool(service=name, active_env=None)
         servers, left_out = kind.servers(service.algorithm, pool)
         warnings.extend(left_out)
-        views.append(ServiceView(name=name, config=service, active_env=pool.active_env, servers=servers))
+        warnings.extend(_uncovered(name, service, certs.get(name)))
+        views.append(ServiceView(name=name, config=service, active_env=pool.active_env, servers=servers,
+                                 tls=tls_views.get(name)))
     ports = []
-    for port in sorted({v.config.listen for v in views}):
-        on_port = tuple(v for v in views if v.config.listen == port)
+    tls_ports = {v.tls.config.listen for v in views if v.tls is not None}
+    for port in sorted({v.config.listen for v in views} | tls_ports):
+        if port in tls_ports:
+            on_port = tuple(v for v in views if v.tls is not None and v.tls.config.listen == port)
+        else:
+            on_port = tuple(v for v in views if v.config.listen == port)
         default = next((v for v in on_port if not v.config.hosts), None)
-        ports.append(PortView(port=port, services=on_port, default=default))
+        ports.append(PortView(port=port, services=on_port, default=default, tls=port in tls_ports))
     active = {v.name: v.active_env for v in views}
     meta = {"generation": GENERATION_PLACEHOLDER, "v": 2}
     named = "".join(f" {v.name}={v.active_env or '-'}" for v in views[:STATUS_BODY_SERVICES])
@@ -227,7 +324,9 @@ def render(config: Config, pools: Sequence[Pool]) -> Rendered:
         "services": views,
         "ports": ports,
         "meta_comment": "\n".join([META_PREFIX + json.dumps(meta, sort_keys=True, separators=(",", ":")),
-                                    *pool_lines(views)]),
+                                    *pool_lines(views), *tls_lines(views, certs)]),
+        "options": kind.render_options(proxy_version),
+        "tls": bool(tls_ports),
         "status_body": "lbgen generation=" + GENERATION_PLACEHOLDER + named,
         "generation": GENERATION_PLACEHOLDER,
     }
@@ -241,4 +340,15 @@ def render(config: Config, pools: Sequence[Pool]) -> Rendered:
         raise ConfigError(f"template {template_name}{where}: {e.message or e}") from e
     generation = hashlib.sha256(text.encode()).hexdigest()[:12]
     return Rendered(text=text.replace(GENERATION_PLACEHOLDER, generation), generation=generation,
-                    active=active, warnings=tuple(warnings))
+                    active=active, warnings=tuple(warnings), files=files)
+
+
+def _uncovered(name: str, service: ServiceConfig, pair: CertPair | None) -> list[str]:
+    """A warning per host name the service's certificate does not cover (clients would refuse it)."""
+    if pair is None or service.tls is None:
+        return []
+    missing = [h for h in service.hosts if not pair.info.covers(h)]
+    if not missing:
+        return []
+    return [f"service {name}: certificate {service.tls.cert} does not cover {', '.join(missing)} "
+            f"(it names {', '.join(pair.info.names) or 'nothing'})"]

@@ -120,7 +120,12 @@ class DockerLab:
             return
         self._closed = True
         filters = {"label": [f"{k}={v}" for k, v in self.labels.items()]}
-        containers = [c["Id"] for c in self.api.containers(all=True, filters=filters)]
+        listed = self.api.containers(all=True, filters=filters)
+        containers = [c["Id"] for c in listed]
+        # State holders and locks lbgen made for this lab's proxies (labelled with the proxy's name).
+        names = {n.lstrip("/") for c in listed for n in c.get("Names") or ()}
+        containers += [c["Id"] for c in self.api.containers(all=True, filters={"label": "lbgen.state.proxy"})
+                       if c["Labels"].get("lbgen.state.proxy") in names]
         if self.scope_id is None:
             # Lock markers lbgen itself created from this test process (a failed test may leave one).
             marker_filters = {"label": [f"lbgen.lock.pid={os.getpid()}", f"lbgen.lock.host={socket.gethostname()}"]}
@@ -128,6 +133,16 @@ class DockerLab:
         self._parallel(self._remove_container, containers)
         networks = [n["Id"] for n in self.api.networks(filters=filters)]
         self._parallel(self._remove_network, networks)
+        volumes = [v["Name"] for v in (self.api.volumes(filters=filters) or {}).get("Volumes") or []]
+        self._parallel(self._remove_volume, volumes)
+
+    def _remove_volume(self, name: str) -> None:
+        import docker
+
+        try:
+            self.api.remove_volume(name, force=True)
+        except docker.errors.NotFound:
+            pass
 
     def _remove_container(self, container_id: str) -> None:
         import docker
@@ -190,6 +205,14 @@ class DockerLab:
                     used.add(config["Subnet"])
         return used
 
+    # --- volumes ------------------------------------------------------------------------------------
+
+    def volume(self, name_suffix: str = "vol") -> str:
+        """A labelled named volume (removed with the lab); its name."""
+        name = f"{self.prefix}{name_suffix}-{next(self._names)}"
+        self.api.create_volume(name, labels=dict(self.labels))
+        return name
+
     # --- containers ---------------------------------------------------------------------------------
 
     def container(self, network: str | None, name: str | None = None, *, command: list[str] | None = None,
@@ -197,19 +220,24 @@ class DockerLab:
                   expose: Iterable[int] = (), healthcheck: Any = None, extra_networks: Iterable[str] = (),
                   read_only: bool = False, start: bool = True, image: str | None = None,
                   user: str | None = None, stop_signal: str | None = None,
-                  binds: Mapping[str, str] | None = None) -> Any:
+                  binds: Mapping[str, str] | Iterable[str] | None = None, publish: Iterable[int] = ()) -> Any:
         """A labelled container of the test image (or `image`) on `network` (None: no network at all).
         `command=None` runs the image's own CMD (and ENTRYPOINT). `binds`: host path -> "container
-        path:ro|rw" bind mounts.
+        path:ro|rw" bind mounts, or `-v` specs ("/host/path:/in/container[:ro]", "volume-name:/in/container").
+        `publish`: container ports published on 127.0.0.1 only, each on a free host port (read it with
+        `container.ports`).
 
         Returns a docker.models.containers.Container. The name gets the session prefix.
         """
         full_name = self.prefix + (name or f"c{next(self._names)}")
+        publish = list(publish)
         host_config = self.api.create_host_config(network_mode=network or "none", read_only=read_only,
-                                                  binds=[f"{h}:{c}" for h, c in (binds or {}).items()] or None)
+                                                  binds=(list(binds or ()) if not isinstance(binds, Mapping) else
+                                                         [f"{h}:{c}" for h, c in binds.items()]) or None,
+                                                  port_bindings={p: ("127.0.0.1",) for p in publish} or None)
         created = self.api.create_container(
             image or self.image, command=command, user=user, stop_signal=stop_signal, name=full_name, labels={**(labels or {}), **self.labels},
-            environment=dict(env_vars or {}), ports=list(expose) or None, healthcheck=_healthcheck(healthcheck),
+            environment=dict(env_vars or {}), ports=list(expose) + publish or None, healthcheck=_healthcheck(healthcheck),
             host_config=host_config, hostname=full_name[:63],
         )
         for extra in extra_networks:
@@ -273,26 +301,33 @@ class DockerLab:
 
     # --- images derived from the test image --------------------------------------------------------
 
-    def derived_image(self, folder: str) -> str:
-        """The image of tests/images/<folder>/Dockerfile built `FROM` the test image (build arg BASE),
-        tagged `lbgen-test-<folder>:<hash of the folder and the base tag>`, so it is built once per recipe."""
-        return derived_image(self.client, self.image, IMAGES / folder)
+    def derived_image(self, folder: str, variant: str | None = None) -> str:
+        """The image of tests/images/<folder>/Dockerfile built `FROM` the test image (build arg BASE, and
+        VARIANT when given), tagged `lbgen-test-<folder>[-variant]:<hash of the folder and the base tag>`,
+        so it is built once per recipe."""
+        return derived_image(self.client, self.image, IMAGES / folder, variant)
 
-    def official_nginx(self, network: str, name: str | None = None, **kw: Any) -> Any:
-        """A replica of the official nginx image (tests/images/official/nginx), run as its Dockerfile says
-        (its ENTRYPOINT and CMD); returns once the master has written its pid file."""
+    def official_nginx(self, network: str, name: str | None = None, variant: str = "debian", **kw: Any) -> Any:
+        """A replica of the official nginx image (tests/images/official/nginx; variant "alpine": its /bin/sh
+        is BusyBox), run as its Dockerfile says (its ENTRYPOINT and CMD); returns once the master has
+        written its pid file. Keyword arguments go to container() (mounts=..., ...)."""
+        image = self.derived_image("official/nginx", None if variant == "debian" else variant)
         container = self.container(network, name or f"official-nginx-{next(self._names)}",
-                                   image=self.derived_image("official/nginx"), stop_signal="SIGQUIT", **kw)
+                                   image=image, stop_signal="SIGQUIT", **kw)
         self.wait_for(lambda: container.exec_run(["test", "-s", "/run/nginx.pid"]).exit_code == 0,
                       timeout=10, what=f"nginx in {container.name} to start")
         return container
 
-    def official_haproxy(self, network: str, name: str | None = None, **kw: Any) -> Any:
-        """A replica of the official haproxy image (tests/images/official/haproxy), run as its Dockerfile
-        says (user haproxy, entrypoint adding -W -db); with the base's placeholder haproxy.cfg (:80 answers
-        503). Returns once :80 answers."""
+    def official_haproxy(self, network: str, name: str | None = None, variant: str = "debian", wait: bool = True,
+                         **kw: Any) -> Any:
+        """A replica of the official haproxy image (tests/images/official/haproxy; variant "alpine": its
+        /bin/sh is BusyBox), run as its Dockerfile says (user haproxy, entrypoint adding -W -db); with the
+        base's placeholder haproxy.cfg (:80 answers 503). With `wait`, returns once :80 answers."""
+        image = self.derived_image("official/haproxy", None if variant == "debian" else variant)
         container = self.container(network, name or f"official-haproxy-{next(self._names)}",
-                                   image=self.derived_image("official/haproxy"), stop_signal="SIGUSR1", **kw)
+                                   image=image, stop_signal="SIGUSR1", **kw)
+        if not wait:
+            return container
         self.wait_http(f"http://{self.ip(container, network)}:80/", timeout=10, status=None)
         return container
 
@@ -351,15 +386,17 @@ def build_image() -> str:
 _derive_lock = threading.Lock()
 
 
-def derived_image(client: Any, base: str, folder: Path) -> str:
-    """Build (or reuse) `folder`'s Dockerfile FROM `base`; the tag. No registry is involved: the base is local."""
+def derived_image(client: Any, base: str, folder: Path, variant: str | None = None) -> str:
+    """Build (or reuse) `folder`'s Dockerfile FROM `base` (build arg VARIANT when given); the tag. No registry
+    is involved: the base is local."""
     import docker
 
-    digest = hashlib.sha256(base.encode())
+    digest = hashlib.sha256(base.encode() + b"\0" + (variant or "").encode())
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
     name = str(folder.relative_to(IMAGES)) if folder.is_relative_to(IMAGES) else folder.name
-    tag = f"lbgen-test-{name.replace('/', '-').replace('_', '-')}:{digest.hexdigest()[:12]}"
+    suffix = f"-{variant}" if variant else ""
+    tag = f"lbgen-test-{name.replace('/', '-').replace('_', '-')}{suffix}:{digest.hexdigest()[:12]}"
     with _derive_lock:
         try:
             client.images.get(tag)
@@ -367,7 +404,8 @@ def derived_image(client: Any, base: str, folder: Path) -> str:
         except docker.errors.ImageNotFound:
             pass
         try:
-            client.images.build(path=str(folder), tag=tag, buildargs={"BASE": base}, rm=True, forcerm=True,
+            buildargs = {"BASE": base, **({"VARIANT": variant} if variant else {})}
+            client.images.build(path=str(folder), tag=tag, buildargs=buildargs, rm=True, forcerm=True,
                                 pull=False, labels={"lbgen-test-image": name})
         except (docker.errors.BuildError, docker.errors.APIError) as e:
             log = "".join(str(line.get("stream", line.get("error", ""))) for line in getattr(e, "build_log", []) or [])

@@ -11,6 +11,8 @@ from typing import Callable
 from fakes import FakeEngine
 from lbgen.config import parse_config
 from lbgen.engine import ExecResult
+from lbgen.errors import ContainerNotFound
+from lbgen.holder import Holder
 from lbgen.render import parse_meta
 
 CONFIG = """\
@@ -57,6 +59,25 @@ class FakeProxy:
             raise TimeoutError(f"timeout after {timeout:g}s")
         return status, ""
 
+    def record(self, **active: str) -> None:
+        """Put a record of these active envs on the engine, as an earlier switch would have."""
+        from lbgen.state import StateStore
+
+        store = StateStore(self.engine, self.config.proxy.container, self.config.proxy.state_dir)
+        state = store.load()
+        state.recorded_active.update(active)
+        store.save(state)
+
+    def recorded(self) -> dict:
+        """The record on the engine as JSON ({} when there is none)."""
+        import json
+
+        try:
+            slot = Holder(self.engine, self.config.proxy.container).read()
+        except ContainerNotFound:
+            return {}
+        return json.loads(slot.body) if slot else {}
+
     def live(self) -> bytes | None:
         return self.engine.read("proxy", self.path)
 
@@ -71,8 +92,11 @@ class FakeProxy:
         directory = str(Path(self.path).parent)
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
+            def here(path: str) -> bool:  # files of the config's directory itself, not of lbgen-tls/ below
+                return path.startswith(directory + "/") and "/" not in path[len(directory) + 1:]
+
             for path, data in files.items():
-                if path.startswith(directory + "/"):
+                if here(path):
                     (root / Path(path).name).write_bytes(data)
             args = [a.replace(directory, tmp) if a.startswith(directory) else a for a in argv[4:]]
             script = argv[2]
@@ -81,10 +105,10 @@ class FakeProxy:
                 ok, msg = self.validate(new.read_bytes() if new.exists() else b"")
                 (root / "validated.verdict").write_text("ok" if ok else "no")
                 (root / "validated.msg").write_text(msg)
-                args = args[:2] + ["sh", "-c", f'test "$(cat {tmp}/validated.verdict)" = ok || '
+                args = args[:3] + ["sh", "-c", f'test "$(cat {tmp}/validated.verdict)" = ok || '
                                    f'{{ cat {tmp}/validated.msg; exit 1; }}', "v"]
             proc = subprocess.run(["sh", "-c", script, "sh", *args], capture_output=True, text=True)
-            for path in [p for p in files if p.startswith(directory + "/")]:
+            for path in [p for p in files if here(p)]:
                 del files[path]
             for f in root.iterdir():
                 if not f.name.startswith("validated"):

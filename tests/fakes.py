@@ -32,9 +32,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import posixpath
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Collection, Callable, Iterable, Iterator, Mapping, Sequence
 
-from lbgen.engine import ContainerInfo, EngineEvent, ExecResult, ServiceInfo, TaskInfo
+from lbgen.engine import ROOT, ContainerInfo, EngineEvent, ExecResult, FileSpec, Mount, ServiceInfo, TaskInfo
 from lbgen.errors import ContainerNotFound
 
 ExecHandler = Callable[["FakeEngine", ContainerInfo, "list[str]"], ExecResult]
@@ -67,10 +67,12 @@ class FakeEngine:
     fail_on          method name -> exception raised by that method only
     calls            every Engine call as a tuple: ("exec", "proxy", ["nginx", "-t"]), ("ping",), ...
     execs            (container name, argv) of each exec
+    exec_users       the user of each exec, in the same order as execs
     signals          (container name, signal) of each signal
     stopped          names of containers stop_container stopped
     removed          names of containers remove_container removed
     markers          names of containers create_marker created
+    images           ref -> rootfs of the images ensure_image made
     swarm            whether this engine is a Swarm manager (add_service sets it)
     services         service id -> ServiceInfo;  tasks: every TaskInfo, history included
     scaled           (service name, replicas) of each scale_service
@@ -80,6 +82,7 @@ class FakeEngine:
         self.containers: dict[str, ContainerInfo] = {}
         self.files: dict[str, dict[str, bytes]] = {}
         self.modes: dict[tuple[str, str], int] = {}
+        self.owners: dict[tuple[str, str], tuple[int, int]] = {}  # put_files owners (uid, gid)
         self.exec_handlers: dict[str, ExecHandler] = {}
         self.signal_handlers: dict[str, SignalHandler] = {}
         self.events_queue: list[EngineEvent] = []
@@ -87,10 +90,12 @@ class FakeEngine:
         self.fail_on: dict[str, BaseException] = {}
         self.calls: list[tuple[Any, ...]] = []
         self.execs: list[tuple[str, list[str]]] = []
+        self.exec_users: list[str] = []
         self.signals: list[tuple[str, str]] = []
         self.stopped: list[str] = []
         self.removed: list[str] = []
         self.markers: list[str] = []
+        self.images: dict[str, bytes] = {}  # ensure_image: ref -> rootfs tar
         self.swarm = False
         self.services: dict[str, ServiceInfo] = {}
         self.tasks: list[TaskInfo] = []
@@ -104,14 +109,16 @@ class FakeEngine:
     def add(self, name: str, *, labels: Mapping[str, str] | None = None, running: bool = True,
             health: str | None = None, networks: Mapping[str, str] | None = None,
             network_ids: Mapping[str, str] | None = None, exposed_ports: tuple[int, ...] = (),
-            image: str = "sha256:" + "0" * 64, command: tuple[str, ...] = (), id: str | None = None) -> ContainerInfo:
+            image: str = "sha256:" + "0" * 64, command: tuple[str, ...] = (), id: str | None = None,
+            mounts: tuple[Mount, ...] = (), read_only_rootfs: bool = False, user: str = "") -> ContainerInfo:
         """Add (or replace) a container. network_ids default to fake ids derived from the network names."""
         networks = dict(networks or {})
         if network_ids is None:
             network_ids = {net: fake_id("network:" + net) for net in networks}
         info = ContainerInfo(id=id or fake_id(name), name=name, labels=dict(labels or {}), running=running,
                              health=health, networks=networks, network_ids=dict(network_ids),
-                             exposed_ports=tuple(exposed_ports), image=image, command=tuple(command))
+                             exposed_ports=tuple(exposed_ports), image=image, command=tuple(command),
+                             mounts=tuple(mounts), read_only_rootfs=read_only_rootfs, user=user)
         return self._store(info)
 
     def add_backend(self, name: str, service: str, env: str | None = None, *, network: str = "lbnet",
@@ -209,6 +216,10 @@ class FakeEngine:
     def ping(self) -> None:
         self._call("ping")
 
+    def version(self) -> str:
+        self._call("version")
+        return "0.0-fake"
+
     def list_containers(self, label: str) -> list[ContainerInfo]:
         self._call("list_containers", label)
         return [c for c in self.containers.values() if label in c.labels]
@@ -217,12 +228,13 @@ class FakeEngine:
         self._call("get_container", ref)
         return self._find(ref)
 
-    def exec(self, container: str, argv: list[str]) -> ExecResult:
+    def exec(self, container: str, argv: list[str], user: str = ROOT) -> ExecResult:
         self._call("exec", container, list(argv))
         if not argv:
             raise ValueError("exec needs a non-empty argv")
         info = self._running(container)
         self.execs.append((info.name, list(argv)))
+        self.exec_users.append(user)
         handler = self.exec_handlers.get(argv[0]) or self.exec_handlers.get(posixpath.basename(argv[0]))
         if handler is not None:
             return handler(self, info, list(argv))
@@ -238,6 +250,17 @@ class FakeEngine:
         info = self._find(container)
         self.files.setdefault(info.id, {})[path] = bytes(data)
         self.modes[(info.id, path)] = mode
+
+    def put_files(self, container: str, directory: str, files: Sequence[FileSpec]) -> None:
+        self._call("put_files", container, directory, [f.name for f in files])
+        if not directory.startswith("/") or directory.endswith("/"):
+            raise ValueError(f"put_files needs an absolute directory, got {directory!r}")
+        info = self._find(container)
+        for spec in files:
+            path = f"{directory}/{spec.name}"
+            self.files.setdefault(info.id, {})[path] = bytes(spec.data)
+            self.modes[(info.id, path)] = spec.mode
+            self.owners[(info.id, path)] = (spec.uid, spec.gid)
 
     def read_file(self, container: str, path: str) -> bytes | None:
         self._call("read_file", container, path)
@@ -277,11 +300,15 @@ class FakeEngine:
         self.removed.append(info.name)
         return True
 
-    def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
+    def ensure_image(self, ref: str, rootfs: bytes) -> None:
+        self._call("ensure_image", ref)
+        self.images.setdefault(ref, rootfs)
+
+    def events(self, label: str, since: float | None = None, names: Collection[str] = ()) -> Iterator[EngineEvent]:
         self._call("events", label, since)
         while self.events_queue:
             event = self.events_queue.pop(0)
-            if label in event.labels and (since is None or event.time >= since):
+            if (label in event.labels or event.container_name in names) and (since is None or event.time >= since):
                 yield event
 
     def swarm_manager(self) -> bool:

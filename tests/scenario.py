@@ -17,12 +17,16 @@ NGINX_CFG = "/etc/nginx/conf.d/lbgen.conf"
 class Scenario:
     def __init__(self, lab: Any, tmp_path: Path, kind: str, blue: int = 2, green: int = 2,
                  service_yaml: str = "", top_yaml: str = "", backend_env: dict | None = None,
-                 proxy_yaml: str = "", backend_kw: dict | None = None) -> None:
+                 proxy_yaml: str = "", backend_kw: dict | None = None, proxy: Any = None) -> None:
+        """`proxy`: a function of the network making the proxy container (default: the test image's)."""
         self.lab = lab
         self.kind = kind
         self.tmp_path = tmp_path
         self.net, self.subnet = lab.network("app")
-        self.proxy = lab.nginx_proxy(self.net) if kind == "nginx" else lab.haproxy_proxy(self.net)
+        if proxy is not None:
+            self.proxy = proxy(self.net)
+        else:
+            self.proxy = lab.nginx_proxy(self.net) if kind == "nginx" else lab.haproxy_proxy(self.net)
         self.backends = {"blue": [], "green": []}
         for env, count in (("blue", blue), ("green", green)):
             for _ in range(count):

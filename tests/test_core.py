@@ -9,9 +9,10 @@ import pytest
 
 from fakeproxy import FakeProxy
 from lbgen.model import Outcome
+from lbgen.engine import Mount
 from lbgen.events import event
 from lbgen.app import Lbgen
-from lbgen.errors import (ContainerNotFound, DockerUnavailable, HealthGateFailed, LockHeld, NoBackends, ProxyError,
+from lbgen.errors import (ConfigReadOnly, ConfigWriteFailed, ContainerNotFound, DockerUnavailable, HealthGateFailed, LockHeld, NoBackends, ProxyError,
                           ProxyRejectedConfig, ReloadFailed)
 from lbgen.render import parse_meta
 from lbgen.state import ProxyLock
@@ -241,16 +242,58 @@ def test_a_read_only_proxy_filesystem_is_a_clear_error():
     before = fp.live()
     fp.backend("web-blue-9", "blue")
     fp.engine.fail_on["put_file"] = PermissionError("read-only file system")
-    with pytest.raises(ProxyError, match="cannot write /etc/nginx/conf.d/lbgen.conf in proxy container proxy: "
-                                         "read-only file system; the previous config is still live"):
+    with pytest.raises(ConfigReadOnly, match="cannot write /etc/nginx/conf.d/lbgen.conf in proxy container proxy: "
+                                             "read-only file system \\(read-only\\); make it writable; "
+                                             "nothing was changed") as raised:
         app.apply()
+    assert raised.value.exit_code == 3
     assert fp.live() == before
+
+
+def test_a_read_only_mount_is_refused_before_anything_is_uploaded():
+    fp, app, _ = make()
+    app.apply()
+    before = fp.live()
+    fp.backend("web-blue-9", "blue")
+    mount = Mount("bind", "/etc/nginx/conf.d", source="/srv/proxy/conf.d", rw=False)
+    fp.engine.update("proxy", mounts=(mount,))
+    fp.engine.calls.clear()
+    app = Lbgen(fp.config, fp.engine, get=fp.get, sleep=lambda s: None)  # a new lbgen run inspects anew
+    with pytest.raises(ConfigReadOnly) as raised:
+        app.apply()
+    assert str(raised.value) == (
+        "/etc/nginx/conf.d/lbgen.conf in proxy container proxy is on a read-only bind mount /srv/proxy/conf.d "
+        "-> /etc/nginx/conf.d; lbgen must write it. Mount it read-write (drop `:ro` from the -v/--mount of "
+        "/etc/nginx/conf.d); nothing was changed")
+    assert not [c for c in fp.engine.calls if c[0] in ("put_file", "exec", "signal")]
+    assert fp.live() == before
+
+
+def test_a_docker_error_while_writing_the_config_is_exit_4_and_changes_nothing():
+    fp, app, _ = make()
+    app.apply()
+    before = fp.live()
+    fp.backend("web-blue-9", "blue")
+    fp.engine.fail_on["put_file"] = DockerUnavailable("the Docker daemon could not write: no space left on device")
+    with pytest.raises(ConfigWriteFailed, match="the previous config is still live") as raised:
+        app.apply()
+    assert raised.value.exit_code == 4
+    assert fp.live() == before
+
+
+def test_a_single_file_mount_is_written_over_not_renamed():
+    fp, app, _ = make()
+    fp.engine.update("proxy", mounts=(Mount("bind", "/etc/nginx/conf.d/lbgen.conf", source="/srv/lbgen.conf"),))
+    app.apply()
+    installs = [argv for _, argv in fp.engine.execs if argv[:1] == ["sh"]]
+    assert installs and all(argv[6] == "overwrite" for argv in installs)
+    assert fp.live() is not None and fp.serving is not None
 
 
 # --- the lock --------------------------------------------------------------------------------------
 
 def lock(fp, clock, purpose="switch", wait=2.0, lease=60.0):
-    return ProxyLock(fp.engine, fp.info.id, fp.info.image, "proxy", purpose, wait=wait, lease=lease,
+    return ProxyLock(fp.engine, "proxy", purpose, wait=wait, lease=lease,
                      clock=clock, sleep=clock.sleep)
 
 

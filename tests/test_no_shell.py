@@ -1,8 +1,8 @@
 """An audit: no shell ever sees a label value or a config value, and nothing secret is logged.
 
 - By reading lbgen's source (ast): no subprocess, os.system/popen/exec*/spawn*, shell=True, eval or exec
-  anywhere, except the one `ssh` that lbgen.docker_engine re-runs (argv list, no shell) to say why an
-  ssh:// DOCKER_HOST failed; every command goes through Engine.exec as a list literal whose items are
+  anywhere, except the `ssh ... docker system dial-stdio` that lbgen.ssh_transport starts for an ssh://
+  DOCKER_HOST (an argv list from ssh_argv, no shell); every command goes through Engine.exec as a list literal whose items are
   whole values (never an f-string, a concatenation or a formatted string); the only shell run is `sh -c`
   with one of the three constant scripts (two in lbgen.proxies.driver, the probe in lbgen.probe), every
   value after them a positional argument.
@@ -23,6 +23,7 @@ from fakeproxy import FakeProxy
 import lbgen
 from lbgen import probe as probe_module
 from lbgen.proxies import driver as proxy_module
+from lbgen import doctor as doctor_module
 from lbgen.proxies import kind_named
 from lbgen.app import Lbgen
 from lbgen.sources.docker import DockerSource
@@ -32,8 +33,9 @@ from lbgen.render import parse_meta
 LBGEN = Path(lbgen.__file__).resolve().parent
 SOURCES = sorted(LBGEN.rglob("*.py"))
 SCRIPTS = {"INSTALL_SCRIPT": proxy_module.INSTALL_SCRIPT, "RESTORE_SCRIPT": proxy_module.RESTORE_SCRIPT,
-           "PROBE": probe_module.PROBE}
-SCRIPT_HOMES = {"INSTALL_SCRIPT": "proxies/driver.py", "RESTORE_SCRIPT": "proxies/driver.py", "PROBE": "probe.py"}
+           "PROBE": probe_module.PROBE, "PROBE_SCRIPT": doctor_module.PROBE_SCRIPT}
+SCRIPT_HOMES = {"INSTALL_SCRIPT": "proxies/driver.py", "RESTORE_SCRIPT": "proxies/driver.py", "PROBE": "probe.py",
+                "PROBE_SCRIPT": "doctor.py"}
 SHELLS = {"sh", "bash", "dash", "ash", "zsh", "/bin/sh", "/bin/bash", "/usr/bin/env", "env", "busybox"}
 SECRET = "hunter2-9f8e7d"
 
@@ -56,7 +58,7 @@ def test_no_process_is_started_on_the_host_and_no_shell_is_asked_for():
     problems = []
     for path, tree in trees():
         for node in ast.walk(tree):
-            if path.name == "docker_engine.py" and _is_the_ssh_diagnosis(node):
+            if path.name == "ssh_transport.py" and _is_the_ssh_transport(node):
                 continue
             if isinstance(node, ast.Import):
                 problems += [f"{where(path, node)} imports {a.name}" for a in node.names
@@ -82,26 +84,31 @@ def test_no_process_is_started_on_the_host_and_no_shell_is_asked_for():
     assert problems == []
 
 
-def _is_the_ssh_diagnosis(node: ast.AST) -> bool:
-    """docker_engine.ssh_diagnosis: `import subprocess` and `subprocess.run(argv, ...)` with argv a list that
-    starts with the constant "ssh", and no shell= keyword (which the audit still reports)."""
+def _is_the_ssh_transport(node: ast.AST) -> bool:
+    """lbgen.ssh_transport: `import subprocess` (its one Popen is checked below)."""
     if isinstance(node, ast.Import):
         return [a.name for a in node.names] == ["subprocess"]
     return False
 
 
 def test_the_one_host_process_is_ssh_without_a_shell():
-    source = (LBGEN / "docker_engine.py").read_text()
+    source = (LBGEN / "ssh_transport.py").read_text()
     tree = ast.parse(source)
     runs = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
             and isinstance(n.func.value, ast.Name) and n.func.value.id == "subprocess"]
-    assert [ast.unparse(n.func) for n in runs] == ["subprocess.run"]
+    assert [ast.unparse(n.func) for n in runs] == ["subprocess.Popen"]
     assert "shell" not in {k.arg for k in runs[0].keywords}
-    function = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "ssh_diagnosis")
+    assert ast.unparse(runs[0].args[0]) == "self.argv"
+    function = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "ssh_argv")
     first = next(n for n in ast.walk(function) if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "argv")
     assert isinstance(first.value, ast.List) and ast.unparse(first.value.elts[0]) == "'ssh'"
+    from lbgen.ssh_transport import ssh_argv
+
+    assert ssh_argv("ssh://deploy@prod.example:2222") == [
+        "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-l", "deploy", "-p", "2222", "--", "prod.example",
+        "docker system dial-stdio"]
     for path, tree in trees():
-        if path.name != "docker_engine.py":
+        if path.name != "ssh_transport.py":
             assert "subprocess" not in path.read_text(), path
 
 
@@ -117,9 +124,10 @@ def exec_calls() -> list[tuple[str, ast.Call]]:
 
 def test_every_command_is_an_argv_list_of_whole_values():
     calls = exec_calls()
-    assert len(calls) >= 5, "the audit should see the proxy driver's and state.py's execs"
+    assert len(calls) >= 4, "the audit should see the proxy driver's and state.py's execs"
     for at, call in calls:
-        assert len(call.args) == 2 and not call.keywords, f"{at}: exec(container, argv) expected"
+        assert len(call.args) == 2 and all(k.arg == "user" for k in call.keywords), \
+            f"{at}: exec(container, argv[, user=...]) expected"
         argv = call.args[1]
         assert isinstance(argv, ast.List), f"{at}: argv must be a list literal, got {ast.unparse(argv)}"
         for item in argv.elts:
@@ -143,7 +151,7 @@ def test_the_only_shell_runs_a_constant_script_with_values_as_positional_argumen
         assert [ast.unparse(i) for i in items[:2]] == ["'sh'", "'-c'"], at
         assert isinstance(items[2], ast.Name) and items[2].id in SCRIPTS, f"{at}: sh -c {ast.unparse(items[2])}"
         assert isinstance(items[3], ast.Constant) and items[3].value == "sh", f"{at}: $0 must be a constant"
-    assert sorted(shells) == ["INSTALL_SCRIPT", "PROBE", "RESTORE_SCRIPT"]
+    assert sorted(shells) == ["INSTALL_SCRIPT", "PROBE", "PROBE_SCRIPT", "RESTORE_SCRIPT"]
     # The scripts are constant text in their modules (not built at run time).
     for name, home in SCRIPT_HOMES.items():
         tree = ast.parse((LBGEN / home).read_text())
@@ -205,13 +213,13 @@ def test_apply_switch_and_rollback_exec_only_whole_values(kind):
     mode, validator = kind_named(kind).validate_mode, kind_named(kind).validator
     assert validator[0] == kind and mode == ("inplace" if kind == "nginx" else "candidate")
     allowed = {
-        ("sh", "-c", proxy_module.INSTALL_SCRIPT, "sh", path, mode, *validator),
-        ("sh", "-c", proxy_module.RESTORE_SCRIPT, "sh", path),
-        ("mkdir", "-p", "-m", "0700", state),
-        ("mv", "-f", f"{state}/state.json.tmp", f"{state}/state.json"),
+        ("sh", "-c", proxy_module.INSTALL_SCRIPT, "sh", path, mode, "rename", *validator),
+        ("sh", "-c", proxy_module.RESTORE_SCRIPT, "sh", path, "rename"),
+        ("mv", "-f", f"{state}/state.json", f"{state}/state.json.carried-over"),  # carrying over an old record
     }
     execs = [tuple(argv) for _, argv in fp.engine.execs]
     assert execs and set(execs) <= allowed, set(execs) - allowed
+    assert set(fp.engine.exec_users) == {"0"}  # lbgen's steps run as root whatever the image's user
     assert sum(argv[2] == proxy_module.INSTALL_SCRIPT for argv in execs if argv[0] == "sh") == 3
     # Every path that reaches a command is one whole argument, after the options, and starts with "/",
     # so it can be neither an option nor part of the script.
@@ -220,7 +228,7 @@ def test_apply_switch_and_rollback_exec_only_whole_values(kind):
         assert all(a.startswith("/") for a in argv if path in a or state in a)
 
     # No secret in any log line, the rendered config, the state file or what discovery hands out.
-    everything = "\n".join(map(str, logs)) + fp.live().decode() + (fp.engine.read("proxy", f"{state}/state.json") or b"").decode()
+    everything = "\n".join(map(str, logs)) + fp.live().decode() + json.dumps(fp.recorded())
     assert "web-green-1" in "\n".join(map(str, logs)) and "'lbgen.secret'" in "\n".join(map(str, logs))
     assert SECRET not in everything
     inventory = app.discover()

@@ -10,9 +10,13 @@ import pytest
 from lbgen.proxies.driver import INSTALL_SCRIPT, RESTORE_SCRIPT
 
 
-def install(path: Path, mode: str, *validator: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", "-c", INSTALL_SCRIPT, "sh", str(path), mode, *validator],
+def install(path: Path, mode: str, *validator: str, swap: str = "rename") -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", INSTALL_SCRIPT, "sh", str(path), mode, swap, *validator],
                           capture_output=True, text=True)
+
+
+def restore(path: Path, swap: str = "rename") -> None:
+    subprocess.run(["sh", "-c", RESTORE_SCRIPT, "sh", str(path), swap], check=True)
 
 
 def files(d: Path) -> dict[str, str]:
@@ -27,7 +31,7 @@ def test_valid_config_is_swapped_in_with_the_previous_kept(tmp_path, mode):
     result = install(live, mode, "true")
     assert result.returncode == 0, result.stdout
     assert files(tmp_path) == {"lbgen.conf": "new\n", "lbgen.conf.lbgen-prev": "old\n"}
-    subprocess.run(["sh", "-c", RESTORE_SCRIPT, "sh", str(live)], check=True)
+    restore(live)
     assert files(tmp_path) == {"lbgen.conf": "old\n"}
 
 
@@ -71,3 +75,48 @@ def test_hostile_path_is_data_not_code(tmp_path):
     assert install(live, "inplace", "true").returncode == 0
     assert live.read_text() == "new\n"
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists() and not Path("pwned2").exists()
+
+
+@pytest.mark.parametrize("mode", ["candidate", "inplace"])
+def test_overwrite_keeps_the_inode_of_a_mounted_file(tmp_path, mode):
+    """A single-file bind mount cannot be renamed over: the new content is written into the same inode,
+    so the host's file holds it; the previous content is kept beside it and restored the same way."""
+    live = tmp_path / "haproxy.cfg"
+    live.write_text("old\n")
+    inode = live.stat().st_ino
+    (tmp_path / "haproxy.cfg.lbgen-new").write_text("new\n")
+    assert install(live, mode, "true", swap="overwrite").returncode == 0
+    assert live.stat().st_ino == inode
+    assert files(tmp_path) == {"haproxy.cfg": "new\n", "haproxy.cfg.lbgen-prev": "old\n"}
+    restore(live, "overwrite")
+    assert live.stat().st_ino == inode
+    assert files(tmp_path) == {"haproxy.cfg": "old\n"}
+
+
+@pytest.mark.parametrize("mode", ["candidate", "inplace"])
+def test_overwrite_rejected_leaves_the_mounted_file_byte_identical(tmp_path, mode):
+    live = tmp_path / "lbgen.conf"
+    live.write_bytes(b"old config\n\x00bytes")
+    inode = live.stat().st_ino
+    (tmp_path / "lbgen.conf.lbgen-new").write_text("broken\n")
+    result = install(live, mode, "sh", "-c", "echo '[emerg] bad' >&2; exit 1", "v", swap="overwrite")
+    assert result.returncode == 3 and "[emerg] bad" in result.stdout
+    assert live.read_bytes() == b"old config\n\x00bytes" and live.stat().st_ino == inode
+
+
+@pytest.mark.parametrize("shell", ["dash", "busybox"])
+def test_the_scripts_run_under_dash_and_busybox_sh(tmp_path, shell):
+    """The Debian images' /bin/sh is dash, the Alpine images' is BusyBox sh."""
+    import shutil
+
+    argv0 = [shell] if shell == "dash" else ["busybox", "sh"]
+    if shutil.which(argv0[0]) is None:
+        pytest.skip(f"{argv0[0]} is not installed here (the Alpine replica's integration test runs it)")
+    live = tmp_path / "lbgen.conf"
+    live.write_text("old\n")
+    for swap in ("rename", "overwrite"):
+        (tmp_path / "lbgen.conf.lbgen-new").write_text(f"new {swap}\n")
+        out = subprocess.run([*argv0, "-c", INSTALL_SCRIPT, "sh", str(live), "candidate", swap, "true"],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert live.read_text() == f"new {swap}\n"

@@ -6,9 +6,10 @@ can look kinds up without importing the driver, which sits above config.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+import re
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from lbgen.engine import ContainerInfo, Engine
+from lbgen.engine import ContainerInfo, Engine, ExecResult
 
 if TYPE_CHECKING:
     from lbgen.model import Backend, Pool
@@ -29,6 +30,25 @@ class ProxyKind:
     validate_mode: str  # CANDIDATE or INPLACE
     validator: tuple[str, ...]  # argv of the proxy's own config check (CANDIDATE: the file is appended)
     reload_signal: str  # what the master process reloads on
+    version_re: re.Pattern[str]  # finds the version number in what version() runs
+
+    def version(self, engine: Engine, container: str) -> tuple[int, ...] | None:
+        """The proxy's version, as its binary in `container` prints it; None when it does not say."""
+        raise NotImplementedError
+
+    def parse_version(self, output: str) -> tuple[int, ...] | None:
+        """`1.25.1` -> (1, 25, 1), from what version_argv printed; None when it says no version."""
+        match = self.version_re.search(output or "")
+        return tuple(int(p) for p in match.group(1).split(".")) if match else None
+
+    def render_options(self, version: tuple[int, ...] | None) -> Mapping[str, Any]:
+        """Syntax choices the template makes by the proxy's version (None: unknown, e.g. render --from-file,
+        where the choice must work on every version lbgen supports)."""
+        return {}
+
+    def tls_dir(self, config_path: str) -> str:
+        """Where lbgen's certificates and keys go in the proxy container: beside its config file."""
+        return config_path.rsplit("/", 1)[0] + "/lbgen-tls"
 
     def preflight(self, info: ContainerInfo, config_path: str, live: str | None) -> None:
         """Raise ProxyError when this proxy, as it runs, cannot be reloaded gracefully; nothing has
@@ -37,6 +57,11 @@ class ProxyKind:
     def reload(self, engine: Engine, info: ContainerInfo) -> None:
         """Make the proxy in `info` load its config file again, gracefully. ProxyError when it cannot be
         (nothing was sent), ReloadFailed when the attempt failed."""
+        raise NotImplementedError
+
+    def version_output(self, engine: Engine, info: ContainerInfo) -> ExecResult:
+        """Run this kind's `-v` in the container (as root): what `lbgen doctor` reports, and a test that
+        the container runs this kind at all."""
         raise NotImplementedError
 
     def master_is_pid1(self, command: Sequence[str]) -> bool:

@@ -12,43 +12,53 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from lbgen.config import ProxyConfig
-from lbgen.engine import ContainerInfo, Engine, network_named
-from lbgen.errors import ContainerNotFound, DockerUnavailable, ProxyError, ProxyRejectedConfig, ReloadFailed
+from lbgen.engine import ROOT, ContainerInfo, Engine, FileSpec, Mount, network_named
+from lbgen.errors import (ConfigReadOnly, ConfigWriteFailed, ContainerNotFound, DockerUnavailable, ProxyError,
+                          ProxyRejectedConfig, ReloadFailed)
 from lbgen.health import HttpGet
 from lbgen.proxies import kind_named
 from lbgen.proxies.base import first_error
-from lbgen.render import parse_meta
+from lbgen.render import TLS_RE, TlsFile, parse_meta
 
-# Runs inside the proxy container as `sh -c INSTALL_SCRIPT sh PATH MODE VALIDATOR...`: every value is a
-# positional argument, never part of the script text. MODE (the kind's validate_mode) `candidate`
+# Runs inside the proxy container, as root, as `sh -c INSTALL_SCRIPT sh PATH MODE SWAP VALIDATOR...`: every
+# value is a positional argument, never part of the script text. MODE (the kind's validate_mode) `candidate`
 # validates the new file on its own before the swap (HAProxy owns its whole config); `inplace` swaps first
 # and validates the whole proxy config, swapping back on failure (nginx validates conf.d files only
-# through nginx.conf).
+# through nginx.conf). SWAP `rename` moves the new file over the old one (atomic); `overwrite` writes the
+# new content over the old file, keeping its inode, for a config that is itself a bind-mounted file (a
+# rename over a mount point fails with EBUSY, and would not reach the host's file anyway). Plain POSIX sh:
+# it runs under dash (Debian images) and BusyBox sh (Alpine images) alike.
 INSTALL_SCRIPT = r"""
-path=$1; mode=$2; shift 2
+path=$1; mode=$2; swap=$3; shift 3
 new="$path.lbgen-new"; prev="$path.lbgen-prev"
+put() { if [ "$swap" = overwrite ]; then cat "$1" > "$2" && rm -f "$1"; else mv -f "$1" "$2"; fi; }
+unput() { if [ -e "$prev" ]; then put "$prev" "$path"; elif [ "$swap" = overwrite ]; then : > "$path"; else rm -f "$path"; fi; }
 rm -f "$prev"
 if [ "$mode" = candidate ]; then
   if ! out=$("$@" "$new" 2>&1); then rm -f "$new"; printf '%s\n' "$out"; exit 3; fi
   if [ -e "$path" ]; then cp -p "$path" "$prev" || exit 4; fi
-  mv -f "$new" "$path" || exit 4
+  put "$new" "$path" || exit 4
 else
   if [ -e "$path" ]; then cp -p "$path" "$prev" || exit 4; fi
-  mv -f "$new" "$path" || exit 4
+  put "$new" "$path" || exit 4
   if ! out=$("$@" 2>&1); then
-    if [ -e "$prev" ]; then mv -f "$prev" "$path"; else rm -f "$path"; fi
+    unput
     printf '%s\n' "$out"; exit 3
   fi
 fi
 """
-# `sh -c RESTORE_SCRIPT sh PATH`: put the previous config back (or remove a first-ever config).
+# `sh -c RESTORE_SCRIPT sh PATH SWAP`: put the previous config back (or remove a first-ever config).
 RESTORE_SCRIPT = r"""
-path=$1; prev="$path.lbgen-prev"
-if [ -e "$prev" ]; then mv -f "$prev" "$path"; else rm -f "$path"; fi
+path=$1; swap=$2; prev="$path.lbgen-prev"
+if [ -e "$prev" ]; then
+  if [ "$swap" = overwrite ]; then cat "$prev" > "$path" && rm -f "$prev"; else mv -f "$prev" "$path"; fi
+elif [ "$swap" = overwrite ]; then : > "$path"; else rm -f "$path"; fi
 """
+RENAME = "rename"
+OVERWRITE = "overwrite"
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,7 @@ class Proxy:
         self.verify_timeout = verify_timeout
         self.kind = kind_named(config.kind)
         self._info: ContainerInfo | None = None
+        self._version: tuple[int, ...] | None = None
         self._ref: str | None = None  # the container to drive, once known (the task's, for a service)
         self._service_id: str | None = None  # set when proxy.container names a Swarm service
 
@@ -154,29 +165,119 @@ class Proxy:
 
     def preflight(self, live: str | None) -> None:
         """Refuse before changing anything when the proxy cannot be reloaded gracefully and verified:
-        not running, not on the network (lbgen verifies through it), HAProxy outside master-worker mode."""
+        not running, not on the network (lbgen verifies through it), HAProxy outside master-worker mode,
+        the config path on a read-only mount."""
         self.address()
+        self.check_writable()
         self.kind.preflight(self.info(), self.path, live)
 
-    def install(self, text: str) -> None:
-        """Upload, validate with the proxy's own binary, and swap in. On rejection the live file is untouched."""
+    def mount(self) -> Mount | None:
+        """The mount holding the config path, or None when it is in the container's own filesystem."""
+        return self.info().mount_of(self.path)
+
+    def swap_mode(self) -> str:
+        """OVERWRITE when the config path is itself a mounted file (a rename cannot replace it), else RENAME."""
+        mount = self.mount()
+        return OVERWRITE if mount is not None and mount.destination.rstrip("/") == self.path else RENAME
+
+    def check_writable(self) -> None:
+        """ConfigReadOnly when Docker reports the config path read-only (a `:ro` mount, or `--read-only`
+        without a writable mount there); nothing has changed yet."""
+        mount = self.mount()
+        if mount is not None and not mount.rw:
+            raise ConfigReadOnly(
+                f"{self.path} in proxy container {self.name} is on a read-only {mount.describe()}; lbgen "
+                f"must write it. Mount it read-write (drop `:ro` from the -v/--mount of {mount.destination}); "
+                f"nothing was changed")
+        if mount is None and self.info().read_only_rootfs:
+            raise ConfigReadOnly(
+                f"{self.path} in proxy container {self.name} is on its read-only root filesystem "
+                f"(docker run --read-only); mount a writable volume or directory at "
+                f"{self.path.rsplit('/', 1)[0] or '/'}; nothing was changed")
+
+    def version(self) -> tuple[int, ...] | None:
+        """The proxy's version, as its binary prints it (asked once); None when it does not say."""
+        if self._version is None:
+            self._version = self.kind.version(self.engine, self.ref()) or ()
+        return self._version or None
+
+    def install(self, text: str, files: Sequence[TlsFile] = (), live: str | None = None) -> None:
+        """Upload (the TLS files the text refers to first), validate with the proxy's own binary, and swap
+        in. On rejection the live file is untouched. `live` is the config on disk now (None: none, or
+        not read): the files it and the config before it refer to are kept, for a rollback."""
+        self.check_writable()
+        tls_dir = self.kind.tls_dir(self.path)
+        keep: set[str] = set()
+        if files or (live and TLS_RE.search(live)):
+            keep = _tls_paths(live, tls_dir)
+            prev = self.engine.read_file(self.ref(), self.path + ".lbgen-prev")
+            older = _tls_paths(prev.decode("utf-8", errors="replace") if prev is not None else None, tls_dir)
+            new = {f.path for f in files}
+            self.deliver([f for f in files if f.path not in keep], tls_dir)
+            try:
+                self._install(text)
+            except (ProxyRejectedConfig, ProxyError):
+                self._remove(new - keep - older)  # a rejected config's files: nothing refers to them
+                raise
+            # Live now: `text` and, as .lbgen-prev, the config it replaced; the one before goes.
+            self._remove(older - keep - new)
+            return
+        self._install(text)
+
+    def deliver(self, files: Sequence[TlsFile], tls_dir: str) -> None:
+        """Certificates world-readable, keys 0600 and owned by the user the proxy runs as (root, or e.g.
+        `haproxy` in the official image), in one archive through the Docker API."""
+        if not files:
+            return
+        uid, gid = self.file_owner() if any(f.secret for f in files) else (0, 0)
+        specs = [FileSpec(f.path.rsplit("/", 1)[-1], f.data, 0o600 if f.secret else 0o644,
+                          uid if f.secret else 0, gid if f.secret else 0) for f in files]
         try:
-            self.engine.put_file(self.ref(), self.path + ".lbgen-new", text.encode(), 0o644)
+            self.engine.put_files(self.ref(), tls_dir, specs)
         except DockerUnavailable:
             raise
         except OSError as e:
-            raise ProxyError(f"cannot write {self.path} in proxy container {self.name}: {e}; "
+            raise ProxyError(f"cannot write certificates into {tls_dir} in proxy container {self.name}: {e}; "
                              f"the previous config is still live") from e
+
+    def file_owner(self) -> tuple[int, int]:
+        """uid and gid of the user the proxy container runs as (its config's User; names looked up in its
+        /etc/passwd and /etc/group)."""
+        user, _, group = self.info().user.partition(":")
+        uid, gid = _lookup(self.engine, self.ref(), "/etc/passwd", user or "0")
+        if group:
+            gid = _lookup(self.engine, self.ref(), "/etc/group", group)[0]
+        return uid, gid
+
+    def _remove(self, paths: set[str]) -> None:
+        if paths:
+            self.engine.exec(self.ref(), ["rm", "-f", *sorted(paths)])
+
+    def _install(self, text: str) -> None:
+        try:
+            self.engine.put_file(self.ref(), self.path + ".lbgen-new", text.encode(), 0o644)
+        except PermissionError as e:
+            raise ConfigReadOnly(f"cannot write {self.path} in proxy container {self.name}: {e} (read-only); "
+                                 f"make it writable; nothing was changed") from e
+        except DockerUnavailable as e:
+            if isinstance(e, ContainerNotFound):
+                raise
+            raise ConfigWriteFailed(f"Docker could not write {self.path} into proxy container {self.name}: {e}; "
+                                    f"the previous config is still live") from e
+        except OSError as e:
+            raise ConfigWriteFailed(f"cannot write {self.path} in proxy container {self.name}: {e}; "
+                                    f"the previous config is still live") from e
+        swap = self.swap_mode()
         result = self.engine.exec(self.ref(), ["sh", "-c", INSTALL_SCRIPT, "sh", self.path,
-                                              self.kind.validate_mode, *self.kind.validator])
+                                              self.kind.validate_mode, swap, *self.kind.validator], user=ROOT)
         if result.exit_code == 3:
             raise ProxyRejectedConfig(
                 f"{self.config.kind} rejected the rendered config: {first_error(result.output)}; "
                 f"the previous config is still live"
             )
         if result.exit_code != 0:
-            raise ProxyError(f"cannot install {self.path} in proxy container {self.name}: "
-                             f"{first_error(result.output)}; the previous config is still live")
+            raise ConfigWriteFailed(f"cannot install {self.path} in proxy container {self.name}: "
+                                    f"{first_error(result.output)}; the previous config is still live")
 
     def reload(self) -> None:
         """Ask the proxy's master process to reload gracefully, as its kind does (nginx: HUP or
@@ -222,7 +323,8 @@ class Proxy:
 
     def restore(self) -> None:
         """Put the previous config back on disk (the caller reloads)."""
-        self.engine.exec(self.ref(), ["sh", "-c", RESTORE_SCRIPT, "sh", self.path])
+        swap = self.swap_mode()
+        self.engine.exec(self.ref(), ["sh", "-c", RESTORE_SCRIPT, "sh", self.path, swap], user=ROOT)
 
     def activate(self, generation: str) -> None:
         """reload + verify after install(); restores the previous config on failure."""
@@ -270,3 +372,36 @@ class Proxy:
         self.wait_serving(live_meta.generation)
         return live, f"the proxy served generation {served.generation}, not the installed {live_meta.generation}; reloaded"
 
+
+
+def _tls_paths(config_text: str | None, tls_dir: str) -> set[str]:
+    """The certificate and key files a config lbgen rendered refers to (its `# lbgen-tls:` lines)."""
+    paths: set[str] = set()
+    for _, name, _ in TLS_RE.findall(config_text or ""):
+        paths |= {f"{tls_dir}/{name}", f"{tls_dir}/{name}.key"}
+    return paths
+
+
+def _lookup(engine: Engine, container: str, table: str, name: str) -> tuple[int, int]:
+    """A user (/etc/passwd: uid, gid) or group (/etc/group: gid, gid) by name or number."""
+    if name.isdigit():
+        return int(name), int(name) if table == "/etc/group" else _primary_gid(engine, container, int(name))
+    data = engine.read_file(container, table) or b""
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
+            gid = fields[3] if table == "/etc/passwd" and len(fields) > 3 and fields[3].isdigit() else fields[2]
+            return int(fields[2]), int(gid)
+    raise ProxyError(f"proxy container {container} runs as {name!r}, which its {table} does not name; "
+                     f"lbgen cannot give it its TLS key; the previous config is still live")
+
+
+def _primary_gid(engine: Engine, container: str, uid: int) -> int:
+    if uid == 0:
+        return 0
+    data = engine.read_file(container, "/etc/passwd") or b""
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[2] == str(uid) and fields[3].isdigit():
+            return int(fields[3])
+    return uid

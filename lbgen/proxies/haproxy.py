@@ -3,7 +3,9 @@ the swap; reloads only in master-worker mode, by USR2 to the master as PID 1.
 Imports lbgen.proxies.base, lbgen.errors and lbgen.engine only."""
 from __future__ import annotations
 
-from lbgen.engine import ContainerInfo, Engine
+import re
+
+from lbgen.engine import ROOT, ContainerInfo, Engine, ExecResult
 from lbgen.errors import ProxyError
 from lbgen.proxies.base import CANDIDATE, ProxyKind
 
@@ -17,6 +19,10 @@ class HAProxy(ProxyKind):
     # No -q: HAProxy's quiet mode hides the ALERT lines that say why a config is invalid.
     validator = ("haproxy", "-c", "-f")
     reload_signal = "USR2"
+    version_re = re.compile(r"HA-?Proxy version ([0-9]+(?:\.[0-9]+)*)")
+
+    def version(self, engine: Engine, container: str) -> tuple[int, ...] | None:
+        return self.parse_version(engine.exec(container, ["haproxy", "-v"]).output)
 
     def preflight(self, info: ContainerInfo, config_path: str, live: str | None) -> None:
         """Only a master-worker HAProxy reloads without dropping connections; lbgen never restarts one."""
@@ -40,6 +46,9 @@ class HAProxy(ProxyKind):
         started_with_our_file = config_path in command
         return bool(started_with_our_file and live
                     and any(line.strip() == "master-worker" for line in live.splitlines()))
+
+    def version_output(self, engine: Engine, info: ContainerInfo) -> ExecResult:
+        return engine.exec(info.name, ["haproxy", "-v"], user=ROOT)
 
     def reload(self, engine: Engine, info: ContainerInfo) -> None:
         if not self.master_is_pid1(info.command):

@@ -3,9 +3,10 @@ reloaded by HUP to the master or `nginx -s reload`, and no backup servers with h
 Imports lbgen.proxies.base, lbgen.errors and lbgen.engine only."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any, Mapping
 
-from lbgen.engine import ContainerInfo, Engine
+from lbgen.engine import ROOT, ContainerInfo, Engine, ExecResult
 from lbgen.errors import ReloadFailed
 from lbgen.proxies.base import INPLACE, ProxyKind, first_error
 
@@ -25,6 +26,18 @@ class Nginx(ProxyKind):
     validate_mode = INPLACE
     validator = ("nginx", "-t", "-q")
     reload_signal = "HUP"
+    version_re = re.compile(r"nginx/([0-9]+(?:\.[0-9]+)*)")
+
+    def version(self, engine: Engine, container: str) -> tuple[int, ...] | None:
+        return self.parse_version(engine.exec(container, ["nginx", "-v"]).output)
+
+    def render_options(self, version: tuple[int, ...] | None) -> Mapping[str, Any]:
+        """nginx 1.25.1 made HTTP/2 a server directive (`http2 on`) and deprecated `listen ... http2`, which
+        older versions need; an unknown version gets the old syntax, which every version accepts."""
+        return {"http2_directive": version is not None and version >= (1, 25, 1)}
+
+    def version_output(self, engine: Engine, info: ContainerInfo) -> ExecResult:
+        return engine.exec(info.name, ["nginx", "-v"], user=ROOT)
 
     def reload(self, engine: Engine, info: ContainerInfo) -> None:
         if self.master_is_pid1(info.command):

@@ -101,6 +101,7 @@ class Watcher:
         self.backoff = self.backoff_min
         self.reconnect_at: float | None = None
         self.synced_once = False
+        self.synced_wall = 0.0  # wall time of the last (re)connection's sync: earlier proxy starts are in it
         self.retry_at: float | None = None
         self.retry_delay = 1.0
         self.next_health: float | None = None
@@ -207,6 +208,7 @@ class Watcher:
         if self.synced_once:
             self.log("reconnected")
         self.synced_once = True
+        self.synced_wall = self.wall()
         self.apply(reason)
         self.next_health = self.clock()
 
@@ -214,7 +216,8 @@ class Watcher:
         """The reader thread: the engine's events onto the queue, then a `closed` message."""
         reason = "the event stream failed"
         try:
-            for event in self.engine.events(label, since=since):
+            # The proxy's own events too, by its configured name: a recreated proxy is configured at once.
+            for event in self.engine.events(label, since=since, names=(self.app.config.proxy.container,)):
                 if generation != self.reader:
                     return  # superseded (lbgen.yaml changed the label prefix)
                 self.queue.put(("event", generation, event))
@@ -247,6 +250,14 @@ class Watcher:
         action = event.action
         self.metrics.inc("lbgen_watch_events_total", action=action)
         now = self.clock()
+        if (event.container_name == self.app.config.proxy.container
+                and f"{self.app.config.label_prefix}.service" not in event.labels):
+            if action not in START_ACTIONS or event.time < self.synced_wall:
+                return  # a proxy going away has nothing to route; a start the sync already saw is done
+            self.urgent = True  # a recreated, restarted or replaced proxy: configure it from the record now
+            if "proxy-start" not in self.reasons:
+                self.reasons.append("proxy-start")
+            return
         if action in STOP_ACTIONS:
             if not _terminating(event):
                 return
@@ -316,13 +327,11 @@ class Watcher:
                 result: ApplyResult | _Unchanged = _Unchanged(rendered.generation)
             else:
                 with app.lock(f"watch ({reason})", wait=self.lock_wait):
-                    if results is not None:
-                        state = app.store.load()
-                        before = copy.deepcopy(state.health)
-                        transitions = monitor.fold(state, monitor.targets_for(app.config, inventory, active), results)
-                        if state.health != before:
-                            app.store.save(state)
-                    result = app.apply_locked(inventory)
+                    if results is not None:  # the same step as `lbgen health --apply`
+                        transitions, result, settled = monitor.settle(app, app.config, results, inventory)
+                        state = settled.state
+                    else:
+                        result = app.converge(inventory)
         except LbgenError as e:
             delay = self.retry_delay
             self.retry_delay = min(self.retry_delay * 2, RETRY_MAX)
@@ -337,17 +346,14 @@ class Watcher:
         pools = build_pools(app.config, inventory, active, state.ejected_ids())
         if burst and result.changed:
             self.debouncer.fired(started)
-        self._record(reason, result, pools, transitions, took)
+        self._record(reason, result, pools, took)
         if health is not None and results is not None:
             report = monitor.build_report(app.config, inventory, active, health.services, results, state,
                                           health.checked_at, self.clock() - health.started, transitions)
             self._record_health(report)
         return True
 
-    def _record(self, reason: str, result: Any, pools: Sequence[Pool], transitions: Sequence[monitor.Transition],
-                took: float) -> None:
-        for t in transitions:
-            self.log(t.action, **t.event().fields)
+    def _record(self, reason: str, result: Any, pools: Sequence[Pool], took: float) -> None:
         changed = [p for p in pools if {b.id for b in p.servers} != {b.id for b in self.last_pools.get(p.service, ())}]
         if result.changed:
             for p in changed or pools:

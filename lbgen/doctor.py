@@ -1,0 +1,279 @@
+"""`lbgen doctor`: every precondition of lbgen on the user's real set-up, checked (tried where it can be,
+never guessed), one verdict per check with the exact fix, in the monitoring-plugin convention of
+`lbgen health` (OK / WARNING / CRITICAL, exit 0 / 1 / 2; UNKNOWN 3 is the CLI's for a bad lbgen.yaml)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+from lbgen.core import Core
+from lbgen.engine import ROOT, ContainerInfo
+from lbgen.errors import ConfigReadOnly, ContainerNotFound, LbgenError, ProxyError
+from lbgen.health import check_all
+from lbgen.monitor import CRITICAL, OK, PLUGIN_NAME, STATUS_NAMES, WARNING
+from lbgen.render import parse_meta
+
+# `sh -c PROBE sh PATH`, as root: is PATH writable where lbgen needs it? Opening the file for appending
+# writes nothing (content and mtime stay); the sibling probe is where .lbgen-new / .lbgen-prev go.
+PROBE_SCRIPT = r"""
+path=$1; probe="$path.lbgen-probe"
+if [ -e "$path" ]; then : >> "$path" || exit 5; fi
+: > "$probe" || exit 6
+rm -f "$probe"
+"""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verdict: `status` is OK, WARNING or CRITICAL; `fix` says exactly what to change (empty when OK)."""
+
+    name: str
+    status: int
+    message: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{STATUS_NAMES[self.status]:<8} {self.name}: {self.message}"
+        return text + (f" Fix: {self.fix}" if self.fix else "")
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "status": STATUS_NAMES[self.status]}
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    checks: tuple[Check, ...]
+
+    @property
+    def status(self) -> int:
+        return max((c.status for c in self.checks), default=OK)
+
+    @property
+    def exit_code(self) -> int:
+        return self.status
+
+    def text(self) -> str:
+        counts = {s: sum(c.status == s for c in self.checks) for s in (CRITICAL, WARNING, OK)}
+        summary = (f"{PLUGIN_NAME} DOCTOR {STATUS_NAMES[self.status]} - {len(self.checks)} checks: "
+                   f"{counts[CRITICAL]} critical, {counts[WARNING]} warning, {counts[OK]} ok")
+        return "\n".join([summary, *(c.line() for c in self.checks)])
+
+    def to_json(self) -> str:
+        return json.dumps({"status": STATUS_NAMES[self.status], "exit_code": self.exit_code,
+                           "checks": [c.to_dict() for c in self.checks]}, indent=1)
+
+
+class Stop(Exception):
+    """A check failed that the ones after it depend on."""
+
+
+def diagnose(core: Core) -> DoctorReport:
+    """Run every check against the real set-up, in dependency order; later checks that depend on a
+    failed one are left out (the failed one says what to fix first)."""
+    checks: list[Check] = []
+    try:
+        for check in _checks(core):
+            checks.append(check)
+    except Stop:
+        pass
+    return DoctorReport(tuple(checks))
+
+
+def _checks(core: Core) -> Iterator[Check]:
+    config = core.config
+    proxy = core.proxy
+    kind = proxy.kind
+    engine = core.engine
+
+    # Docker
+    try:
+        version = engine.version()
+    except LbgenError as e:
+        yield Check("docker", CRITICAL, f"{e}", "start the Docker daemon, or point DOCKER_HOST at it")
+        raise Stop from None
+    yield Check("docker", OK, f"Docker {version} answers")
+
+    # The proxy container: exists, runs, is the configured kind.
+    try:
+        info = engine.get_container(proxy.name)
+    except ContainerNotFound:
+        yield Check("proxy", CRITICAL, f"no container named {proxy.name}",
+                    f"start the {kind.name} container, or set proxy.container in {config.source}")
+        raise Stop from None
+    if not info.running:
+        yield Check("proxy", CRITICAL, f"container {proxy.name} is not running", f"docker start {proxy.name}")
+        raise Stop from None
+    yield _kind_check(core, info)
+    try:
+        kind.preflight(info, proxy.path, proxy.read_live())
+    except ProxyError as e:
+        yield Check("reload", CRITICAL, str(e).split("; nothing was changed")[0],
+                    "run HAProxy with -W (the official image's entrypoint adds it), or `master-worker` in "
+                    "its global section")
+    else:
+        how = f"signal {kind.reload_signal} to PID 1" if kind.master_is_pid1(info.command) else \
+            f"`{kind.binary} -s reload`"
+        yield Check("reload", OK, f"{kind.name} reloads gracefully ({how})")
+
+    # The network lbgen routes on, and reaching the proxy from here.
+    if config.network not in info.networks:
+        yield Check("network", CRITICAL, f"proxy container {proxy.name} is not attached to network "
+                    f"{config.network}", f"docker network connect {config.network} {proxy.name}")
+    else:
+        yield Check("network", OK, f"{proxy.name} is on {config.network} at {info.networks[config.network]}")
+
+    yield from _config_path_checks(core, info)
+    yield _exec_user_check(core, info)
+    yield _state_check(core)
+    if config.network in info.networks:
+        yield _status_check(core)
+        yield from _backend_checks(core)
+    if config.templates_dir is not None:
+        yield _templates_check(core)
+
+
+def _kind_check(core: Core, info: ContainerInfo) -> Check:
+    kind = core.proxy.kind
+    result = kind.version_output(core.proxy_engine, info)
+    first = (result.output.strip().splitlines() or ["no output"])[0]
+    if result.exit_code != 0:
+        return Check("proxy", CRITICAL, f"container {info.name} has no working {kind.binary} ({first})",
+                     f"set proxy.kind in {core.config.source} to the proxy this container runs, or "
+                     f"proxy.container to your {kind.name} container")
+    return Check("proxy", OK, f"{info.name} runs {first}")
+
+
+def _config_path_checks(core: Core, info: ContainerInfo) -> Iterator[Check]:
+    proxy = core.proxy
+    mount = proxy.mount()
+    if mount is None:
+        where = "the container's own filesystem (lost when the container is re-created; lbgen apply " \
+                "writes it again)"
+    elif proxy.swap_mode() == "overwrite":
+        where = f"a single-file {mount.describe()}, written over in place (not atomically: see the README)"
+    else:
+        where = f"{mount.describe()}, replaced by an atomic rename"
+    try:
+        proxy.check_writable()
+    except ConfigReadOnly as e:
+        message, _, fix = str(e).partition("; lbgen must write it. ")
+        yield Check("config-path", CRITICAL, message + " (read-only)",
+                    fix.replace("; nothing was changed", "") or "mount it read-write")
+        return
+    result = core.engine.exec(info.name, ["sh", "-c", PROBE_SCRIPT, "sh", proxy.path], user=ROOT)
+    if result.exit_code != 0:
+        what = proxy.path if result.exit_code == 5 else f"the directory of {proxy.path}"
+        detail = (result.output.strip().splitlines() or ["no output"])[-1]
+        yield Check("config-path", CRITICAL, f"{what} is not writable in {info.name}, even as root ({detail})",
+                    "mount the config read-write, or point proxy.config_path at a writable place the proxy reads")
+        return
+    yield Check("config-path", OK, f"{proxy.path} is on {where}; writable (tried)")
+
+
+def _exec_user_check(core: Core, info: ContainerInfo) -> Check:
+    result = core.engine.exec(info.name, ["id", "-u"], user=ROOT)
+    runs_as = info.user or "root"
+    if result.exit_code != 0 or result.output.strip() != "0":
+        return Check("exec-user", CRITICAL, f"cannot run commands as root in {info.name} "
+                     f"({result.output.strip()[:120] or 'exit ' + str(result.exit_code)})",
+                     "lbgen runs its install steps with `docker exec -u 0`; allow it (no user-namespace "
+                     "or authorization plugin refusing it)")
+    return Check("exec-user", OK, f"the container runs as {runs_as}; lbgen's steps run as root and leave "
+                 "its files readable (0644)")
+
+
+def _state_check(core: Core) -> Check:
+    holder = core.store.holder.name
+    try:
+        world = core.read_world()
+    except (LbgenError, OSError) as e:
+        return Check("state", CRITICAL, f"cannot read lbgen's record in container {holder}: {e}",
+                     "lbgen keeps it in a never-started container on the engine (docs/state.md)")
+    state = world.state
+    recorded = ", ".join(f"{k}={v}" for k, v in sorted(world.active.items()) if v) or "none recorded yet"
+    if world.assumed:
+        assumed = ", ".join(f"{k}={v}" for k, v in sorted(world.assumed.items()))
+        return Check("state", WARNING, f"active env assumed, not recorded: {assumed} (no switch on record in "
+                     f"container {holder}; several envs present)",
+                     "run `lbgen switch --service SERVICE --env ENV` to record which env is live")
+    return Check("state", OK, f"record readable in container {holder} ({len(state.history)} switches; "
+                 f"active: {recorded})")
+
+
+def _status_check(core: Core) -> Check:
+    proxy = core.proxy
+    port = core.config.proxy.status_port
+    live = proxy.read_live()
+    ours = parse_meta(live or "") is not None
+    served = proxy.served(timeout=2.0)
+    where = f"{proxy.address()}:{port}"
+    if served.generation is not None:
+        return Check("status-listener", OK, f"lbgen reaches the status listener at {where} "
+                     f"(generation {served.generation})")
+    if not ours:
+        listening = _listening(core, port)
+        if listening:
+            return Check("status-listener", CRITICAL, f"port {port} is already in use in {proxy.name}",
+                         f"set proxy.status_port in {core.config.source} to a free port")
+        return Check("status-listener", OK, f"port {port} is free in {proxy.name}; no lbgen config is live yet "
+                     "(lbgen apply installs the listener)")
+    return Check("status-listener", CRITICAL, f"lbgen cannot reach the proxy's status listener at {where} "
+                 f"({served.body or 'no answer'})",
+                 f"run lbgen where it reaches network {core.config.network} (in a container on it, or on the "
+                 f"Docker host for a local bridge network); if proxy.status_port changed, run lbgen apply")
+
+
+def _listening(core: Core, port: int) -> bool:
+    """Whether something listens on TCP `port` in the proxy container (its /proc/net/tcp{,6})."""
+    result = core.engine.exec(core.proxy.name, ["cat", "/proc/net/tcp", "/proc/net/tcp6"], user=ROOT)
+    wanted = f":{port:04X}"
+    for line in result.output.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[1].endswith(wanted) and fields[3] == "0A":  # 0A: LISTEN
+            return True
+    return False
+
+
+def _backend_checks(core: Core) -> Iterator[Check]:
+    try:
+        inventory = core.source.discover()
+    except LbgenError as e:
+        yield Check("backends", CRITICAL, f"discovery failed: {e}", "see the message")
+        return
+    for skipped in inventory.skipped:
+        yield Check("backends", WARNING, str(skipped), "fix its labels, or remove the lbgen labels to silence this")
+    for name, service in core.config.services.items():
+        found = inventory.for_service(name)
+        if not found:
+            yield Check(f"service {name}", WARNING, f"no backends found on network {core.config.network}",
+                        f"start containers labelled {core.config.label_prefix}.service={name} on "
+                        f"{core.config.network}")
+            continue
+        results = check_all(found, service.health, core.checker)
+        unreachable = [r for r in results if not r.detail.startswith(("HTTP", "docker health"))]
+        envs = sorted({b.env or "-" for b in found})
+        summary = f"{len(found)} backends found (envs: {', '.join(envs)})"
+        if unreachable and len(unreachable) == len(results):
+            yield Check(f"service {name}", CRITICAL, f"{summary}; lbgen reaches none of them "
+                        f"({'; '.join(r.describe() for r in unreachable[:3])})",
+                        f"run lbgen where it reaches network {core.config.network}")
+        elif unreachable:
+            yield Check(f"service {name}", WARNING, f"{summary}; unreachable from here: "
+                        f"{'; '.join(r.describe() for r in unreachable[:3])}", "check those containers")
+        else:
+            yield Check(f"service {name}", OK, f"{summary}; all reachable from here")
+
+
+def _templates_check(core: Core) -> Check:
+    directory = core.config.templates_dir
+    assert directory is not None
+    name = core.proxy.kind.template_name
+    if not directory.is_dir():
+        return Check("templates", CRITICAL, f"templates_dir {directory} does not exist",
+                     f"create it, or remove templates_dir from {core.config.source}")
+    if not (directory / name).is_file():
+        return Check("templates", OK, f"{directory} holds no {name}: the built-in template is used")
+    return Check("templates", OK, f"{directory}/{name} overrides the built-in template")
+
+
