@@ -270,7 +270,7 @@ def test_watch_follows_scale_up_scale_down_and_a_rolling_update_under_load(lab, 
     task containers' events and the task poll alone keep the pools right, and no request fails."""
     overlay = swarm.overlay("ov-watch")
     p = lab.label_prefix
-    service = swarm.service("web-blue", overlay, 2, "blue", labels={f"{p}.service": "web", f"{p}.env": "blue",
+    service = swarm.service("watched-blue", overlay, 2, "blue", labels={f"{p}.service": "web", f"{p}.env": "blue",
                                                                     f"{p}.port": "8080"})
     swarm.running(service, 2)
     front, proxy, get = overlay_set_up(lab, swarm, overlay)
