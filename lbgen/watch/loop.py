@@ -23,7 +23,8 @@ from lbgen.routing import build_pools
 from lbgen.watch.debounce import Debouncer
 from lbgen.watch.log import EventLog
 from lbgen.watch.metrics import Metrics
-from lbgen.watch.swarm_poll import SWARM_TASK_LABEL, TaskPoll
+from lbgen.engine import SWARM_TASK_LABEL
+from lbgen.watch.swarm_poll import TaskPoll
 
 if TYPE_CHECKING:
     from lbgen.core import ApplyResult, Core

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from lbgen.engine import Engine, ServiceInfo, TaskInfo
+from lbgen.engine import SWARM_TASK_LABEL, Engine, ServiceInfo, TaskInfo
 
 # The label of a Swarm task's container: its events arm the poll (the manager hears of the state later).
-SWARM_TASK_LABEL = "com.docker.swarm.task.id"
 # A task is in a pool while it is in one of these states and Swarm wants it running (sources/swarm.py).
 _LIVE = ("starting", "running")
 
