@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 from lbgen import __version__
 from lbgen.certs import CertPair, load_pair
 from lbgen.config import Config, ServiceConfig, TlsConfig
+from lbgen.config_routes import HostTable, grouped, host_tables, strip_regex
 from lbgen.errors import ConfigError
 from lbgen.model import Backend, Pool
 from lbgen.proxies import kind_named
@@ -101,6 +102,33 @@ class ServiceView:
 
 
 @dataclass(frozen=True)
+class RouteView:
+    """One path prefix of a host table and the service it reaches; `acl` names the path in HAProxy."""
+
+    path: str
+    service: ServiceView
+    acl: str = ""
+
+
+@dataclass(frozen=True)
+class TableView:
+    """Requests for some host names (() = any other host) on one port: their routes, longest path first,
+    and the service that lists those names (its certificate is theirs)."""
+
+    hosts: tuple[str, ...]
+    routes: tuple[RouteView, ...]
+    owner: ServiceView | None
+
+    @property
+    def has_root(self) -> bool:
+        return any(r.path == "/" for r in self.routes)
+
+    @property
+    def exact_hosts(self) -> tuple[str, ...]:
+        return tuple(h for h in self.hosts if not h.startswith("*."))
+
+
+@dataclass(frozen=True)
 class PortView:
     """One listening port: the services on it, with the host-less one (if any) as the default."""
 
@@ -108,6 +136,30 @@ class PortView:
     services: tuple[ServiceView, ...]
     default: ServiceView | None
     tls: bool = False  # a TLS port
+    # Host tables in the order a first-match proxy (HAProxy) tries them: exact, wildcards longest first,
+    # the default last (lbgen.config_routes).
+    tables: tuple[TableView, ...] = ()
+    grouped: tuple[TableView, ...] = ()  # the same, tables with equal routes merged (nginx server {}s)
+    path_acls: tuple[tuple[str, str], ...] = ()  # (HAProxy acl name, path) per distinct non-root path
+
+    @property
+    def first_match(self) -> tuple[TableView, ...]:
+        """`tables` for a first-match proxy, exact-name tables with equal routes merged (they cannot
+        shadow one another); wildcards stay one per table, longest first."""
+        out: list[TableView] = []
+        for table in self.tables:
+            exact = bool(table.hosts) and not table.hosts[0].startswith("*.")
+            same = next((i for i, t in enumerate(out) if exact and t.exact_hosts == t.hosts
+                         and t.routes == table.routes), None)
+            if same is None:
+                out.append(table)
+            else:
+                out[same] = TableView(out[same].hosts + table.hosts, table.routes, out[same].owner)
+        return tuple(out)
+
+    @property
+    def paths_routed(self) -> bool:
+        return bool(self.path_acls)
 
     @property
     def certs(self) -> tuple[TlsView, ...]:
@@ -220,6 +272,14 @@ def haproxy_str(value: Any) -> str:
     return f'"{out}"'
 
 
+def indent_lines(text: str, width: int) -> str:
+    """Each line of a snippet indented by `width` spaces (so no line of it starts at column 0)."""
+    import textwrap
+
+    lines = textwrap.dedent(text.expandtabs(4)).strip("\n").splitlines()
+    return "\n".join(" " * width + line.rstrip() if line.strip() else "" for line in lines)
+
+
 def duration_ms(seconds: float) -> str:
     """Seconds -> `1500ms`, a unit both nginx and HAProxy accept."""
     return f"{max(1, round(seconds * 1000))}ms"
@@ -247,6 +307,8 @@ def make_environment(templates_dir: Path | None = None) -> Any:
     env.filters["nginx_str"] = nginx_str
     env.filters["haproxy_str"] = haproxy_str
     env.filters["ms"] = duration_ms
+    env.filters["strip_regex"] = strip_regex
+    env.filters["indent_lines"] = indent_lines
     return env
 
 
@@ -311,7 +373,7 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
         else:
             on_port = tuple(v for v in views if v.config.listen == port)
         default = next((v for v in on_port if not v.config.hosts), None)
-        ports.append(PortView(port=port, services=on_port, default=default, tls=port in tls_ports))
+        ports.append(port_view(port, on_port, default, port in tls_ports))
     active = {v.name: v.active_env for v in views}
     meta = {"generation": GENERATION_PLACEHOLDER, "v": 2}
     named = "".join(f" {v.name}={v.active_env or '-'}" for v in views[:STATUS_BODY_SERVICES])
@@ -341,6 +403,23 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
     generation = hashlib.sha256(text.encode()).hexdigest()[:12]
     return Rendered(text=text.replace(GENERATION_PLACEHOLDER, generation), generation=generation,
                     active=active, warnings=tuple(warnings), files=files)
+
+
+def port_view(port: int, services: tuple[ServiceView, ...], default: ServiceView | None, tls: bool) -> PortView:
+    """A port with its host tables (lbgen.config_routes) turned into views the templates iterate."""
+    by_name = {v.name: v for v in services}
+    tables = host_tables([v.config for v in services])
+    paths = sorted({r.path for t in tables for r in t.routes if r.path != "/"}, key=lambda p: (-len(p), p))
+    acls = {p: f"lbgen_path_{i}" for i, p in enumerate(paths, start=1)}
+
+    def view(table: HostTable) -> TableView:
+        return TableView(table.hosts, tuple(RouteView(r.path, by_name[r.service], acls.get(r.path, ""))
+                                            for r in table.routes),
+                         by_name[table.owner] if table.owner else None)
+
+    return PortView(port=port, services=services, default=default, tls=tls,
+                    tables=tuple(view(t) for t in tables), grouped=tuple(view(t) for t in grouped(tables)),
+                    path_acls=tuple((acls[p], p) for p in paths))
 
 
 def _uncovered(name: str, service: ServiceConfig, pair: CertPair | None) -> list[str]:

@@ -15,7 +15,7 @@ LAYERS: dict[str, int] = {
     "lbgen": 0, "lbgen.errors": 0, "lbgen.events": 0, "lbgen.grammar": 0, "lbgen.yamlfile": 0,
     "lbgen.model": 1, "lbgen.engine": 1, "lbgen.certs": 1, "lbgen.proxies": 1, "lbgen.proxies.base": 1,
     "lbgen.proxies.nginx": 1, "lbgen.proxies.haproxy": 1,
-    "lbgen.config": 2,
+    "lbgen.config": 2, "lbgen.config_routes": 2,
     "lbgen.docker_engine": 3, "lbgen.sources": 3, "lbgen.proxies.driver": 3, "lbgen.render": 3,
     "lbgen.routing": 3, "lbgen.drift": 3, "lbgen.expiry": 3, "lbgen.health": 3, "lbgen.probe": 3,
     "lbgen.state": 3, "lbgen.templates": 3,

@@ -162,6 +162,52 @@ SCENARIOS = {
             backend("legacy", "legacy-2", "172.20.5.12", backup=True),
         ),
     ),
+    # Path routing (lbgen.config_routes): on port 80 a host-less default with nested prefixes of other
+    # host-less services, a host split by path (shop.example.com/api to shopapi, stripped), a wildcard
+    # whose table inherits the host-less paths, a service without backends on a path; on port 8080 a
+    # host with one path and no default (other paths and hosts: 404). Snippets in both proxies.
+    "paths": Scenario(
+        services="""\
+  web:
+    default_env: blue
+  api:
+    paths: [/api]
+    strip_prefix: true
+  apiv2:
+    paths: [/api/v2, /static.files/]
+    nginx_snippet: "client_max_body_size 1m;"
+    haproxy_snippet: "http-request set-header X-Lbgen-Service apiv2"
+  shop:
+    hosts: [shop.example.com, "*.shop.example.com"]
+    nginx_snippet: |
+      client_max_body_size 50m;
+      if ($request_method = TRACE) {
+          return 405;
+      }
+    haproxy_snippet: |
+      http-request deny deny_status 405 if { method TRACE }
+      timeout server 90s
+  shopapi:
+    hosts: [shop.example.com]
+    paths: [/api]
+    strip_prefix: true
+  empty:
+    paths: [/maintenance-free]
+  docs:
+    listen: 8080
+    hosts: [docs.example.com]
+    paths: [/docs]
+""",
+        backends=(
+            backend("web", "web-blue-1", "172.20.9.11", env="blue"),
+            backend("web", "web-green-1", "172.20.9.21", env="green"),
+            backend("api", "api-1", "172.20.9.31"),
+            backend("apiv2", "apiv2-1", "172.20.9.41"),
+            backend("shop", "shop-1", "172.20.9.51"),
+            backend("shopapi", "shopapi-1", "172.20.9.61"),
+            backend("docs", "docs-1", "172.20.9.71"),
+        ),
+    ),
     # WebSockets and apps that check Host: an upgrade idle limit per service, the drain limit of old
     # HAProxy workers, and the Host / headers of health checks (explicit, from `hosts`, or none).
     "websocket_host": Scenario(
@@ -307,7 +353,7 @@ def test_nginx_port_with_only_host_routed_services_answers_404_for_other_hosts()
             "        default_type text/plain;\n"
             '        return 404 "no service for this host on port 8080";\n') in text
     assert ("listen 80 default_server;\n    server_name _;\n    location / {\n"
-            "        error_page 418 = @lbgen_upgrade;\n") in text
+            "        error_page 418 = @lbgen_upgrade_site;\n") in text
     default_server = text.split("listen 80 default_server;", 1)[1].split("\n}\n", 1)[0]
     assert default_server.count("proxy_pass http://lbgen_site;") == 2  # location / and @lbgen_upgrade
 
