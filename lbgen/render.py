@@ -17,7 +17,7 @@ from lbgen.certs import CertPair, load_pair
 from lbgen.config import Config, ServiceConfig, TlsConfig
 from lbgen.config_routes import HostTable, grouped, host_tables, strip_regex
 from lbgen.errors import ConfigError
-from lbgen.model import Backend, Pool
+from lbgen.model import Backend, Maintenance, Pool
 from lbgen.proxies import kind_named
 
 BUILTIN_TEMPLATES = "lbgen.templates"  # package data (top-level templates/ in a checkout)
@@ -87,6 +87,7 @@ class ServiceView:
     active_env: str | None
     servers: tuple[Backend, ...]  # primaries first, then backups
     tls: TlsView | None = None
+    maintenance: Maintenance | None = None  # `lbgen maintenance on`: 503 with its message and Retry-After
 
     @property
     def upstream(self) -> str:
@@ -256,11 +257,12 @@ def tls_lines(views: Sequence[ServiceView], certs: Mapping[str, CertPair]) -> li
 
 
 def nginx_str(value: Any) -> str:
-    """Quote a value as an nginx string literal (double quotes; backslash, quote and $ escaped)."""
+    """Quote a value as an nginx string literal (double quotes; backslash and quote escaped, `$` written as
+    `${lbgen_dollar}`, a variable the template defines only when some text needs it)."""
     text = str(value)
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise ConfigError(f"control character in a value bound for the nginx config: {text!r}")
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "${dollar}") + '"'
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "${lbgen_dollar}") + '"'
 
 
 def haproxy_str(value: Any) -> str:
@@ -345,10 +347,12 @@ def _bytecode_cache(jinja2: Any) -> Any:
 
 
 def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] | None = None,
-           proxy_version: tuple[int, ...] | None = None) -> Rendered:
+           proxy_version: tuple[int, ...] | None = None,
+           maintenance: Mapping[str, Maintenance] | None = None) -> Rendered:
     """Render the config for `config.proxy.kind`; identical input gives byte-identical output. `certs`
     (default: read and checked from the files lbgen.yaml names) are the TLS services' certificates;
-    `proxy_version` picks version-dependent syntax (None: syntax every supported version accepts)."""
+    `proxy_version` picks version-dependent syntax (None: syntax every supported version accepts);
+    `maintenance` names the services in maintenance mode (State.maintenance)."""
     import jinja2
 
     kind = kind_named(config.proxy.kind)
@@ -364,7 +368,7 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
         warnings.extend(left_out)
         warnings.extend(_uncovered(name, service, certs.get(name)))
         views.append(ServiceView(name=name, config=service, active_env=pool.active_env, servers=servers,
-                                 tls=tls_views.get(name)))
+                                 tls=tls_views.get(name), maintenance=(maintenance or {}).get(name)))
     ports = []
     tls_ports = {v.tls.config.listen for v in views if v.tls is not None}
     for port in sorted({v.config.listen for v in views} | tls_ports):
@@ -389,6 +393,8 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
                                     *pool_lines(views), *tls_lines(views, certs)]),
         "options": kind.render_options(proxy_version),
         "tls": bool(tls_ports),
+        # nginx: some free text holds a `$`, which nginx_str writes as ${lbgen_dollar}
+        "needs_dollar": any(v.maintenance is not None and "$" in v.maintenance.message for v in views),
         "status_body": "lbgen generation=" + GENERATION_PLACEHOLDER + named,
         "generation": GENERATION_PLACEHOLDER,
     }

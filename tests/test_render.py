@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lbgen.config import parse_config
-from lbgen.model import Backend, Inventory
+from lbgen.model import Backend, Inventory, Maintenance
 from lbgen.render import GENERATION_PLACEHOLDER, LiveMeta, Rendered, parse_meta, render
 from lbgen.routing import build_pools
 
@@ -40,6 +40,7 @@ class Scenario:
     services: str  # the `services:` mapping of lbgen.yaml, indented by two spaces
     backends: tuple[Backend, ...]
     proxy: str = ""  # more keys of `proxy:`, indented by two spaces
+    maintenance: tuple[tuple[str, Maintenance], ...] = ()  # services in maintenance mode
 
     def config_text(self, kind: str) -> str:
         return (f"network: app-net\nproxy:\n  kind: {kind}\n  container: edge\n{self.proxy}"
@@ -208,6 +209,25 @@ SCENARIOS = {
             backend("docs", "docs-1", "172.20.9.71"),
         ),
     ),
+    # Maintenance mode: a path-routed service and a host-routed one answer 503 with their message and
+    # Retry-After; their backends stay in the config (HAProxy keeps checking them).
+    "maintenance": Scenario(
+        services="""\
+  web:
+    default_env: blue
+  api:
+    paths: [/api]
+  shop:
+    hosts: [shop.example.com]
+""",
+        backends=(
+            backend("web", "web-blue-1", "172.20.10.11", env="blue"),
+            backend("api", "api-1", "172.20.10.21"),
+            backend("shop", "shop-1", "172.20.10.31"),
+        ),
+        maintenance=(("api", Maintenance('Back at 10:00 "UTC" ($5 off)', 300, "2024-05-01T09:00:00Z")),
+                     ("shop", Maintenance("Down for maintenance", 3600, "2024-05-01T09:00:00Z"))),
+    ),
     # WebSockets and apps that check Host: an upgrade idle limit per service, the drain limit of old
     # HAProxy workers, and the Host / headers of health checks (explicit, from `hosts`, or none).
     "websocket_host": Scenario(
@@ -241,7 +261,8 @@ SCENARIOS = {
 def render_backends(scenario: Scenario, kind: str, backends: tuple[Backend, ...],
                     active: dict[str, str | None] | None = None) -> Rendered:
     config = parse_config(scenario.config_text(kind))
-    return render(config, build_pools(config, Inventory(backends=backends), active))
+    return render(config, build_pools(config, Inventory(backends=backends), active),
+                  maintenance=dict(scenario.maintenance))
 
 
 def render_scenario(name: str, kind: str) -> Rendered:
