@@ -34,11 +34,13 @@ class ServiceStatus:
     last_switch: HistoryEntry | None
     envs: tuple[str, ...]
     backends: tuple[BackendStatus, ...]
+    active_recorded: bool = True  # False: no switch on record, the active env is assumed (default_env)
     drift: tuple[Drift, ...] = ()  # every difference, gone backends (which have no row) included
     maintenance: Maintenance | None = None  # `lbgen maintenance on`
 
     def to_dict(self) -> dict[str, Any]:
-        return {"active_env": self.active_env, "previous_env": self.previous_env,
+        return {"active_env": self.active_env, "active_env_recorded": self.active_recorded,
+                "previous_env": self.previous_env,
                 "maintenance": self.maintenance.to_dict() if self.maintenance else None,
                 "last_switch": self.last_switch.to_dict() if self.last_switch else None,
                 "envs": list(self.envs), "backends": [b.to_dict() for b in self.backends],
@@ -72,7 +74,7 @@ class StatusReport:
 def build_status(core: Core) -> StatusReport:
     """Read the world once, check every backend once (concurrently per service), and ask the proxy what
     it serves."""
-    world = core.read_world()
+    world = core.repair(core.read_world())
     rendered = core.desired(world)
     pools = build_pools(core.config, world.inventory, rendered.active, world.state.ejected_ids())
     live_meta = parse_meta(world.live or "")
@@ -91,7 +93,8 @@ def build_status(core: Core) -> StatusReport:
             last_switch=world.state.last_switch(name), envs=tuple(world.inventory.envs(name)),
             backends=tuple(BackendStatus(r.backend, r.ok, r.detail, (name, r.backend.name) in routed,
                                          by_backend.get(r.backend.name)) for r in results),
-            drift=drift.get(name, ()), maintenance=world.state.maintenance.get(name),
+            active_recorded=world.active_recorded(name), drift=drift.get(name, ()),
+            maintenance=world.state.maintenance.get(name),
         ))
     proxy = ProxyStatus(container=core.config.proxy.container, kind=core.config.proxy.kind,
                         live_generation=live_meta.generation if live_meta else None,

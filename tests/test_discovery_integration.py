@@ -32,7 +32,7 @@ def test_discovery_finds_exactly_the_routable_backends(lab):
     inventory = source.discover()
 
     def backend(container, service, env, port=8080, **kw) -> Backend:
-        return Backend(service, env, container.name, container.id, lab.ip(container, net), port, **kw)
+        return Backend(service, env, container.name, container.id, lab.ip(container, net), port, network=net, **kw)
 
     known = f"{prefix}.service, {prefix}.env, {prefix}.port, {prefix}.weight, {prefix}.backup"
     assert engine.get_container(checked.id).health == "starting"
