@@ -18,7 +18,8 @@ from lbgen.events import Event, EventSink, event
 from lbgen.maintenance import MaintenanceResult, run_maintenance
 from lbgen.health import Checker, GateProgress, HttpGet, http_get
 from lbgen.model import HistoryEntry, Inventory, Outcome
-from lbgen.monitor import HealthReport, run_health
+from lbgen.monitor import run_health
+from lbgen.report import HealthReport
 from lbgen.render import Rendered
 from lbgen.sources import Source
 from lbgen.status import StatusReport, build_status

@@ -394,7 +394,7 @@ def health(ctx: click.Context, service: str | None, as_json: bool, apply_: bool,
       lbgen health --apply --textfile /var/lib/node_exporter/lbgen.prom   # from cron
       lbgen health --json | jq '.services.web.unhealthy'
     """
-    from lbgen.monitor import HealthReport
+    from lbgen.report import HealthReport
 
     try:
         report = _app(ctx).health(service, apply=apply_, lock_wait=lock_timeout)

@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     "lbgen.routing": 3, "lbgen.drift": 3, "lbgen.expiry": 3, "lbgen.health": 3, "lbgen.probe": 3, "lbgen.ssh_transport": 3,
     "lbgen.state": 3, "lbgen.holder": 3, "lbgen.templates": 3,
     "lbgen.core": 4,
-    "lbgen.switch": 5, "lbgen.maintenance": 5, "lbgen.monitor": 5, "lbgen.status": 5, "lbgen.doctor": 5,
+    "lbgen.switch": 5, "lbgen.maintenance": 5, "lbgen.monitor": 5, "lbgen.report": 5, "lbgen.status": 5, "lbgen.doctor": 5,
     "lbgen.watch": 6,
     "lbgen.app": 7,
     "lbgen.cli": 8, "lbgen.cli_maintenance": 8, "lbgen.progress": 8, "lbgen.__main__": 8,

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from lbgen import monitor
-from lbgen.engine import Engine, EngineEvent
+from lbgen.engine import SWARM_TASK_LABEL, Engine, EngineEvent
 from lbgen.errors import LbgenError
 from lbgen.health import CheckResult
-from lbgen.model import Backend, Inventory, Pool
+from lbgen.model import OK, STATUS_NAMES, Backend, Inventory, Pool
+from lbgen.report import HealthReport, Transition
 from lbgen.routing import build_pools
 from lbgen.watch.debounce import Debouncer
 from lbgen.watch.log import EventLog
 from lbgen.watch.metrics import Metrics
-from lbgen.engine import SWARM_TASK_LABEL
 from lbgen.watch.swarm_poll import TaskPoll
 
 if TYPE_CHECKING:
@@ -312,7 +312,7 @@ class Watcher:
         self.reasons = []
         self.retry_at = None
         app = self.app
-        transitions: list[monitor.Transition] = []
+        transitions: list[Transition] = []
         try:
             world = app.read_world()
             live, state, active = world.live, world.state, world.active
@@ -436,11 +436,11 @@ class Watcher:
         if self.connected:
             self.apply("health", health=run, results=outcome)
 
-    def _record_health(self, report: monitor.HealthReport) -> None:
+    def _record_health(self, report: HealthReport) -> None:
         self.metrics.set_health(report)
         for s in report.services:
-            if self.service_status.get(s.name, monitor.OK) != s.status:
-                self.log("health", service=s.name, status=monitor.STATUS_NAMES[s.status],
+            if self.service_status.get(s.name, OK) != s.status:
+                self.log("health", service=s.name, status=STATUS_NAMES[s.status],
                          healthy=f"{s.healthy}/{len(s.backends)}", ejected=s.ejected)
             self.service_status[s.name] = s.status
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from lbgen.engine import SWARM_TASK_LABEL, Engine, ServiceInfo, TaskInfo
+from lbgen.engine import Engine, ServiceInfo, TaskInfo
 
 # The label of a Swarm task's container: its events arm the poll (the manager hears of the state later).
 # A task is in a pool while it is in one of these states and Swarm wants it running (sources/swarm.py).
