@@ -17,7 +17,7 @@ _EXPORTS = {
     "Config": "lbgen.config", "load_config": "lbgen.config", "parse_config": "lbgen.config",
     "ApplyResult": "lbgen.core",
     "SwitchResult": "lbgen.switch",
-    "HealthReport": "lbgen.monitor",
+    "HealthReport": "lbgen.report",
     "StatusReport": "lbgen.status",
     "Backend": "lbgen.model", "Inventory": "lbgen.model", "HistoryEntry": "lbgen.model", "Outcome": "lbgen.model",
     "Event": "lbgen.events",
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
                               LockHeld, ReloadFailed, UsageError)
     from lbgen.events import Event  # noqa: F401
     from lbgen.model import Backend, HistoryEntry, Inventory, Outcome  # noqa: F401
-    from lbgen.monitor import HealthReport  # noqa: F401
+    from lbgen.report import HealthReport  # noqa: F401
     from lbgen.status import StatusReport  # noqa: F401
     from lbgen.switch import SwitchResult  # noqa: F401
 

@@ -14,7 +14,8 @@ from lbgen.proxies.base import ConfigDump
 from lbgen.engine import ROOT, ContainerInfo
 from lbgen.errors import ConfigReadOnly, ContainerNotFound, LbgenError, ProxyError
 from lbgen.health import check_all
-from lbgen.monitor import CRITICAL, OK, PLUGIN_NAME, STATUS_NAMES, WARNING
+from lbgen.model import CRITICAL, OK, STATUS_NAMES, WARNING
+from lbgen.report import PLUGIN_NAME
 from lbgen.render import parse_meta
 
 # `sh -c PROBE sh PATH`, as root: is PATH writable where lbgen needs it? Opening the file for appending

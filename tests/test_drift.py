@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lbgen.drift import Drift, DriftKind, find_drift
 from lbgen.model import Backend, Inventory, Pool, Skipped
-from lbgen.monitor import OK, WARNING
+from lbgen.model import OK, WARNING
 from lbgen.render import LiveMeta
 from test_monitor import standard_world
 

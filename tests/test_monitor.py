@@ -22,8 +22,9 @@ from lbgen.config import HealthConfig
 from lbgen.engine import ContainerInfo
 from lbgen.health import CheckResult
 from lbgen.model import Backend
-from lbgen.monitor import (CRITICAL, OK, UNKNOWN, WARNING, HealthReport, ServiceTargets, advance, fold,
-                           run_checks)
+from lbgen.model import CRITICAL, OK, UNKNOWN, WARNING
+from lbgen.monitor import ServiceTargets, advance, fold, run_checks
+from lbgen.report import HealthReport
 from lbgen.state import State
 
 CONFIG = """\

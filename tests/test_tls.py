@@ -18,7 +18,7 @@ from lbgen.core import Core
 from lbgen.errors import CertificateError, ConfigError, ProxyRejectedConfig
 from lbgen.expiry import served_certs
 from lbgen.model import Backend, Inventory
-from lbgen.monitor import HealthReport
+from lbgen.report import HealthReport
 from lbgen.render import parse_meta, render
 from lbgen.routing import build_pools
 from tlscerts import PrivateCA

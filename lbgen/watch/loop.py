@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from lbgen import monitor
-from lbgen.engine import Engine, EngineEvent
+from lbgen.engine import SWARM_TASK_LABEL, Engine, EngineEvent
 from lbgen.errors import LbgenError
 from lbgen.health import CheckResult
-from lbgen.model import Backend, Inventory, Pool
+from lbgen.model import OK, STATUS_NAMES, Backend, Inventory, Pool
+from lbgen.report import HealthReport, Transition
 from lbgen.routing import build_pools
 from lbgen.watch.debounce import Debouncer
 from lbgen.watch.log import EventLog
 from lbgen.watch.metrics import Metrics
+from lbgen.watch.swarm_poll import TaskPoll
 
 if TYPE_CHECKING:
     from lbgen.core import ApplyResult, Core
@@ -92,6 +94,7 @@ class Watcher:
         self.last_pools: dict[str, tuple[Backend, ...]] = {}  # what the last good apply routed
         self.guarded: set[str] = set()  # services whose pool the guard is keeping
         self.service_status: dict[str, int] = {}
+        self.task_poll = TaskPoll()  # Swarm tasks' states while a service converges
 
         self.connected = False
         self.reader = 0  # generation of the current event reader; older readers' messages are ignored
@@ -135,7 +138,7 @@ class Watcher:
         if self.urgent and self.connected:
             return 0.0
         health_due = self.next_health if self.health_enabled and not self.health_running else None
-        times = [self.debouncer.deadline(), self.retry_at, health_due]
+        times = [self.debouncer.deadline(), self.retry_at, health_due, self.task_poll.deadline()]
         if not self.connected:
             times = [self.reconnect_at]
         pending = [t - now for t in times if t is not None]
@@ -171,6 +174,8 @@ class Watcher:
             if self.reconnect_at is not None and now >= self.reconnect_at:
                 self._connect()
             return
+        if self.task_poll.due(now):
+            self._poll_tasks()
         if self.urgent or self.debouncer.due(now):
             self.apply(",".join(self.reasons) or "event", burst=True)
         elif self.retry_at is not None and now >= self.retry_at:
@@ -265,9 +270,27 @@ class Watcher:
             if action in START_ACTIONS or action == "destroy":
                 self.stopping.pop(event.container_id, None)
             self.debouncer.add(now)
+        if action.startswith("service-") or SWARM_TASK_LABEL in event.labels:
+            self.task_poll.arm(now)  # the manager learns of the tasks' states after this event
         reason = _reason(action)
         if reason not in self.reasons:
             self.reasons.append(reason)
+
+    def _poll_tasks(self) -> None:
+        """A poll of the Swarm tasks: a task that left (desired shutdown, failed) applies at once, one that
+        came (or changed state) through the debouncer."""
+        now = self.clock()
+        try:
+            result = self.task_poll.poll(self.engine, f"{self.app.config.label_prefix}.service", now)
+        except LbgenError as e:
+            self.task_poll.next_at = None  # a broken engine ends the event stream too: the resync rediscovers
+            self.log("task-poll-failed", error=str(e))
+            return
+        if result.changed:
+            self.urgent = self.urgent or result.left
+            self.debouncer.add(now)
+            if "swarm-tasks" not in self.reasons:
+                self.reasons.append("swarm-tasks")
 
     def feed(self, event: EngineEvent) -> None:
         """Queue an event as the current reader would (tests, and callers with their own event source)."""
@@ -289,7 +312,7 @@ class Watcher:
         self.reasons = []
         self.retry_at = None
         app = self.app
-        transitions: list[monitor.Transition] = []
+        transitions: list[Transition] = []
         try:
             world = app.read_world()
             live, state, active = world.live, world.state, world.active
@@ -413,11 +436,11 @@ class Watcher:
         if self.connected:
             self.apply("health", health=run, results=outcome)
 
-    def _record_health(self, report: monitor.HealthReport) -> None:
+    def _record_health(self, report: HealthReport) -> None:
         self.metrics.set_health(report)
         for s in report.services:
-            if self.service_status.get(s.name, monitor.OK) != s.status:
-                self.log("health", service=s.name, status=monitor.STATUS_NAMES[s.status],
+            if self.service_status.get(s.name, OK) != s.status:
+                self.log("health", service=s.name, status=STATUS_NAMES[s.status],
                          healthy=f"{s.healthy}/{len(s.backends)}", ejected=s.ejected)
             self.service_status[s.name] = s.status
 

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 from prometheus_client.core import Metric
 from prometheus_client.exposition import ThreadingWSGIServer, generate_latest
 
-from lbgen import monitor
+from lbgen.report import HealthCollector, HealthReport
 from lbgen.errors import UsageError
 
 # name -> (type, help, label names). Counter names keep their `_total`: prometheus_client exposes them so.
@@ -44,7 +44,7 @@ class Metrics:
             name: (Counter if kind == "counter" else Gauge)(name, help_text, labels, registry=None)
             for name, (kind, help_text, labels) in METRICS.items()}
         self._valued = {name for name, (kind, _, labels) in METRICS.items() if kind == "counter" and not labels}
-        self._health: monitor.HealthReport | None = None
+        self._health: HealthReport | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -74,7 +74,7 @@ class Metrics:
         value = self.registry.get_sample_value(name, labels)
         return 0 if value is None else value
 
-    def set_health(self, report: monitor.HealthReport) -> None:
+    def set_health(self, report: HealthReport) -> None:
         with self._lock:
             self._health = report
 
@@ -90,7 +90,7 @@ class Metrics:
             if family.samples:
                 yield family
         if health is not None:
-            yield from monitor.HealthCollector(health).collect()
+            yield from HealthCollector(health).collect()
 
     def text(self) -> str:
         return generate_latest(self.registry).decode()
