@@ -14,7 +14,7 @@ from lbgen.config import parse_config
 from lbgen.doctor import diagnose
 from lbgen.engine import ExecResult
 from lbgen.errors import ConfigError, ProxyRejectedConfig, ReloadFailed
-from lbgen.monitor import OK, WARNING
+from lbgen.model import OK, WARNING
 from lbgen.probe import PROBE
 from lbgen.proxies.base import ConfigDump
 from lbgen.render import parse_meta, render
