@@ -3,6 +3,8 @@ never guessed), one verdict per check with the exact fix, in the monitoring-plug
 `lbgen health` (OK / WARNING / CRITICAL, exit 0 / 1 / 2; UNKNOWN 3 is the CLI's for a bad lbgen.yaml)."""
 from __future__ import annotations
 
+import time
+
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -14,6 +16,7 @@ from lbgen.proxies.base import ConfigDump
 from lbgen.engine import ROOT, ContainerInfo
 from lbgen.errors import ConfigReadOnly, ContainerNotFound, LbgenError, ProxyError
 from lbgen.health import check_all
+from lbgen.expiry import served_certs
 from lbgen.model import CRITICAL, OK, STATUS_NAMES, WARNING
 from lbgen.report import PLUGIN_NAME
 from lbgen.render import parse_meta
@@ -135,6 +138,7 @@ def _checks(core: Core) -> Iterator[Check]:
             yield from _stock_site_checks(core, dump)
     yield _exec_user_check(core, info)
     yield _state_check(core)
+    yield from _tls_checks(core)
     if config.network in info.networks:
         yield _checks_mode_check(core)
         yield _status_check(core)
@@ -349,6 +353,22 @@ def _backend_checks(core: Core) -> Iterator[Check]:
                         f"{'; '.join(r.describe() for r in unreachable[:3])}", "check those containers")
         else:
             yield Check(f"service {name}", OK, f"{summary}; all reachable {where}")
+
+
+def _tls_checks(core: Core) -> Iterator[Check]:
+    """Each certificate the live config serves, with its days left (the same verdict as `lbgen health`);
+    shown only when a service has `tls`."""
+    wanted = sorted(name for name, svc in core.config.services.items() if svc.tls is not None)
+    if not wanted:
+        return
+    served = served_certs(core.config, core.proxy.read_live(), time.time())
+    for cert in served:
+        fix = "" if cert.status == OK else (f"renew the certificate of service {cert.service} and run "
+                                            f"`lbgen apply` (an ACME deploy hook does both: examples/tls/)")
+        yield Check(f"tls {cert.service}", cert.status, cert.describe().split(": ", 1)[1], fix)
+    missing = [name for name in wanted if name not in {c.service for c in served}]
+    if missing:
+        yield Check("tls", WARNING, f"no certificate served yet for {', '.join(missing)}", "run `lbgen apply`")
 
 
 def _templates_check(core: Core) -> Check:

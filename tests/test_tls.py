@@ -347,3 +347,17 @@ def test_the_tls_example_parses_and_its_hook_is_valid_sh():
     config = parse_config((example / "lbgen.yaml").read_text(), base_dir=example)
     assert config.services["shop"].tls.hsts == 31536000 and config.services["shop"].tls.warn_days == 21
     assert subprocess.run(["sh", "-n", str(example / "deploy-hook.sh")]).returncode == 0
+
+
+def test_doctor_shows_each_served_certificates_days_left(ca, tmp_path):
+    from lbgen.doctor import diagnose
+    from lbgen.model import OK as OK_, WARNING as WARNING_
+
+    p = tls_proxy(ca, tmp_path, kind="haproxy")
+    before = [c for c in diagnose(core_of(p)).checks if c.name.startswith("tls")]
+    assert [(c.name, c.status, c.message) for c in before] == [
+        ("tls", WARNING_, "no certificate served yet for shop")]
+    core_of(p).converge()
+    [check] = [c for c in diagnose(core_of(p)).checks if c.name.startswith("tls")]
+    assert (check.name, check.status, check.fix) == ("tls shop", OK_, "")
+    assert check.message.startswith("certificate expires in ")
