@@ -182,9 +182,11 @@ def render(ctx: click.Context, service: str | None, envs: tuple[str, ...], outpu
 @click.option("--dry-run", is_flag=True, help="Print a unified diff of live vs rendered; change nothing.")
 @click.option("--lock-timeout", type=DURATION, default="30s", envvar="LBGEN_LOCK_TIMEOUT", show_default=True,
               help="How long to wait for another lbgen's lock.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: changed, generation, timings "
+              "(seconds per phase and total), notes, warnings (with --dry-run also the diff).")
 @_checks_option
 @click.pass_context
-def apply(ctx: click.Context, dry_run: bool, lock_timeout: float) -> None:
+def apply(ctx: click.Context, dry_run: bool, lock_timeout: float, as_json: bool) -> None:
     """Discover, render, validate with the proxy's own binary, and hot-reload.
 
     A byte-identical config is left alone (no write, no reload). An invalid config never goes live.
@@ -195,13 +197,16 @@ def apply(ctx: click.Context, dry_run: bool, lock_timeout: float) -> None:
     """
     app = _app(ctx)
     result = app.apply(dry_run=dry_run, lock_wait=lock_timeout)
+    if as_json:
+        _print_json(result.to_dict())
+        return
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if dry_run:
         click.echo(result.diff, nl=False)
         click.echo("no change" if not result.changed else f"would apply generation={result.generation}", err=True)
     elif result.changed:
-        took = sum(result.timings.values())
+        took = result.timings.get("total", 0.0)
         click.echo(f"applied generation={result.generation} took={took:.2f}s")
     else:
         click.echo(f"unchanged generation={result.generation}")
@@ -288,9 +293,10 @@ def _run_switch(ctx: click.Context, call: Callable[..., Any], service: str | Non
         click.echo(f"unchanged service={result.service} env={result.to_env} (already live)")
         return
     t = result.timings
+    install = sum(t.get(k, 0.0) for k in ("render", "deliver", "validate"))
     click.echo(f"switched service={result.service} from={result.from_env} to={result.to_env} "
                f"generation={result.generation} took={t.get('total', 0):.2f}s "
-               f"(gate={t.get('gate', 0):.2f}s render+install+validate={t.get('render_install_validate', 0):.2f}s "
+               f"(gate={t.get('gate', 0):.2f}s render+install+validate={install:.2f}s "
                f"reload={t.get('reload', 0):.2f}s verify={t.get('verify', 0):.2f}s)")
     for name in result.stopped or ():
         click.echo(f"stopped {name}", err=True)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import difflib
 import os
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Callable, Collection, Mapping
+from typing import Any, Callable, Collection, Iterator, Mapping
 
 from lbgen.config import Config
 from lbgen.engine import ContainerInfo, Engine
@@ -22,6 +23,7 @@ from lbgen.render import Rendered, parse_meta, render
 from lbgen.routing import build_pools
 from lbgen.sources import Source
 from lbgen.state import ProxyLock, State, StateStore
+from lbgen.timings import Timings, phase
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class World:
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """What one converge did: `changed` (the proxy reloaded with `generation`), or not."""
+    """What one converge did: `changed` (the proxy reloaded with `generation`), or not. `timings`: seconds
+    per phase (lbgen.timings.PHASES) and `total`."""
 
     changed: bool
     generation: str
@@ -50,6 +53,18 @@ class ApplyResult:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `lbgen apply --json` object."""
+        data: dict[str, Any] = {
+            "changed": self.changed, "generation": self.generation,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "notes": list(self.notes), "warnings": list(self.warnings),
+        }
+        if self.dry_run:
+            data["dry_run"] = True
+            data["diff"] = self.diff
+        return data
 
 
 class Core:
@@ -186,6 +201,14 @@ class Core:
         return ProxyLock(self.proxy_engine, self.proxy.key(), info.image, self.config.proxy.container, purpose,
                          wait=wait, lease=lease, log=self.log)
 
+    @contextmanager
+    def locked(self, purpose: str, timings: Timings, wait: float = 30.0, lease: float = 300.0) -> Iterator[None]:
+        """Hold the proxy's lock for the block, its acquisition timed as the phase `lock`."""
+        with ExitStack() as stack:
+            with timings.phase("lock"):
+                stack.enter_context(self.lock(purpose, wait=wait, lease=lease))
+            yield
+
     # --- reading -------------------------------------------------------------------------------------
 
     def discover(self) -> Inventory:
@@ -201,17 +224,22 @@ class Core:
         recorded = meta.active if meta is not None else state.recorded_active
         return {k: v for k, v in recorded.items() if k in self.config.services}
 
-    def read_world(self, *, reconcile: bool = False, inventory: Inventory | None = None) -> World:
+    def read_world(self, *, reconcile: bool = False, inventory: Inventory | None = None,
+                   timings: Timings | None = None) -> World:
         """Live config, state, inventory, active envs: in this order, once. With `reconcile`, first settle
-        what a killed lbgen left half-done (the caller holds the lock)."""
+        what a killed lbgen left half-done (the caller holds the lock). `timings` gets reconcile (the
+        live config and the state read) and discover."""
         notes: tuple[str, ...] = ()
-        if reconcile:
-            live, note = self.proxy.reconcile()
-            notes = (note,) if note else ()
-        else:
-            live = self.proxy.read_live()
-        state = self.store.load()
-        inventory = self.discover() if inventory is None else inventory
+        with phase(timings, "reconcile"):
+            if reconcile:
+                live, note = self.proxy.reconcile()
+                notes = (note,) if note else ()
+            else:
+                live = self.proxy.read_live()
+            state = self.store.load()
+        if inventory is None:
+            with phase(timings, "discover"):
+                inventory = self.discover()
         return World(live, state, inventory, self.active_envs(live, state), notes)
 
     # --- deciding ------------------------------------------------------------------------------------
@@ -241,28 +269,23 @@ class Core:
 
     # --- changing ------------------------------------------------------------------------------------
 
-    def converge(self, inventory: Inventory | None = None) -> ApplyResult:
+    def converge(self, inventory: Inventory | None = None, timings: Timings | None = None) -> ApplyResult:
         """Bring the live proxy to what the world asks for (the caller holds the lock): reconcile, read,
         render, and when the text differs install (validated), reload and verify. A byte-identical config
-        is left alone."""
-        timings: dict[str, float] = {}
-        t = self.clock()
-        world = self.read_world(reconcile=True, inventory=inventory)
-        self.proxy.preflight(world.live)
-        rendered = self.desired(world)
-        timings["discover_render"] = self.clock() - t
+        is left alone. `timings` (the caller's, when it timed the lock too) gets every phase."""
+        timings = timings if timings is not None else Timings(self.clock)
+        world = self.read_world(reconcile=True, inventory=inventory, timings=timings)
+        with timings.phase("reconcile"):
+            self.proxy.preflight(world.live)
+        with timings.phase("render"):
+            rendered = self.desired(world)
         if world.live == rendered.text:
             return ApplyResult(False, rendered.generation, warnings=rendered.warnings, notes=world.notes,
-                               timings=timings)
-        t = self.clock()
-        self.proxy.install(rendered.text, rendered.files, world.live)
-        timings["install_validate"] = self.clock() - t
-        t = self.clock()
-        self.proxy.activate(rendered.generation)
-        timings["reload_verify"] = self.clock() - t
+                               timings=timings.finish().as_dict())
+        self.proxy.install(rendered.text, rendered.files, world.live, timings=timings)
+        self.proxy.activate(rendered.generation, timings=timings)
         return ApplyResult(True, rendered.generation, warnings=rendered.warnings, notes=world.notes,
-                           timings=timings)
-
+                           timings=timings.finish().as_dict())
 
 def diff(live: str | None, new: str) -> str:
     """A unified diff of the live config against a rendered one."""

@@ -181,7 +181,8 @@ def test_events_lead_to_applies_and_a_stopping_backend_leaves_first(lab, tmp_pat
         took = started + served_by(s, new.name) - started
         line = run.wait_line(lambda line: "container-start" in line, "the apply after the start")
         assert re.fullmatch(r"event=apply service=web reason=[a-z,_-]*container-start[a-z,_-]* backends=2 "
-                            r"generation=\w{12} took=\d+\.\d\ds", line)
+                            r"generation=\w{12} lock=\S+ reconcile=\S+ discover=\S+ render=\S+ deliver=\S+ "
+                            r"validate=\S+ reload=\S+ verify=\S+ took=\d+\.\d\ds", line)
         print(f"\n[{kind}] docker run -> first response through the proxy: {took:.2f}s; apply: {line}")
 
         # docker stop: with DRAIN=5 it keeps running 5s after SIGTERM; it must leave the pool before that.

@@ -20,6 +20,7 @@ from lbgen.errors import LbgenError
 from lbgen.health import CheckResult
 from lbgen.model import Backend, Inventory, Pool
 from lbgen.routing import build_pools
+from lbgen.timings import Timings
 from lbgen.watch.debounce import Debouncer
 from lbgen.watch.log import EventLog
 from lbgen.watch.metrics import Metrics
@@ -279,8 +280,9 @@ class Watcher:
         self.retry_at = None
         app = self.app
         transitions: list[monitor.Transition] = []
+        timings = Timings(self.clock)
         try:
-            world = app.read_world()
+            world = app.read_world(timings=timings)
             live, state, active = world.live, world.state, world.active
             inventory = self._guard(self._exclude(world.inventory, started), active)
             counts_change = False
@@ -289,16 +291,18 @@ class Watcher:
                 trial = copy.deepcopy(state)
                 monitor.fold(trial, monitor.targets_for(app.config, inventory, active), results)
                 counts_change = trial.health != state.health
-            rendered = app.desired(world.with_inventory(inventory), state=trial)
+            with timings.phase("render"):
+                rendered = app.desired(world.with_inventory(inventory), state=trial)
             if rendered.text == live and not counts_change:
                 result: ApplyResult | _Unchanged = _Unchanged(rendered.generation)
             else:
-                with app.lock(f"watch ({reason})", wait=self.lock_wait):
+                with app.locked(f"watch ({reason})", timings, wait=self.lock_wait):
                     if results is not None:  # the same step as `lbgen health --apply`
-                        transitions, result, settled = monitor.settle(app, app.config, results, inventory)
+                        transitions, result, settled = monitor.settle(app, app.config, results, inventory,
+                                                                      timings)
                         state = settled.state
                     else:
-                        result = app.converge(inventory)
+                        result = app.converge(inventory, timings)
         except LbgenError as e:
             delay = self.retry_delay
             self.retry_delay = min(self.retry_delay * 2, RETRY_MAX)
@@ -313,19 +317,20 @@ class Watcher:
         pools = build_pools(app.config, inventory, active, state.ejected_ids())
         if burst and result.changed:
             self.debouncer.fired(started)
-        self._record(reason, result, pools, took)
+        self._record(reason, result, pools, took, timings)
         if health is not None and results is not None:
             report = monitor.build_report(app.config, inventory, active, health.services, results, state,
                                           health.checked_at, self.clock() - health.started, transitions)
             self._record_health(report)
         return True
 
-    def _record(self, reason: str, result: Any, pools: Sequence[Pool], took: float) -> None:
+    def _record(self, reason: str, result: Any, pools: Sequence[Pool], took: float,
+                timings: Timings | None = None) -> None:
         changed = [p for p in pools if {b.id for b in p.servers} != {b.id for b in self.last_pools.get(p.service, ())}]
         if result.changed:
             for p in changed or pools:
                 self.log("apply", service=p.service, reason=reason, backends=len(p.servers),
-                         generation=result.generation, took=_secs(took))
+                         generation=result.generation, **(timings.fields() if timings else {}), took=_secs(took))
             self.metrics.inc("lbgen_watch_reloads_total")
             self.metrics.set("lbgen_watch_last_reload_timestamp_seconds", self.wall())
         elif reason.split(",")[0] in NOTEWORTHY:
