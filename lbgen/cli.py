@@ -325,7 +325,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for svc in report.services:
         last = svc.last_switch
         when = f", last switch {last.time} {last.from_env}->{last.to_env}" if last else ""
-        click.echo(f"{svc.name}: active={svc.active_env or '-'} previous={svc.previous_env or '-'}{when}")
+        assumed = "" if svc.active_recorded else " (assumed: no switch on record, default_env)"
+        click.echo(f"{svc.name}: active={svc.active_env or '-'}{assumed} previous={svc.previous_env or '-'}{when}")
         for row in svc.backends:
             b = row.backend
             mark = "routed" if row.routed else "idle"

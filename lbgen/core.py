@@ -13,7 +13,7 @@ from typing import Any, Callable, Collection, Iterator, Mapping
 
 from lbgen.config import Config
 from lbgen.engine import ContainerInfo, Engine
-from lbgen.errors import ContainerNotFound
+from lbgen.errors import ContainerNotFound, LockHeld
 from lbgen.events import EventSink, discard, event, warning
 from lbgen.health import Checker, HttpChecker, HttpGet, http_get
 from lbgen.probe import AUTO, DIRECT, ENGINE, EngineChecker, Probe, can_reach, resolve_mode
@@ -22,20 +22,27 @@ from lbgen.proxies.driver import Proxy
 from lbgen.render import Rendered, parse_meta, render
 from lbgen.routing import build_pools
 from lbgen.sources import Source
-from lbgen.state import ProxyLock, State, StateStore
+from lbgen.state import Origin, ProxyLock, State, StateStore
 from lbgen.timings import Timings, phase
 
 
 @dataclass(frozen=True)
 class World:
-    """What is live, recorded and running, read once: the config on the proxy's disk, the state, what
-    discovery found, and the active env per service as recorded (served config first, then state)."""
+    """What is live, recorded and running, read once: the config on the proxy's disk, the record, what
+    discovery found, and the active env per service as recorded. `assumed` holds the services that have
+    no recorded switch although several envs are present: routing falls back to their default_env."""
 
     live: str | None
     state: State
     inventory: Inventory
     active: Mapping[str, str | None]
     notes: tuple[str, ...] = ()
+    assumed: Mapping[str, str] = field(default_factory=dict)
+
+    def active_recorded(self, service: str) -> bool:
+        """True when the service's active env is on record; False when it is assumed (no switch recorded,
+        or the state holder was deleted) and several envs are present. For `status`, `health`, `doctor`."""
+        return service not in self.assumed
 
     def with_inventory(self, inventory: Inventory) -> World:
         return replace(self, inventory=inventory)
@@ -88,6 +95,7 @@ class Core:
         self.clock = clock
         self.sleep = sleep
         self.log = log
+        self._warned: set[tuple[str, str | None]] = set()
 
     @property
     def engine(self) -> Engine:
@@ -186,7 +194,8 @@ class Core:
 
     @property
     def store(self) -> StateStore:
-        return StateStore(self.proxy_engine, self.proxy.ref(), self.config.proxy.state_dir)
+        return StateStore(self.proxy_engine, self.config.proxy.container, self.config.proxy.state_dir,
+                          legacy_container=self.proxy.ref)
 
     def _docker_health(self, backend: Backend) -> str | None:
         from lbgen.errors import ContainerNotFound
@@ -197,9 +206,9 @@ class Core:
             return None
 
     def lock(self, purpose: str, wait: float = 30.0, lease: float = 300.0) -> ProxyLock:
-        info = self.proxy.info()
-        return ProxyLock(self.proxy_engine, self.proxy.key(), info.image, self.config.proxy.container, purpose,
-                         wait=wait, lease=lease, log=self.log)
+        # Keyed by the proxy's configured name, like the record: a recreated proxy keeps its lock.
+        return ProxyLock(self.proxy_engine, self.config.proxy.container, purpose, wait=wait, lease=lease,
+                         log=self.log)
 
     @contextmanager
     def locked(self, purpose: str, timings: Timings, wait: float = 30.0, lease: float = 300.0) -> Iterator[None]:
@@ -218,29 +227,94 @@ class Core:
         return inventory
 
     def active_envs(self, live: str | None, state: State) -> dict[str, str | None]:
-        """The active env per service as recorded: the served config's header, else state.json. What a
-        service without a record routes to is routing's rule (resolve_active_env)."""
-        meta = parse_meta(live or "")
-        recorded = meta.active if meta is not None else state.recorded_active
-        return {k: v for k, v in recorded.items() if k in self.config.services}
+        """The active env per service as recorded: the record on the engine is the truth (the served
+        config's header is what verification compares against). What a service without a record routes
+        to is routing's rule (resolve_active_env)."""
+        return {k: v for k, v in state.recorded_active.items() if k in self.config.services and v is not None}
 
     def read_world(self, *, reconcile: bool = False, inventory: Inventory | None = None,
                    timings: Timings | None = None) -> World:
-        """Live config, state, inventory, active envs: in this order, once. With `reconcile`, first settle
-        what a killed lbgen left half-done (the caller holds the lock). `timings` gets reconcile (the
-        live config and the state read) and discover."""
-        notes: tuple[str, ...] = ()
+        """Live config, record, inventory, active envs: in this order, once. With `reconcile` (the caller
+        holds the lock), first settle what a killed lbgen left half-done, and write a carried-over record.
+        `timings` gets reconcile (the live config and the record read) and discover."""
+        notes: list[str] = []
         with phase(timings, "reconcile"):
             if reconcile:
                 live, note = self.proxy.reconcile()
-                notes = (note,) if note else ()
+                notes += [note] if note else []
             else:
                 live = self.proxy.read_live()
             state = self.store.load()
+        meta = parse_meta(live or "")
+        if state.origin is Origin.CARRIED_OVER:
+            notes.append(self._carry_over(state, meta.active if meta else {}, reconcile))
         if inventory is None:
             with phase(timings, "discover"):
                 inventory = self.discover()
-        return World(live, state, inventory, self.active_envs(live, state), notes)
+        active = self.active_envs(live, state)
+        if state.origin is Origin.RECORD:
+            notes += self._disagreements(active, meta.active if meta else None)
+        # Without a default_env there is nothing to assume: rendering refuses, naming what to run.
+        assumed = {name: svc.default_env for name, svc in self.config.services.items()
+                   if name not in active and svc.default_env is not None and len(inventory.envs(name)) > 1}
+        for name, env in assumed.items():
+            self._warn_assumed(name, env, inventory.envs(name))
+        return World(live, state, inventory, active, tuple(notes), assumed)
+
+    def _carry_over(self, state: State, served: Mapping[str, str | None], write: bool) -> str:
+        # An older lbgen let the served header win over its state.json: carry over what it served.
+        for name, env in served.items():
+            if env is not None and name in state.recorded_active:
+                state.recorded_active[name] = env
+        where = f"container {self.store.holder.name}"
+        if not write:
+            return (f"the record is still in proxy container {self.config.proxy.container} "
+                    f"({self.store.legacy_path}); the next apply, switch or health --apply carries it over to {where}")
+        self.store.save(state)
+        note = (f"carried over the active envs and history from {self.store.legacy_path} in proxy container "
+                f"{self.config.proxy.container} to {where}, where they outlive the proxy")
+        self.log(event("state-carried-over", proxy=self.config.proxy.container, holder=self.store.holder.name))
+        return note
+
+    def _disagreements(self, active: Mapping[str, str | None], served: Mapping[str, str | None] | None) -> list[str]:
+        """Notes where the proxy's config does not route what the record says (a recreated, restarted
+        or replaced proxy); converge brings it in line."""
+        if not active:
+            return []
+        if served is None:
+            wanted = " ".join(f"{k}={v}" for k, v in sorted(active.items()))
+            return [f"proxy {self.config.proxy.container} has no config from lbgen (recreated?); configuring it "
+                    f"with the recorded active envs ({wanted})"]
+        return [f"proxy {self.config.proxy.container} routes {name} to {served.get(name) or 'nothing'}, the "
+                f"record (newest switch) says {env}: the record wins, the proxy is brought in line"
+                for name, env in sorted(active.items()) if served.get(name) != env]
+
+    def _warn_assumed(self, service: str, env: str, envs: list[str]) -> None:
+        if (service, env) in self._warned:
+            return
+        self._warned.add((service, env))
+        self.log(warning(
+            f"no record of which env is active for service {service} (envs {', '.join(envs)} present); "
+            f"assuming default_env {env}. The record lives in container {self.store.holder.name} on the "
+            f"Docker engine; `lbgen switch --service {service} --env ENV` records one"))
+
+    def repair(self, world: World, lock_wait: float = 30.0) -> World:
+        """What read-only commands (status, health) do first: a proxy that lbgen configured before (there
+        is a record) but that now routes otherwise or carries no lbgen config (recreated, restarted from
+        another image) is brought in line, under the lock. Anything else is left alone."""
+        if world.state.origin is not Origin.RECORD or not self._disagreements(world.active, _served(world.live)):
+            return world
+        try:
+            with self.lock("bring the proxy in line with the record", wait=lock_wait):
+                result = self.converge(world.inventory)
+        except LockHeld as e:  # whoever holds it converges too; report what is there now
+            self.log(warning(f"the proxy does not route what is recorded, and it could not be fixed now: {e}"))
+            return world
+        for note in result.notes:
+            self.log(event("note", message=note))
+        self.log(event("repaired", proxy=self.config.proxy.container, generation=result.generation,
+                       changed=result.changed))
+        return self.read_world(inventory=world.inventory)
 
     # --- deciding ------------------------------------------------------------------------------------
 
@@ -286,6 +360,12 @@ class Core:
         self.proxy.activate(rendered.generation, timings=timings)
         return ApplyResult(True, rendered.generation, warnings=rendered.warnings, notes=world.notes,
                            timings=timings.finish().as_dict())
+
+
+def _served(live: str | None) -> Mapping[str, str | None] | None:
+    meta = parse_meta(live or "")
+    return meta.active if meta else None
+
 
 def diff(live: str | None, new: str) -> str:
     """A unified diff of the live config against a rendered one."""

@@ -12,7 +12,7 @@ import re
 import tarfile
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Collection, Iterator, Mapping, Sequence
 
 from lbgen.engine import ROOT, ContainerInfo, EngineEvent, ExecResult, FileSpec, Mount, ServiceInfo, TaskInfo
 from lbgen.errors import ContainerNotFound, DockerUnavailable
@@ -184,7 +184,17 @@ class DockerEngine:
                 raise
         return True
 
-    def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
+    def ensure_image(self, ref: str, rootfs: bytes) -> None:
+        repository, _, tag = ref.rpartition(":")
+        with self._calls(f"make image {ref}"):
+            try:
+                self.api.inspect_image(ref)
+                return
+            except self._errors.ImageNotFound:
+                pass
+            self.api.import_image_from_data(rootfs, repository=repository, tag=tag)
+
+    def events(self, label: str, since: float | None = None, names: Collection[str] = ()) -> Iterator[EngineEvent]:
         """Container events of containers carrying `label`, plus network connect/disconnect of them.
 
         Ends when the daemon closes the stream; a broken connection raises DockerUnavailable.
@@ -198,7 +208,7 @@ class DockerEngine:
                     message = next(stream, None)
                 if message is None:
                     return
-                event = event_from_message(message, label)
+                event = event_from_message(message, label, names)
                 if event is None and message.get("Type") == "network":
                     event = self._network_event(message, label)
                 if event is not None:
@@ -438,7 +448,7 @@ def task_from_inspect(data: Mapping[str, Any], nodes: Mapping[str, str]) -> Task
     )
 
 
-def event_from_message(message: Mapping[str, Any], label: str) -> EngineEvent | None:
+def event_from_message(message: Mapping[str, Any], label: str, names: Collection[str] = ()) -> EngineEvent | None:
     """EngineEvent from one decoded `/events` message, or None when it is not a container event for `label`
     (or a Swarm task's container), nor a Swarm service event.
 
@@ -453,7 +463,7 @@ def event_from_message(message: Mapping[str, Any], label: str) -> EngineEvent | 
                            time=_event_time(message))
     if message.get("Type") != "container":
         return None
-    if label not in attributes and SWARM_TASK_LABEL not in attributes:
+    if label not in attributes and SWARM_TASK_LABEL not in attributes and attributes.get("name") not in names:
         return None
     if action not in _EVENT_ACTIONS:
         return None  # `create`/`update` of a container, asked for because services use those names

@@ -184,13 +184,21 @@ def _exec_user_check(core: Core, info: ContainerInfo) -> Check:
 
 
 def _state_check(core: Core) -> Check:
+    holder = core.store.holder.name
     try:
-        state = core.store.load()
+        world = core.read_world()
     except (LbgenError, OSError) as e:
-        return Check("state", CRITICAL, f"cannot read lbgen's state: {e}",
-                     "make proxy.state_dir readable and writable (see the README's state section)")
-    recorded = ", ".join(f"{k}={v}" for k, v in sorted(state.recorded_active.items()) if v) or "none recorded yet"
-    return Check("state", OK, f"state readable ({len(state.history)} switches; active: {recorded})")
+        return Check("state", CRITICAL, f"cannot read lbgen's record in container {holder}: {e}",
+                     "lbgen keeps it in a never-started container on the engine (docs/state.md)")
+    state = world.state
+    recorded = ", ".join(f"{k}={v}" for k, v in sorted(world.active.items()) if v) or "none recorded yet"
+    if world.assumed:
+        assumed = ", ".join(f"{k}={v}" for k, v in sorted(world.assumed.items()))
+        return Check("state", WARNING, f"active env assumed, not recorded: {assumed} (no switch on record in "
+                     f"container {holder}; several envs present)",
+                     "run `lbgen switch --service SERVICE --env ENV` to record which env is live")
+    return Check("state", OK, f"record readable in container {holder} ({len(state.history)} switches; "
+                 f"active: {recorded})")
 
 
 def _status_check(core: Core) -> Check:

@@ -7,7 +7,7 @@ and tasks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Collection, Iterable, Iterator, Mapping, Protocol, Sequence
 
 
 # The user lbgen's own in-container steps (install, validate, restore, state) run as: root, whatever user the
@@ -172,8 +172,12 @@ class Engine(Protocol):
     def remove_container(self, ref: str) -> bool:
         """Remove a container by id; False when it was already gone."""
 
-    def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
-        """Container events for containers carrying the label key; blocks. Ends when the engine goes away."""
+    def ensure_image(self, ref: str, rootfs: bytes) -> None:
+        """Make image `ref` from `rootfs` (a tar of its whole filesystem) unless it exists: no registry."""
+
+    def events(self, label: str, since: float | None = None, names: Collection[str] = ()) -> Iterator[EngineEvent]:
+        """Container events for containers carrying the label key, or named in `names` (the proxy); blocks.
+        Ends when the engine goes away."""
 
     # --- Swarm (a manager node); an engine outside a Swarm answers False / [] ----------------------
 

@@ -186,6 +186,7 @@ class ServiceHealth:
     fail_open: bool = False  # every backend was ejected, so routing kept them all
     health: HealthConfig = field(default_factory=HealthConfig)
     drift: tuple[Drift, ...] = ()  # where the live config differs from what runs (see lbgen.drift)
+    assumed: bool = False  # no switch on record although several envs are present: default_env is assumed
 
     @property
     def healthy(self) -> int:
@@ -203,10 +204,11 @@ class ServiceHealth:
     def status(self) -> int:
         if self.healthy == 0:
             return CRITICAL
-        return WARNING if self.unhealthy or self.drift else OK
+        return WARNING if self.unhealthy or self.drift or self.assumed else OK
 
     def to_dict(self) -> dict[str, Any]:
-        return {"active_env": self.active_env, "status": STATUS_NAMES[self.status], "healthy": self.healthy,
+        return {"active_env": self.active_env, "active_env_recorded": not self.assumed,
+                "status": STATUS_NAMES[self.status], "healthy": self.healthy,
                 "unhealthy": self.unhealthy, "ejected": self.ejected, "fail_open": self.fail_open,
                 "backends": [b.to_dict() for b in self.backends], "drift": [d.to_dict() for d in self.drift]}
 
@@ -245,6 +247,9 @@ class HealthReport:
         drifted = sum(len(s.drift) for s in self.services)
         if drifted:
             figures += f", live config differs from what runs for {drifted} backend{'' if drifted == 1 else 's'}"
+        assumed = [s.name for s in self.services if s.assumed]
+        if assumed:
+            figures += f", active env assumed (no switch on record) for {', '.join(assumed)}"
         if self.error is not None:
             return f"{self.error}; {figures}" if self.services else self.error
         down = [s for s in self.services if s.status == CRITICAL]
@@ -289,6 +294,9 @@ class HealthReport:
                 else:
                     lines.append(f"{s.name}: {where} UNHEALTHY: {b.detail}" + (" (ejected)" if b.ejected else ""))
             lines += [f"{s.name}: DRIFT {d.describe()} (run lbgen apply)" for d in s.drift]
+            if s.assumed:
+                lines.append(f"{s.name}: active env {s.active_env or '-'} is ASSUMED (default_env): no switch on "
+                             f"record (never switched, or lbgen's state holder was deleted)")
         lines += [c.describe() for c in self.certs]
         lines += [t.describe() for t in self.transitions]
         if self.applied is not None:
@@ -381,7 +389,8 @@ def build_report(config: Config, inventory: Inventory, active: Mapping[str, str 
                  checked: Sequence[ServiceTargets], results: Mapping[str, Sequence[CheckResult]], state: State,
                  checked_at: float, took: float, transitions: Sequence[Transition] = (),
                  applied: dict[str, Any] | None = None, error: str | None = None,
-                 drift: Mapping[str, tuple[Drift, ...]] | None = None) -> HealthReport:
+                 drift: Mapping[str, tuple[Drift, ...]] | None = None,
+                 assumed: Collection[str] = ()) -> HealthReport:
     """The report of a pass: each checked backend's result, and whether routing leaves it out of its pool
     given `inventory`, `active` and `state` (which may be newer than the checks)."""
     names = [s.name for s in checked]
@@ -400,7 +409,8 @@ def build_report(config: Config, inventory: Inventory, active: Mapping[str, str 
             rows.append(BackendHealth(b, bool(r and r.ok), r.detail if r else "not checked",
                                       ejected=b.id in out_of_pool, fails=c.fails, passes=c.passes))
         fail_open = any(c.ejected and bid in routed[s.name] for bid, c in counts.items())
-        out.append(ServiceHealth(s.name, s.env, tuple(rows), fail_open, s.health, (drift or {}).get(s.name, ())))
+        out.append(ServiceHealth(s.name, s.env, tuple(rows), fail_open, s.health, (drift or {}).get(s.name, ()),
+                                 s.name in assumed))
     return HealthReport(tuple(out), checked_at, took, tuple(transitions), applied, error)
 
 
@@ -417,7 +427,7 @@ def run_health(core: Core, service: str | None = None, *, apply: bool = False, l
     config = only(core.config, names)
     checked_at = wall()
     started = core.clock()
-    world = core.read_world()
+    world = core.repair(core.read_world(), lock_wait)
     services = targets_for(config, world.inventory, world.active)
     results = run_checks(services, core.checker)
     transitions: list[Transition] = []
@@ -435,7 +445,7 @@ def run_health(core: Core, service: str | None = None, *, apply: bool = False, l
         parse_meta(world.live or ""), build_pools(config, world.inventory, world.active, world.state.ejected_ids()),
         world.inventory)
     report = build_report(config, world.inventory, world.active, services, results, world.state, checked_at,
-                          core.clock() - started, transitions, applied, error, drift)
+                          core.clock() - started, transitions, applied, error, drift, tuple(world.assumed))
     return dataclasses.replace(report, certs=served_certs(config, world.live, checked_at))
 
 

@@ -1,10 +1,11 @@
-"""Where the active env, the switch history and health counts live, and the lock that serialises
-writers. Both live with the proxy, not on the machine that ran lbgen: state is a JSON file inside the
-proxy container; the lock is a marker container whose name derives from the proxy's id (Docker
-container names are unique, so creating it is an atomic test-and-set that any host can see).
+"""The record (active and previous env per service, switch history, health counts) and the lock that
+serialises its writers. Both live on the Docker engine, keyed by the proxy's configured name, and outlive
+the proxy container: the record in its state holder (lbgen.holder), the lock in a marker container named
+`lbgen-lock-<proxy name>` (names are unique per engine, so creating it is an atomic test-and-set).
 """
 from __future__ import annotations
 
+import enum
 import getpass
 import json
 import os
@@ -15,11 +16,20 @@ from typing import Any, Callable
 
 from lbgen.engine import Engine
 from lbgen.model import HealthCount, HistoryEntry, Outcome
-from lbgen.errors import LockHeld, ProxyError
+from lbgen.errors import ContainerNotFound, LockHeld
+from lbgen.holder import IMAGE, LABEL, Holder, image_rootfs
 from lbgen.events import EventSink, event
 
 HISTORY_LIMIT = 200
 STATE_FILE = "state.json"
+
+
+class Origin(str, enum.Enum):
+    """Where a loaded State came from."""
+
+    RECORD = "record"  # the state holder on the engine
+    CARRIED_OVER = "carried-over"  # state.json inside a proxy configured by an lbgen before the holder
+    NONE = "none"  # no record anywhere: every active env is assumed (default_env, or the only env)
 
 
 @dataclass
@@ -31,6 +41,11 @@ class State:
     recorded_active: dict[str, str | None] = field(default_factory=dict)
     history: list[HistoryEntry] = field(default_factory=list)
     health: dict[str, dict[str, HealthCount]] = field(default_factory=dict)
+    origin: Origin = field(default=Origin.NONE, compare=False)
+
+    def recorded(self, service: str) -> bool:
+        """Whether a switch of `service` is on record (else its active env is assumed)."""
+        return self.recorded_active.get(service) is not None
 
     def to_json(self) -> str:
         return json.dumps({"version": 1, "active": self.recorded_active, "previous": self.previous,
@@ -41,8 +56,7 @@ class State:
 
     @classmethod
     def from_json(cls, text: str) -> State:
-        """An unreadable state file is treated as empty (the live config stays the truth); unreadable
-        entries in a readable one are left out."""
+        """An unreadable record is treated as empty; unreadable entries in a readable one are left out."""
         try:
             data = json.loads(text)
             return cls(previous=dict(data.get("previous", {})), recorded_active=dict(data.get("active", {})),
@@ -75,36 +89,55 @@ def _entries(raw: Any) -> list[HistoryEntry]:
 
 
 class StateStore:
-    """state.json inside the proxy container, in `proxy.state_dir`."""
+    """The record on the engine (lbgen.holder), keyed by the proxy's configured name; and, for carrying
+    over what older lbgens kept, state.json inside the proxy container, in `proxy.state_dir`."""
 
-    def __init__(self, engine: Engine, container: str, state_dir: str) -> None:
+    def __init__(self, engine: Engine, proxy: str, state_dir: str,
+                 legacy_container: Callable[[], str] | None = None) -> None:
+        """`proxy`: the configured proxy name (the record's key); `legacy_container`: which container holds
+        an older lbgen's state.json (default: the one named `proxy`; a Swarm proxy's task container)."""
         self.engine = engine
-        self.container = container
-        self.path = f"{state_dir.rstrip('/')}/{STATE_FILE}"
-        self.state_dir = state_dir
+        self.proxy = proxy
+        self.legacy_container = legacy_container or (lambda: proxy)
+        self.holder = Holder(engine, proxy)
+        self.legacy_path = f"{state_dir.rstrip('/')}/{STATE_FILE}"
+        self.retired_path = self.legacy_path + ".carried-over"
 
     def load(self) -> State:
-        data = self.engine.read_file(self.container, self.path)
-        return State() if data is None else State.from_json(data.decode("utf-8", errors="replace"))
+        """The newest valid record; else what the proxy container holds from an older lbgen (to be carried
+        over); else an empty State with origin NONE."""
+        try:
+            slot = self.holder.read()
+        except ContainerNotFound:
+            slot = None
+        if slot is not None:
+            state = State.from_json(slot.body)
+            state.origin = Origin.RECORD
+            return state
+        legacy = self._read_legacy()
+        if legacy is None:
+            return State()
+        state = State.from_json(legacy)
+        state.origin = Origin.CARRIED_OVER
+        return state
 
     def save(self, state: State) -> None:
-        """Write state.json atomically (a temp file, then a rename), creating state_dir the first time."""
-        tmp = self.path + ".tmp"
-        data = state.to_json().encode()
+        """Write the record (the caller holds the lock). Carrying over ends here: the proxy's old
+        state.json is renamed, so that a holder deleted later is not silently refilled from it."""
+        self.holder.write(state.to_json())
+        if state.origin is Origin.CARRIED_OVER:
+            try:
+                self.engine.exec(self.legacy_container(), ["mv", "-f", self.legacy_path, self.retired_path])
+            except ContainerNotFound:
+                pass  # the proxy is gone; the record is written, which is what counts
+        state.origin = Origin.RECORD
+
+    def _read_legacy(self) -> str | None:
         try:
-            self.engine.put_file(self.container, tmp, data, 0o600)
-        except FileNotFoundError:
-            result = self.engine.exec(self.container, ["mkdir", "-p", "-m", "0700", self.state_dir])
-            if result.exit_code != 0:
-                raise ProxyError(f"cannot create {self.state_dir} in proxy container {self.container}: "
-                                 f"{result.output.strip()[:200]}") from None
-            self.engine.put_file(self.container, tmp, data, 0o600)
-        except PermissionError as e:
-            raise ProxyError(f"cannot write {self.path} in proxy container {self.container}: {e}") from e
-        result = self.engine.exec(self.container, ["mv", "-f", tmp, self.path])
-        if result.exit_code != 0:
-            raise ProxyError(f"cannot write {self.path} in proxy container {self.container}: "
-                             f"{result.output.strip()[:200]}")
+            data = self.engine.read_file(self.legacy_container(), self.legacy_path)
+        except (ContainerNotFound, OSError):
+            return None
+        return None if data is None else data.decode("utf-8", errors="replace")
 
 
 def holder_identity() -> dict[str, str]:
@@ -124,12 +157,13 @@ class ProxyLock:
 
     PREFIX = "lbgen-lock-"
 
-    def __init__(self, engine: Engine, proxy_id: str, proxy_image: str, proxy_name: str, purpose: str,
-                 wait: float = 30.0, lease: float = 300.0, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep, log: EventSink | None = None) -> None:
+    def __init__(self, engine: Engine, proxy_name: str, purpose: str, wait: float = 30.0, lease: float = 300.0,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 log: EventSink | None = None) -> None:
         self.engine = engine
-        self.name = self.PREFIX + proxy_id[:12]
-        self.image = proxy_image
+        # Keyed by the proxy's configured name, like the record: a recreated proxy keeps its lock.
+        self.name = self.PREFIX + proxy_name
+        self.image = IMAGE
         self.proxy_name = proxy_name
         self.purpose = purpose
         self.wait = wait
@@ -144,6 +178,7 @@ class ProxyLock:
         now = self.clock()
         return {
             "lbgen.lock": "1",
+            LABEL: self.proxy_name,
             "lbgen.lock.user": ident["user"][:64],
             "lbgen.lock.host": ident["host"][:128],
             "lbgen.lock.pid": ident["pid"],
@@ -155,6 +190,7 @@ class ProxyLock:
     def acquire(self) -> None:
         deadline = self.clock() + self.wait
         delay = 0.05
+        self.engine.ensure_image(self.image, image_rootfs())
         while True:
             marker = self.engine.create_marker(self.name, self.image, self._labels())
             if marker:
@@ -184,8 +220,6 @@ class ProxyLock:
             self.marker_id = None
 
     def _holder(self) -> dict[str, Any] | None:
-        from lbgen.errors import ContainerNotFound
-
         try:
             info = self.engine.get_container(self.name)
         except ContainerNotFound:

@@ -34,10 +34,12 @@ class ServiceStatus:
     last_switch: HistoryEntry | None
     envs: tuple[str, ...]
     backends: tuple[BackendStatus, ...]
+    active_recorded: bool = True  # False: no switch on record, the active env is assumed (default_env)
     drift: tuple[Drift, ...] = ()  # every difference, gone backends (which have no row) included
 
     def to_dict(self) -> dict[str, Any]:
-        return {"active_env": self.active_env, "previous_env": self.previous_env,
+        return {"active_env": self.active_env, "active_env_recorded": self.active_recorded,
+                "previous_env": self.previous_env,
                 "last_switch": self.last_switch.to_dict() if self.last_switch else None,
                 "envs": list(self.envs), "backends": [b.to_dict() for b in self.backends],
                 "drift": [d.to_dict() for d in self.drift]}
@@ -70,7 +72,7 @@ class StatusReport:
 def build_status(core: Core) -> StatusReport:
     """Read the world once, check every backend once (concurrently per service), and ask the proxy what
     it serves."""
-    world = core.read_world()
+    world = core.repair(core.read_world())
     rendered = core.desired(world)
     pools = build_pools(core.config, world.inventory, rendered.active, world.state.ejected_ids())
     live_meta = parse_meta(world.live or "")
@@ -89,7 +91,7 @@ def build_status(core: Core) -> StatusReport:
             last_switch=world.state.last_switch(name), envs=tuple(world.inventory.envs(name)),
             backends=tuple(BackendStatus(r.backend, r.ok, r.detail, (name, r.backend.name) in routed,
                                          by_backend.get(r.backend.name)) for r in results),
-            drift=drift.get(name, ()),
+            active_recorded=world.active_recorded(name), drift=drift.get(name, ()),
         ))
     proxy = ProxyStatus(container=core.config.proxy.container, kind=core.config.proxy.kind,
                         live_generation=live_meta.generation if live_meta else None,

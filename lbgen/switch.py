@@ -10,11 +10,11 @@ from typing import Any, Callable, Mapping
 
 from lbgen.config import Config
 from lbgen.core import Core, diff
-from lbgen.errors import HealthGateFailed, LbgenError, NoBackends, ReloadFailed
+from lbgen.errors import ConfigError, HealthGateFailed, LbgenError, NoBackends, ReloadFailed
 from lbgen.events import event
 from lbgen.health import GateProgress, GateResult, check_all, gate, required_count
 from lbgen.model import Backend, HistoryEntry, Inventory, Outcome
-from lbgen.routing import recorded_or_default
+from lbgen.routing import recorded_or_default, resolve_active_env
 from lbgen.state import State, holder_identity
 from lbgen.timings import Timings
 
@@ -69,9 +69,13 @@ def plan_switch(config: Config, inventory: Inventory, service: str | None, env: 
         raise NoBackends(
             f"no backends of service {svc.name} in env {env} "
             f"(envs present: {', '.join(present) if present else 'none'}); traffic stays on "
-            f"{active.get(svc.name) or 'what it is'}"
+            f"{recorded_or_default(svc, active.get(svc.name)) or 'what it is'}"
         )
-    return SwitchPlan(service=svc.name, from_env=active.get(svc.name), to_env=env, targets=targets,
+    try:  # what routes now: the record, else the fallback (default_env, the only env)
+        from_env = resolve_active_env(svc, inventory, active.get(svc.name))
+    except ConfigError:
+        from_env = None
+    return SwitchPlan(service=svc.name, from_env=from_env, to_env=env, targets=targets,
                       required=required_count(len(targets), min_healthy))
 
 
@@ -129,15 +133,20 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
             result.outcome = Outcome.UNCHANGED
             timings.update(recorder.finish().as_dict())
             # A switch killed (or cut off from Docker) between its reload and its record made `env` live
-            # without saying so in state.json: record it now, so history and `previous` match the proxy.
+            # without saying so in the record: record it now, so history and `previous` match the proxy. A live
+            # env that was only assumed (default_env) is recorded too: that is how one ends the warning.
             believed = recorded_or_default(core.config.services[plan.service],
                                            state.recorded_active.get(plan.service))
-            if believed is not None and believed != env:
-                try:
+            try:
+                if believed != env:
                     record(core, state, replace(plan, from_env=believed), Outcome.SWITCHED, clock() - started, force)
                     result.notes.append(f"{env} was live but not recorded (an interrupted switch); recorded it")
-                except LbgenError as e:
-                    result.notes.append(f"{env} is live, but the history could not be recorded: {e}")
+                elif not state.recorded(plan.service):  # no switch happened: the record, not the history
+                    state.recorded_active[plan.service] = env
+                    core.store.save(state)
+                    result.notes.append(f"{env} was live but only assumed (default_env); recorded it as active")
+            except LbgenError as e:
+                result.notes.append(f"{env} is live, but the record could not be written: {e}")
             return result
         core.proxy.install(rendered.text, rendered.files, world.live, timings=recorder)
 

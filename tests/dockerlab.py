@@ -120,7 +120,12 @@ class DockerLab:
             return
         self._closed = True
         filters = {"label": [f"{k}={v}" for k, v in self.labels.items()]}
-        containers = [c["Id"] for c in self.api.containers(all=True, filters=filters)]
+        listed = self.api.containers(all=True, filters=filters)
+        containers = [c["Id"] for c in listed]
+        # State holders and locks lbgen made for this lab's proxies (labelled with the proxy's name).
+        names = {n.lstrip("/") for c in listed for n in c.get("Names") or ()}
+        containers += [c["Id"] for c in self.api.containers(all=True, filters={"label": "lbgen.state.proxy"})
+                       if c["Labels"].get("lbgen.state.proxy") in names]
         if self.scope_id is None:
             # Lock markers lbgen itself created from this test process (a failed test may leave one).
             marker_filters = {"label": [f"lbgen.lock.pid={os.getpid()}", f"lbgen.lock.host={socket.gethostname()}"]}

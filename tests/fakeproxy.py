@@ -11,6 +11,8 @@ from typing import Callable
 from fakes import FakeEngine
 from lbgen.config import parse_config
 from lbgen.engine import ExecResult
+from lbgen.errors import ContainerNotFound
+from lbgen.holder import Holder
 from lbgen.render import parse_meta
 
 CONFIG = """\
@@ -56,6 +58,25 @@ class FakeProxy:
         if status == 0:
             raise TimeoutError(f"timeout after {timeout:g}s")
         return status, ""
+
+    def record(self, **active: str) -> None:
+        """Put a record of these active envs on the engine, as an earlier switch would have."""
+        from lbgen.state import StateStore
+
+        store = StateStore(self.engine, self.config.proxy.container, self.config.proxy.state_dir)
+        state = store.load()
+        state.recorded_active.update(active)
+        store.save(state)
+
+    def recorded(self) -> dict:
+        """The record on the engine as JSON ({} when there is none)."""
+        import json
+
+        try:
+            slot = Holder(self.engine, self.config.proxy.container).read()
+        except ContainerNotFound:
+            return {}
+        return json.loads(slot.body) if slot else {}
 
     def live(self) -> bytes | None:
         return self.engine.read("proxy", self.path)

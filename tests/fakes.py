@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import posixpath
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Collection, Callable, Iterable, Iterator, Mapping, Sequence
 
 from lbgen.engine import ROOT, ContainerInfo, EngineEvent, ExecResult, FileSpec, Mount, ServiceInfo, TaskInfo
 from lbgen.errors import ContainerNotFound
@@ -72,6 +72,7 @@ class FakeEngine:
     stopped          names of containers stop_container stopped
     removed          names of containers remove_container removed
     markers          names of containers create_marker created
+    images           ref -> rootfs of the images ensure_image made
     swarm            whether this engine is a Swarm manager (add_service sets it)
     services         service id -> ServiceInfo;  tasks: every TaskInfo, history included
     scaled           (service name, replicas) of each scale_service
@@ -94,6 +95,7 @@ class FakeEngine:
         self.stopped: list[str] = []
         self.removed: list[str] = []
         self.markers: list[str] = []
+        self.images: dict[str, bytes] = {}  # ensure_image: ref -> rootfs tar
         self.swarm = False
         self.services: dict[str, ServiceInfo] = {}
         self.tasks: list[TaskInfo] = []
@@ -298,11 +300,15 @@ class FakeEngine:
         self.removed.append(info.name)
         return True
 
-    def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
+    def ensure_image(self, ref: str, rootfs: bytes) -> None:
+        self._call("ensure_image", ref)
+        self.images.setdefault(ref, rootfs)
+
+    def events(self, label: str, since: float | None = None, names: Collection[str] = ()) -> Iterator[EngineEvent]:
         self._call("events", label, since)
         while self.events_queue:
             event = self.events_queue.pop(0)
-            if label in event.labels and (since is None or event.time >= since):
+            if (label in event.labels or event.container_name in names) and (since is None or event.time >= since):
                 yield event
 
     def swarm_manager(self) -> bool:

@@ -293,7 +293,7 @@ def test_a_single_file_mount_is_written_over_not_renamed():
 # --- the lock --------------------------------------------------------------------------------------
 
 def lock(fp, clock, purpose="switch", wait=2.0, lease=60.0):
-    return ProxyLock(fp.engine, fp.info.id, fp.info.image, "proxy", purpose, wait=wait, lease=lease,
+    return ProxyLock(fp.engine, "proxy", purpose, wait=wait, lease=lease,
                      clock=clock, sleep=clock.sleep)
 
 

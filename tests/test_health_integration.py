@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from lbgen.cli import cli
+from lbgen.holder import Holder
 from scenario import Scenario
 
 KINDS = ["nginx", "haproxy"]
@@ -47,6 +48,7 @@ def settles_on(s: Scenario, names: set[str], n: int = 12, timeout: float = 5.0) 
 def test_exit_codes_follow_the_monitoring_plugin_convention(lab, tmp_path):
     s = Scenario(lab, tmp_path, "nginx", blue=3, green=1, service_yaml=SERVICE)
     s.app().apply()
+    s.app().switch("blue")  # on record: an assumed active env is a WARNING of its own (tests/test_state_*)
     b1, b2, b3 = s.backends["blue"]
 
     result = health(s)
@@ -107,14 +109,14 @@ def test_apply_ejects_and_readmits_with_hysteresis(lab, tmp_path, kind):
 
 
 def test_counts_live_with_the_proxy_so_any_host_agrees(lab, tmp_path):
-    """Each run is a fresh process as far as lbgen is concerned (a new Lbgen): the counts come from state.json
-    in the proxy container, which is what makes cron runs from different hosts add up."""
+    """Each run is a fresh process as far as lbgen is concerned (a new Lbgen): the counts come from the record
+    on the engine (the state holder), which is what makes cron runs from different hosts add up."""
     s = Scenario(lab, tmp_path, "nginx", blue=2, green=0, service_yaml=SERVICE)
     s.app().apply()
     b1, b2 = s.backends["blue"]
     steer(s, b1, 503)
     s.app().health(apply=True)
-    state = json.loads(s.proxy.exec_run(["cat", "/var/lib/lbgen/state.json"]).output)
+    state = json.loads(Holder(s.app().core.engine, s.proxy.name).read().body)
     assert state["health"] == {"web": {b1.id: {"name": b1.name, "fails": 1, "passes": 0, "ejected": False}}}
     report = s.app().health(apply=True)
     assert [t.describe() for t in report.transitions] == [f"ejected {b1.name} from web after 2 failed checks in a row"]

@@ -38,7 +38,6 @@ services:
     listen: 8080
     health: {path: /ping, timeout: 1s, rise: 1, fall: 1}
 """
-STATE = "/var/lib/lbgen/state.json"
 
 
 class FakeClock:
@@ -106,8 +105,8 @@ class World(FakeProxy):
                 if line.strip().startswith("server ") and "# " in line]
 
     def state(self) -> dict[str, Any]:
-        data = self.engine.read("proxy", STATE)
-        return json.loads(data) if data else {}
+        """The record's JSON on the engine."""
+        return self.recorded()
 
 
 def standard_world() -> World:
@@ -116,6 +115,10 @@ def standard_world() -> World:
         w.backend(name)
     w.backend("web-green-1", env="green")
     w.backend("api-1", service="api", env=None)
+    w.record(web="blue")  # a switch on record: the active env is not assumed
+    w.app().apply()
+    w.reloads = 0
+    w.logs.clear()
     return w
 
 
@@ -219,7 +222,7 @@ def test_some_unhealthy_is_warning_with_one_line_per_unhealthy_backend():
         "api: OK, env -, 1/1 healthy",
     ]
     # Without --apply nothing is written and nothing reloads.
-    assert w.state() == {} and w.reloads == 0
+    assert w.state()["health"] == {} and w.reloads == 0
 
 
 def test_a_service_without_a_healthy_backend_is_critical():
@@ -369,7 +372,7 @@ def test_apply_that_cannot_take_the_lock_is_unknown_but_still_reports_the_checks
     first = report.nagios().splitlines()[0]
     assert first.startswith("LBGEN UNKNOWN - --apply failed: another lbgen holds the lock on proxy proxy")
     assert "2 services, 3/4 backends healthy | web_healthy=2" in first
-    assert w.state() == {}
+    assert w.state()["health"] == {}
 
 
 def test_run_checks_is_concurrent_across_services():

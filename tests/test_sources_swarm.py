@@ -214,8 +214,11 @@ def test_proxy_container_may_name_a_swarm_service_with_one_task():
     app = Lbgen(fp.config, fp.engine, get=fp.get, log=lambda e: None)
     app.core.proxy.verify_timeout = 0.5
     assert app.apply().changed and fp.serving is not None
-    assert app.core.proxy.key() == lb.id  # the lock outlives the task's container
-    assert app.core.store.container == fp.info.id
+    assert app.core.proxy.key() == lb.id
+    # The record and the lock are keyed by the configured name, which outlives the task's container; an
+    # older lbgen's state.json is looked for in the task's container.
+    assert app.core.store.holder.name == "lbgen-state-lb" and app.core.lock("t").name == "lbgen-lock-lb"
+    assert app.core.store.legacy_container() == fp.info.id
 
 
 def test_a_proxy_service_without_exactly_one_running_task_is_refused():

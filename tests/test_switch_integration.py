@@ -112,7 +112,7 @@ def test_a_docker_healthcheck_must_pass_too(lab, tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_state_lives_with_the_proxy_and_survives_losing_state_json(lab, tmp_path, kind):
+def test_every_lbgen_sees_the_same_record(lab, tmp_path, kind):
     s = Scenario(lab, tmp_path, kind)
     s.app().apply()
     s.app().switch("green")
@@ -124,8 +124,7 @@ def test_state_lives_with_the_proxy_and_survives_losing_state_json(lab, tmp_path
     assert status["proxy"]["in_sync"] and status["proxy"]["served_generation"] == status["proxy"]["live_generation"]
     routed = {b["env"] for b in web["backends"] if b["routed"]}
     assert routed == {"green"} and all(b["healthy"] for b in web["backends"])
-    # The state file is gone (a recreated proxy, say): the active env is still read from the live config.
-    s.proxy.exec_run(["rm", "-f", "/var/lib/lbgen/state.json"])
+    # The record is on the engine (tests/test_state_integration.py recreates the proxy): nothing to change.
     assert s.app().apply().changed is False
     assert parse_meta(s.live().decode()).active == {"web": "green"}
     assert s.app().status().to_dict()["services"]["web"]["active_env"] == "green"
@@ -165,11 +164,11 @@ def test_a_lock_left_by_a_dead_lbgen_is_recovered(lab, tmp_path):
     s.app().apply()
     app = s.app()
     info = app.core.proxy.info()
-    dead = ProxyLock(app.core.engine, info.id, info.image, s.proxy.name, "switch (killed)")
+    dead = ProxyLock(app.core.engine, s.proxy.name, "switch (killed)")
     labels = dead._labels()
     labels["lbgen.lock.pid"] = "999999"  # no such process on this host
     labels["lbgen.lock.host"] = socket.gethostname()
-    marker = app.core.engine.create_marker(dead.name, info.image, labels)
+    marker = app.core.engine.create_marker(dead.name, dead.image, labels)
     assert marker
     # A dead holder on another host is recovered once its lease has expired.
     result = s.app().switch("green", lock_wait=5)

@@ -34,7 +34,7 @@ class StreamEngine(FakeEngine):
         self.streams: list[queue.Queue] = []
         self.opened = threading.Event()
 
-    def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
+    def events(self, label: str, since: float | None = None, names: Any = ()) -> Iterator[EngineEvent]:
         self._call("events", label, since)
         stream: queue.Queue = queue.Queue()
         self.streams.append(stream)
@@ -45,7 +45,7 @@ class StreamEngine(FakeEngine):
                 return
             if isinstance(item, BaseException):
                 raise item
-            if label in item.labels:
+            if label in item.labels or item.container_name in names:
                 yield item
 
     def end(self, item: Any = END) -> None:
@@ -154,6 +154,26 @@ def test_a_start_is_applied_after_the_quiet_time(world):
     w.step()
     assert world.routed() == ["web-1", "web-2", "web-3", "web-4", "api-1"]
     assert strip_took(world.lines("apply")[-1]) == "event=apply service=web reason=container-start backends=4"
+
+
+def test_a_recreated_proxy_is_configured_from_the_record_on_its_start_event(world):
+    world.backend("web-green-1", env="green")
+    world.record(web="green")
+    w = started(world)
+    assert world.routed() == ["web-green-1", "api-1"]
+    # `docker rm -f proxy && docker run ... proxy`: same name, empty filesystem, serving nothing.
+    old = world.engine.get_container("proxy")
+    world.engine.remove_container(old.id)
+    world.info = world.engine.add_proxy("proxy", "nginx", network="lbnet", address=old.networks["lbnet"], id="f" * 64)
+    world.serving = None
+    w.feed(world.event("start", "proxy"))
+    w.step()  # no debounce: the proxy's start is applied at once
+    assert world.routed() == ["web-green-1", "api-1"]
+    assert [strip_took(line) for line in world.lines("apply")][-2:] == [
+        "event=apply service=web reason=proxy-start backends=1",
+        "event=apply service=api reason=proxy-start backends=1",
+    ]
+    assert not world.lines("warning")
 
 
 def test_an_event_that_changes_nothing_reloads_nothing(world):

@@ -66,14 +66,14 @@ class Flaky:
         self._check()
         return [] if self.empty.is_set() else self.inner.list_containers(label)
 
-    def events(self, label: str, since: float | None = None) -> Iterator[EngineEvent]:
+    def events(self, label: str, since: float | None = None, names: Any = ()) -> Iterator[EngineEvent]:
         self._check()
         self.streams += 1
         handoff: queue.Queue = queue.Queue()
 
         def pump() -> None:  # the real stream blocks; read it aside so that `down` can break ours at once
             try:
-                for event in self.inner.events(label, since=since):
+                for event in self.inner.events(label, since=since, names=names):
                     handoff.put(event)
             except DockerUnavailable as e:
                 handoff.put(e)

@@ -100,6 +100,7 @@ class Watcher:
         self.backoff = self.backoff_min
         self.reconnect_at: float | None = None
         self.synced_once = False
+        self.synced_wall = 0.0  # wall time of the last (re)connection's sync: earlier proxy starts are in it
         self.retry_at: float | None = None
         self.retry_delay = 1.0
         self.next_health: float | None = None
@@ -204,6 +205,7 @@ class Watcher:
         if self.synced_once:
             self.log("reconnected")
         self.synced_once = True
+        self.synced_wall = self.wall()
         self.apply(reason)
         self.next_health = self.clock()
 
@@ -211,7 +213,8 @@ class Watcher:
         """The reader thread: the engine's events onto the queue, then a `closed` message."""
         reason = "the event stream failed"
         try:
-            for event in self.engine.events(label, since=since):
+            # The proxy's own events too, by its configured name: a recreated proxy is configured at once.
+            for event in self.engine.events(label, since=since, names=(self.app.config.proxy.container,)):
                 if generation != self.reader:
                     return  # superseded (lbgen.yaml changed the label prefix)
                 self.queue.put(("event", generation, event))
@@ -244,6 +247,14 @@ class Watcher:
         action = event.action
         self.metrics.inc("lbgen_watch_events_total", action=action)
         now = self.clock()
+        if (event.container_name == self.app.config.proxy.container
+                and f"{self.app.config.label_prefix}.service" not in event.labels):
+            if action not in START_ACTIONS or event.time < self.synced_wall:
+                return  # a proxy going away has nothing to route; a start the sync already saw is done
+            self.urgent = True  # a recreated, restarted or replaced proxy: configure it from the record now
+            if "proxy-start" not in self.reasons:
+                self.reasons.append("proxy-start")
+            return
         if action in STOP_ACTIONS:
             if not _terminating(event):
                 return
