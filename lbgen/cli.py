@@ -460,8 +460,9 @@ class Debounce(click.ParamType):
 
 
 @cli.command()
-@click.option("--interval", type=DURATION, default="5s", envvar="LBGEN_INTERVAL", show_default=True,
-              help="How often to run the health pass (the same as `lbgen health --apply`).")
+@click.option("--interval", type=DURATION, default=None, envvar="LBGEN_INTERVAL",
+              help="Check every service this often (the pass of `lbgen health --apply`). Default: each "
+              "service at its own health.interval.")
 @click.option("--debounce", type=Debounce(), default="100ms:1s", envvar="LBGEN_DEBOUNCE", show_default=True,
               metavar="MIN[:MAX]", help="Apply after MIN without events, at most MAX after the first of a "
               "burst; during a long burst at most one reload per MAX.")
@@ -475,17 +476,18 @@ class Debounce(click.ParamType):
               help="How long an apply waits for another lbgen's lock.")
 @_checks_option
 @click.pass_context
-def watch(ctx: click.Context, interval: float, debounce: tuple[float, float], log_format: str,
+def watch(ctx: click.Context, interval: float | None, debounce: tuple[float, float], log_format: str,
           metrics_port: int | None, metrics_addr: str, lock_timeout: float) -> None:
     """Follow Docker events and keep the proxy in line: apply when labelled containers start, stop or
-    change health (bursts debounced), take a stopping backend out of its pool before it is gone, and run
-    the health pass every --interval. Survives the Docker daemon restarting.
+    change health (bursts debounced), take a stopping backend out of its pool before it is gone, and check
+    each service's health at its health.interval (or every --interval). Survives the Docker daemon
+    restarting.
 
     SIGHUP re-reads lbgen.yaml; SIGTERM or SIGINT stop it cleanly (exit 0). Logs go to stderr.
 
     \b
     Example:
-      lbgen watch --interval 5s --metrics-port 9181
+      lbgen watch --metrics-port 9181
     """
     from lbgen.core import Core
     from lbgen.watch import run_watch

@@ -7,6 +7,7 @@ loop with a fake engine and no real waiting.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import queue
 import signal
 import threading
@@ -63,9 +64,10 @@ class Watcher:
 
     `app_factory()` builds the core object (again on SIGHUP, re-reading lbgen.yaml). `clock` drives every
     decision; `spawn(target, name)` runs the event reader and the health checks (a thread by default).
+    Each service is checked every `health.interval` of its own, or every `interval` when one is given.
     """
 
-    def __init__(self, app_factory: Callable[[], Core], engine: Engine, *, interval: float = 5.0,
+    def __init__(self, app_factory: Callable[[], Core], engine: Engine, *, interval: float | None = None,
                  min_quiet: float = 0.1, max_delay: float = 1.0, lock_wait: float = 30.0,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  log: Callable[..., None] | None = None, metrics: Metrics | None = None,
@@ -103,8 +105,10 @@ class Watcher:
         self.synced_wall = 0.0  # wall time of the last (re)connection's sync: earlier proxy starts are in it
         self.retry_at: float | None = None
         self.retry_delay = 1.0
-        self.next_health: float | None = None
+        self.next_health: float | None = None  # when the next service is due a check
+        self.health_due: dict[str, float] = {}  # service -> when its next check is due
         self.health_running = False
+        self.last_health: dict[str, monitor.ServiceHealth] = {}  # each service's latest, for the metrics
         self.metrics.set("lbgen_watch_connected", 0)
 
     # --- driving -----------------------------------------------------------------------------------
@@ -117,7 +121,8 @@ class Watcher:
         """Until `stop` is set: follow events, apply, check health, reconnect."""
         self.start()
         self.log("started", proxy=self.app.config.proxy.container, services=",".join(self.app.config.services),
-                 interval=_secs(self.interval), debounce=f"{self.debouncer.min_quiet:g}s:{self.debouncer.max_delay:g}s")
+                 interval=_secs(self.interval) if self.interval is not None else "per-service",
+                 debounce=f"{self.debouncer.min_quiet:g}s:{self.debouncer.max_delay:g}s")
         while not stop.is_set():
             self.step(self.wait_time())
         self.log("stopped")
@@ -207,6 +212,7 @@ class Watcher:
         self.synced_once = True
         self.synced_wall = self.wall()
         self.apply(reason)
+        self.health_due = {}  # every service is checked right after a (re)sync
         self.next_health = self.clock()
 
     def _read(self, generation: int, label: str, since: float) -> None:
@@ -385,13 +391,34 @@ class Watcher:
 
     # --- health ------------------------------------------------------------------------------------
 
+    def service_interval(self, name: str) -> float:
+        """How often `name` is checked: --interval when given, else its own health.interval."""
+        if self.interval is not None:
+            return self.interval
+        return self.app.config.services[name].health.interval
+
+    def due_services(self, now: float) -> list[str]:
+        """The services whose check is due at `now` (a service not yet scheduled is due at once)."""
+        return [name for name in self.app.config.services if self.health_due.get(name, now) <= now]
+
+    def _schedule_health(self, names: Sequence[str], now: float) -> None:
+        for name in names:
+            self.health_due[name] = now + self.service_interval(name)
+        self.health_due = {k: v for k, v in self.health_due.items() if k in self.app.config.services}
+        self.next_health = min(self.health_due.values(), default=None)
+
     def _start_health(self, now: float) -> None:
-        """Survey in the loop (fast), check in the background (up to a timeout), apply back in the loop."""
-        self.next_health = now + self.interval
+        """Survey in the loop (fast), check the services that are due in the background (up to a
+        timeout), apply back in the loop."""
         app = self.app
+        due = self.due_services(now)
+        self._schedule_health(due, now)
+        if not due:
+            return
         try:
             world = app.read_world()
-            services = monitor.targets_for(app.config, world.inventory, world.active, exclude=set(self.stopping))
+            services = monitor.targets_for(monitor.only(app.config, due), world.inventory, world.active,
+                                           exclude=set(self.stopping))
         except LbgenError as e:
             self.log("health-failed", error=str(e))
             return
@@ -419,7 +446,12 @@ class Watcher:
             self.apply("health", health=run, results=outcome)
 
     def _record_health(self, report: monitor.HealthReport) -> None:
-        self.metrics.set_health(report)
+        # A pass checks only the services that were due: the metrics keep every service's latest.
+        self.last_health = {name: h for name, h in self.last_health.items() if name in self.app.config.services}
+        self.last_health.update({s.name: s for s in report.services})
+        order = list(self.app.config.services)
+        merged = tuple(sorted(self.last_health.values(), key=lambda s: order.index(s.name)))
+        self.metrics.set_health(dataclasses.replace(report, services=merged))
         for s in report.services:
             if self.service_status.get(s.name, monitor.OK) != s.status:
                 self.log("health", service=s.name, status=monitor.STATUS_NAMES[s.status],
@@ -435,8 +467,15 @@ class Watcher:
             self.log("config-reload-failed", error=str(e), detail="still running with the previous lbgen.yaml")
             return
         old_label = self.app.config.label_prefix
+        old_services = self.app.config.services
         self.app = app
         self.last_pools = {k: v for k, v in self.last_pools.items() if k in app.config.services}
+        # A new service, or one whose health settings changed, is checked at the next step.
+        self.health_due = {k: v for k, v in self.health_due.items()
+                           if k in old_services and k in app.config.services
+                           and old_services[k].health == app.config.services[k].health}
+        if self.next_health is not None:
+            self.next_health = self.clock()
         if isinstance(self.log, EventLog):
             self.log.forget_warnings()
         self.log("config-reloaded", source=app.config.source)
