@@ -45,13 +45,9 @@ class DockerEngine:
         self.where = base_url or _client_url(client) or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         if client is None:
             with self._calls("connect"):
-                # ssh://: the system ssh client, so the user's agent, ~/.ssh/config and known_hosts apply
-                # (the SDK's default, paramiko, reads none of the agent's forwarded settings the same way).
-                ssh = self.where.startswith("ssh://")
-                if base_url:
-                    client = docker.DockerClient(base_url=base_url, timeout=timeout, use_ssh_client=ssh)
-                else:
-                    client = docker.from_env(timeout=timeout, use_ssh_client=ssh)
+                client = _ssh_client(self.where, timeout) if self.where.startswith("ssh://") else (
+                    docker.DockerClient(base_url=base_url, timeout=timeout) if base_url
+                    else docker.from_env(timeout=timeout))
         self.client = client
         # The low-level API: one HTTP call per operation, where the high-level objects inspect first.
         self.api = client.api
@@ -286,38 +282,64 @@ class DockerEngine:
                 raise ContainerNotFound(f"container {container} {state}") from e
             raise DockerUnavailable(f"the Docker daemon at {self.where} could not {what}: {explanation}") from e
         except (errors.DockerException, *self._transport_errors) as e:
-            reason = ssh_diagnosis(self.where) if self.where.startswith("ssh://") else None
+            failed = _ssh_failure(e)
+            reason = classify_ssh_error(failed.code, failed.stderr, *_host_port(self.where)) if failed else None
             raise DockerUnavailable(f"cannot reach the Docker daemon at {self.where}: {reason or _reason(e)}") from e
 
 
-def ssh_diagnosis(where: str, timeout: float = 20.0) -> str | None:
-    """Why `ssh HOST docker system dial-stdio` (what the SDK runs for ssh://) fails, in a few words: the
-    SDK only sees a closed pipe. Runs ssh once more in batch mode, stdin closed, and reads its stderr."""
-    import subprocess
+def _ssh_client(where: str, timeout: float) -> Any:
+    """A docker client whose every request goes through lbgen.ssh_transport (the system ssh, batch mode,
+    connections reused). The SDK's own ssh:// transport starts one ssh per API call, needs paramiko even
+    with the system client, and lets ssh write to stderr; so the client is made for a placeholder unix
+    socket (nothing is dialled) and its adapter swapped before the API version is asked for."""
+    import docker
+
+    from lbgen.ssh_transport import SshAdapter
+
+    client = docker.DockerClient(base_url="unix:///lbgen-ssh-placeholder", version="1.24", timeout=timeout)
+    api = client.api
+    api.close()
+    api._custom_adapter = SshAdapter(where, timeout)
+    api.mount("http+docker://", api._custom_adapter)  # the SDK's unix URLs: http+docker://localhost/...
+    api._version = api._retrieve_server_version()
+    return client
+
+
+def _ssh_failure(e: BaseException) -> Any:
+    """The lbgen.ssh_transport.SshFailed somewhere in e's causes (requests and the SDK wrap it), or None."""
+    from lbgen.ssh_transport import SshFailed
+
+    seen: set[int] = set()
+    stack: list[BaseException] = [e]
+    while stack:
+        current = stack.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, SshFailed):
+            return current
+        stack += [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
+        stack += [x for x in (getattr(current, "reason", None), current.__cause__, current.__context__)
+                  if isinstance(x, BaseException)]
+    return None
+
+
+def _host_port(where: str) -> tuple[str, int | None]:
     from urllib.parse import urlsplit
 
     parts = urlsplit(where)
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
-    if parts.username:
-        argv += ["-l", parts.username]
-    if parts.port:
-        argv += ["-p", str(parts.port)]
-    argv += ["--", parts.hostname or "", "docker system dial-stdio"]
-    try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
-    except FileNotFoundError:
-        return "no ssh client here (install openssh-client)"
-    except subprocess.TimeoutExpired:
-        return f"ssh to {parts.hostname} did not finish within {timeout:g}s"
-    return classify_ssh_error(done.returncode, done.stderr.decode("utf-8", errors="replace"), parts.hostname or "")
+    return parts.hostname or where, parts.port
 
 
-def classify_ssh_error(code: int, stderr: str, host: str) -> str | None:
+def classify_ssh_error(code: int | None, stderr: str, host: str, port: int | None = None) -> str | None:
     """A short reason from ssh's exit code and stderr; None when ssh and the remote daemon look fine."""
     text = stderr.lower()
+    keyscan = f"ssh-keyscan -p {port} {host}" if port else f"ssh-keyscan {host}"
     last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    if "no ssh client here" in text:
+        return last
     if "host key verification failed" in text or "remote host identification has changed" in text:
-        return f"ssh host key of {host} is unknown or changed (add it to known_hosts: ssh-keyscan {host}): {last}"
+        return f"ssh host key of {host} is unknown or changed (add it to known_hosts: {keyscan}): {last}"
     if "permission denied" in text or "too many authentication failures" in text:
         return f"ssh authentication to {host} failed (key or agent not accepted): {last}"
     if "could not resolve hostname" in text:
@@ -332,6 +354,8 @@ def classify_ssh_error(code: int, stderr: str, host: str) -> str | None:
         return f"ssh to {host} works but its Docker daemon does not answer: {last}"
     if code == 255:
         return f"ssh to {host} failed: {last or 'exit 255'}"
+    if code:
+        return f"ssh to {host} ended (exit {code}) before its Docker daemon answered: {last or 'no message'}"
     return None
 
 

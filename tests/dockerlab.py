@@ -220,20 +220,24 @@ class DockerLab:
                   expose: Iterable[int] = (), healthcheck: Any = None, extra_networks: Iterable[str] = (),
                   read_only: bool = False, start: bool = True, image: str | None = None,
                   user: str | None = None, stop_signal: str | None = None,
-                  binds: Mapping[str, str] | Iterable[str] | None = None) -> Any:
+                  binds: Mapping[str, str] | Iterable[str] | None = None, publish: Iterable[int] = ()) -> Any:
         """A labelled container of the test image (or `image`) on `network` (None: no network at all).
         `command=None` runs the image's own CMD (and ENTRYPOINT). `binds`: host path -> "container
         path:ro|rw" bind mounts, or `-v` specs ("/host/path:/in/container[:ro]", "volume-name:/in/container").
+        `publish`: container ports published on 127.0.0.1 only, each on a free host port (read it with
+        `container.ports`).
 
         Returns a docker.models.containers.Container. The name gets the session prefix.
         """
         full_name = self.prefix + (name or f"c{next(self._names)}")
+        publish = list(publish)
         host_config = self.api.create_host_config(network_mode=network or "none", read_only=read_only,
                                                   binds=(list(binds or ()) if not isinstance(binds, Mapping) else
-                                                         [f"{h}:{c}" for h, c in binds.items()]) or None)
+                                                         [f"{h}:{c}" for h, c in binds.items()]) or None,
+                                                  port_bindings={p: ("127.0.0.1",) for p in publish} or None)
         created = self.api.create_container(
             image or self.image, command=command, user=user, stop_signal=stop_signal, name=full_name, labels={**(labels or {}), **self.labels},
-            environment=dict(env_vars or {}), ports=list(expose) or None, healthcheck=_healthcheck(healthcheck),
+            environment=dict(env_vars or {}), ports=list(expose) + publish or None, healthcheck=_healthcheck(healthcheck),
             host_config=host_config, hostname=full_name[:63],
         )
         for extra in extra_networks:

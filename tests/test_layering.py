@@ -18,7 +18,7 @@ LAYERS: dict[str, int] = {
     "lbgen.proxies.nginx": 1, "lbgen.proxies.haproxy": 1,
     "lbgen.config": 2,
     "lbgen.docker_engine": 3, "lbgen.sources": 3, "lbgen.proxies.driver": 3, "lbgen.render": 3,
-    "lbgen.routing": 3, "lbgen.drift": 3, "lbgen.expiry": 3, "lbgen.health": 3, "lbgen.probe": 3,
+    "lbgen.routing": 3, "lbgen.drift": 3, "lbgen.expiry": 3, "lbgen.health": 3, "lbgen.probe": 3, "lbgen.ssh_transport": 3,
     "lbgen.state": 3, "lbgen.holder": 3, "lbgen.templates": 3,
     "lbgen.core": 4,
     "lbgen.switch": 5, "lbgen.monitor": 5, "lbgen.status": 5, "lbgen.doctor": 5,
