@@ -28,6 +28,7 @@ from lbgen.model import Backend, HealthCount, Inventory
 from lbgen.render import parse_meta
 from lbgen.routing import build_pools
 from lbgen.state import State
+from lbgen.timings import Timings
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
