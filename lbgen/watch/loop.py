@@ -7,7 +7,6 @@ loop with a fake engine and no real waiting.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import queue
 import signal
 import threading
@@ -25,6 +24,7 @@ from lbgen.timings import Timings
 from lbgen.watch.debounce import Debouncer
 from lbgen.watch.log import EventLog
 from lbgen.watch.metrics import Metrics
+from lbgen.watch.schedule import HealthSchedule
 
 if TYPE_CHECKING:
     from lbgen.core import ApplyResult, Core
@@ -106,9 +106,8 @@ class Watcher:
         self.retry_at: float | None = None
         self.retry_delay = 1.0
         self.next_health: float | None = None  # when the next service is due a check
-        self.health_due: dict[str, float] = {}  # service -> when its next check is due
+        self.schedule = HealthSchedule(interval)
         self.health_running = False
-        self.last_health: dict[str, monitor.ServiceHealth] = {}  # each service's latest, for the metrics
         self.metrics.set("lbgen_watch_connected", 0)
 
     # --- driving -----------------------------------------------------------------------------------
@@ -212,7 +211,7 @@ class Watcher:
         self.synced_once = True
         self.synced_wall = self.wall()
         self.apply(reason)
-        self.health_due = {}  # every service is checked right after a (re)sync
+        self.schedule.reset()  # every service is checked right after a (re)sync
         self.next_health = self.clock()
 
     def _read(self, generation: int, label: str, since: float) -> None:
@@ -391,28 +390,12 @@ class Watcher:
 
     # --- health ------------------------------------------------------------------------------------
 
-    def service_interval(self, name: str) -> float:
-        """How often `name` is checked: --interval when given, else its own health.interval."""
-        if self.interval is not None:
-            return self.interval
-        return self.app.config.services[name].health.interval
-
-    def due_services(self, now: float) -> list[str]:
-        """The services whose check is due at `now` (a service not yet scheduled is due at once)."""
-        return [name for name in self.app.config.services if self.health_due.get(name, now) <= now]
-
-    def _schedule_health(self, names: Sequence[str], now: float) -> None:
-        for name in names:
-            self.health_due[name] = now + self.service_interval(name)
-        self.health_due = {k: v for k, v in self.health_due.items() if k in self.app.config.services}
-        self.next_health = min(self.health_due.values(), default=None)
-
     def _start_health(self, now: float) -> None:
         """Survey in the loop (fast), check the services that are due in the background (up to a
         timeout), apply back in the loop."""
         app = self.app
-        due = self.due_services(now)
-        self._schedule_health(due, now)
+        due = self.schedule.due_now(app.config.services, now)
+        self.next_health = self.schedule.checked(app.config.services, due, now)
         if not due:
             return
         try:
@@ -447,11 +430,7 @@ class Watcher:
 
     def _record_health(self, report: monitor.HealthReport) -> None:
         # A pass checks only the services that were due: the metrics keep every service's latest.
-        self.last_health = {name: h for name, h in self.last_health.items() if name in self.app.config.services}
-        self.last_health.update({s.name: s for s in report.services})
-        order = list(self.app.config.services)
-        merged = tuple(sorted(self.last_health.values(), key=lambda s: order.index(s.name)))
-        self.metrics.set_health(dataclasses.replace(report, services=merged))
+        self.metrics.set_health(self.schedule.merged(report, list(self.app.config.services)))
         for s in report.services:
             if self.service_status.get(s.name, monitor.OK) != s.status:
                 self.log("health", service=s.name, status=monitor.STATUS_NAMES[s.status],
@@ -470,10 +449,7 @@ class Watcher:
         old_services = self.app.config.services
         self.app = app
         self.last_pools = {k: v for k, v in self.last_pools.items() if k in app.config.services}
-        # A new service, or one whose health settings changed, is checked at the next step.
-        self.health_due = {k: v for k, v in self.health_due.items()
-                           if k in old_services and k in app.config.services
-                           and old_services[k].health == app.config.services[k].health}
+        self.schedule.reconfigured(old_services, app.config.services)
         if self.next_health is not None:
             self.next_health = self.clock()
         if isinstance(self.log, EventLog):
