@@ -15,6 +15,7 @@ from lbgen.doctor import DoctorReport, diagnose
 from lbgen.engine import Engine
 from lbgen.errors import ConfigError, UsageError
 from lbgen.events import Event, EventSink, event
+from lbgen.maintenance import MaintenanceResult, run_maintenance
 from lbgen.health import Checker, GateProgress, HttpGet, http_get
 from lbgen.model import HistoryEntry, Inventory, Outcome
 from lbgen.monitor import HealthReport, run_health
@@ -115,6 +116,13 @@ class Lbgen:
         return self.switch(previous, svc.name, timeout=timeout, min_healthy=min_healthy, force=force,
                            dry_run=dry_run, on_progress=on_progress, lock_wait=lock_wait, stop_old=stop_old,
                            drain=drain)
+
+    def maintenance(self, on: bool, service: str | None = None, *, message: str | None = None,
+                    retry_after: float | None = None, lock_wait: float = 30.0) -> MaintenanceResult:
+        """Maintenance mode on or off for `service` (None: every service): the proxy answers 503 with
+        `message` and Retry-After (`retry_after` seconds), backends untouched, until turned off; it survives
+        apply, switch and watch. Returns once the proxy serves the change."""
+        return run_maintenance(self.core, on, service, message=message, retry_after=retry_after, lock_wait=lock_wait)
 
     def health(self, service: str | None = None, *, apply: bool = False, lock_wait: float = 30.0) -> HealthReport:
         """One pass of active health checks over each service's active env; with `apply`, eject and

@@ -327,6 +327,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
         when = f", last switch {last.time} {last.from_env}->{last.to_env}" if last else ""
         assumed = "" if svc.active_recorded else " (assumed: no switch on record, default_env)"
         click.echo(f"{svc.name}: active={svc.active_env or '-'}{assumed} previous={svc.previous_env or '-'}{when}")
+        if svc.maintenance:
+            click.echo(f"  MAINTENANCE since {svc.maintenance.since}: 503 {svc.maintenance.message!r} "
+                       f"(Retry-After {svc.maintenance.retry_after}s)")
         for row in svc.backends:
             b = row.backend
             mark = "routed" if row.routed else "idle"
@@ -341,7 +344,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_context
 def history(ctx: click.Context, service: str | None, as_json: bool) -> None:
-    """The recorded switches, newest first.
+    """The recorded switches and maintenance on/off, newest first.
 
     \b
     Example:
@@ -503,6 +506,11 @@ def watch(ctx: click.Context, interval: float | None, debounce: tuple[float, flo
 
     run_watch(load_app, engine_factory, interval=interval, debounce=debounce, log_format=log_format,
               metrics_port=metrics_port, metrics_addr=metrics_addr, lock_wait=lock_timeout)
+
+
+from lbgen.cli_maintenance import maintenance as _maintenance  # noqa: E402  (it imports helpers from here)
+
+cli.add_command(_maintenance)
 
 
 def main(argv: list[str] | None = None) -> None:

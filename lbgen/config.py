@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from lbgen import grammar
+from lbgen.config_routes import check_routes
 from lbgen.errors import ConfigError
 from lbgen.proxies import KINDS, kind_named
 from lbgen.yamlfile import LineDict, LineList, load_yaml
@@ -96,6 +97,12 @@ class ServiceConfig:
     # upgrade location).
     websocket_timeout: float = 3600.0
     tls: TlsConfig | None = None
+    # Path prefixes this service answers on its port (and hosts); `/` is everything (lbgen.config_routes).
+    paths: tuple[str, ...] = ("/",)
+    strip_prefix: bool = False  # the matched prefix is removed before the request is proxied
+    # Lines from lbgen.yaml (never labels) placed inside the service's locations (nginx) or backend (HAProxy).
+    nginx_snippet: str | None = None
+    haproxy_snippet: str | None = None
 
 
 @dataclass(frozen=True)
@@ -229,7 +236,7 @@ class _Parser:
             except ValueError as e:
                 raise self.fail(path, str(e), services_raw, name) from None
             services[name] = self.service(name, raw, path, services_raw)
-        self.check_routes(services, proxy, services_raw)
+        check_routes(services, proxy, services_raw, self.fail)
         return Config(
             network=networks[0],
             networks=networks,
@@ -273,8 +280,8 @@ class _Parser:
     def service(self, name: str, raw: Any, path: str, parent: dict[str, Any]) -> ServiceConfig:
         data = self.mapping(raw, path, ("listen", "hosts", "algorithm", "hash_key", "default_env", "health",
                                         "connect_timeout", "read_timeout", "websocket_timeout", "retries",
-                                        "tls"), (),
-                            parent, name)
+                                        "tls", "paths", "strip_prefix", "nginx_snippet", "haproxy_snippet"),
+                            (), parent, name)
         algorithm = self.field(data, "algorithm", path, _choice(grammar.ALGORITHMS), "round_robin")
         hash_key = self.field(data, "hash_key", path, grammar.hash_key)
         if algorithm == "hash" and hash_key is None:
@@ -282,6 +289,9 @@ class _Parser:
         if algorithm != "hash" and hash_key is not None:
             raise self.fail(f"{path}.hash_key", "hash_key is only for algorithm: hash", data, "hash_key")
         hosts = self.field(data, "hosts", path, _list_of(grammar.host), ())
+        if data.get("strip_prefix") is True and "paths" not in data:
+            raise self.fail(f"{path}.strip_prefix", "strip_prefix needs paths (there is no prefix to strip from /)",
+                            data, "strip_prefix")
         return ServiceConfig(
             name=name,
             listen=self.field(data, "listen", path, _int_port, 80),
@@ -295,6 +305,10 @@ class _Parser:
             websocket_timeout=self.field(data, "websocket_timeout", path, parse_duration, 3600.0),
             retries=self.field(data, "retries", path, _int_range(0, 10), 2),
             tls=self.tls(data.get("tls"), f"{path}.tls", data) if "tls" in data else None,
+            paths=self.field(data, "paths", path, _paths, ("/",)),
+            strip_prefix=self.field(data, "strip_prefix", path, _bool, False),
+            nginx_snippet=self.field(data, "nginx_snippet", path, lambda v: grammar.snippet(v, "nginx")),
+            haproxy_snippet=self.field(data, "haproxy_snippet", path, lambda v: grammar.snippet(v, "haproxy")),
         )
 
     def tls(self, raw: Any, path: str, parent: dict[str, Any]) -> TlsConfig:
@@ -347,48 +361,6 @@ class _Parser:
             except ValueError as e:
                 raise self.fail(sub, str(e), raw, name) from None
         return tuple(out)
-
-    def check_routes(self, services: dict[str, ServiceConfig], proxy: ProxyConfig, raw: dict[str, Any]) -> None:
-        """Two services may share a port only when their hosts tell them apart; a port is plain HTTP or TLS
-        for all its services; one host name on a TLS port has one certificate."""
-        seen: dict[tuple[int, str], str] = {}
-        plain = {svc.listen: svc.name for svc in services.values()}
-        certs: dict[tuple[int, str], tuple[str, TlsConfig]] = {}
-        for svc in services.values():
-            listens = [(svc.listen, f"services.{svc.name}.listen", raw.get(svc.name), "listen")]
-            if svc.tls is not None:
-                tls_raw = (raw.get(svc.name) or {}).get("tls")
-                listens.append((svc.tls.listen, f"services.{svc.name}.tls.listen", tls_raw, "listen"))
-                if svc.tls.listen in plain:
-                    raise self.fail(f"services.{svc.name}.tls.listen",
-                                    f"port {svc.tls.listen} serves plain HTTP (service {plain[svc.tls.listen]}); "
-                                    f"a port is either plain HTTP or TLS", tls_raw, "listen")
-            for port, where, parent, key in listens:
-                if port == proxy.status_port:
-                    raise self.fail(where, f"port {port} is proxy.status_port, which lbgen keeps for itself",
-                                    parent, key)
-                for host in svc.hosts or ("",):
-                    if svc.tls is not None and port == svc.tls.listen:
-                        self.check_cert(svc, port, host, certs, raw)
-                    other = seen.get((port, host))
-                    if other:
-                        what = f"host {host}" if host else "no hosts (the default server)"
-                        raise self.fail(f"services.{svc.name}.hosts",
-                                        f"port {port} with {what} is already routed to service {other}",
-                                        raw.get(svc.name), "hosts" if host else "listen")
-                    seen[(port, host)] = svc.name
-
-    def check_cert(self, svc: ServiceConfig, port: int, host: str,
-                   certs: dict[tuple[int, str], tuple[str, TlsConfig]], raw: dict[str, Any]) -> None:
-        """One host name on one TLS port is served with one certificate. Services that split a host by path
-        (not yet in lbgen.yaml) pass here when they name the same cert and key, and must share them."""
-        assert svc.tls is not None
-        other = certs.setdefault((port, host), (svc.name, svc.tls))
-        if (other[1].cert_file, other[1].key_file) != (svc.tls.cert_file, svc.tls.key_file):
-            what = f"host {host}" if host else "the default certificate (no hosts)"
-            raise self.fail(f"services.{svc.name}.tls.cert",
-                            f"{what} on TLS port {port} has certificate {other[1].cert} in service {other[0]}; "
-                            f"one host name has one certificate", (raw.get(svc.name) or {}).get("tls"), "cert")
 
 
 def _kind(value: Any) -> str:
@@ -464,6 +436,17 @@ def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {grammar._show(value)}")
     return value
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    """`paths:` a non-empty list of distinct path prefixes."""
+    paths = _list_of(grammar.route_path)(value)
+    if not paths:
+        raise ValueError("expected at least one path prefix (leave paths out for /)")
+    for i, p in enumerate(paths):
+        if p in paths[:i]:
+            raise ValueError(f"item {i}: path {p} is listed twice")
+    return tuple(paths)
 
 
 def _int_port(value: Any) -> int:

@@ -17,7 +17,7 @@ from lbgen.errors import ContainerNotFound, LockHeld
 from lbgen.events import EventSink, discard, event, warning
 from lbgen.health import Checker, HttpChecker, HttpGet, http_get
 from lbgen.probe import AUTO, DIRECT, ENGINE, EngineChecker, Probe, can_reach, resolve_mode
-from lbgen.model import Backend, Inventory
+from lbgen.model import Backend, Inventory, Maintenance
 from lbgen.proxies.driver import Proxy
 from lbgen.render import Rendered, parse_meta, render
 from lbgen.routing import build_pools
@@ -323,8 +323,9 @@ class Core:
         """The config that should be live: the recorded active envs (then `overrides`), minus the backends
         the health counts in `state` (default: the world's) have ejected."""
         active = {**world.active, **(overrides or {})}
-        return self.render_for(world.inventory, active, (state or world.state).ejected_ids(),
-                               proxy_version=self.proxy_version())
+        state = state or world.state
+        return self.render_for(world.inventory, active, state.ejected_ids(), proxy_version=self.proxy_version(),
+                               maintenance=state.maintenance)
 
     def proxy_version(self) -> tuple[int, ...] | None:
         """The running proxy's version when the template needs it (TLS syntax), else None unasked."""
@@ -333,10 +334,11 @@ class Core:
         return self.proxy.version()
 
     def render_for(self, inventory: Inventory, active: Mapping[str, str | None],
-                   ejected: Collection[str] = (), proxy_version: tuple[int, ...] | None = None) -> Rendered:
+                   ejected: Collection[str] = (), proxy_version: tuple[int, ...] | None = None,
+                   maintenance: Mapping[str, Maintenance] | None = None) -> Rendered:
         """Render (reading and checking the TLS certificates lbgen.yaml names) and log its warnings."""
         rendered = render(self.config, build_pools(self.config, inventory, active, ejected),
-                          proxy_version=proxy_version)
+                          proxy_version=proxy_version, maintenance=maintenance)
         for message in rendered.warnings:
             self.log(warning(message))
         return rendered

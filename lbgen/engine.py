@@ -16,6 +16,10 @@ from typing import Collection, Iterable, Iterator, Mapping, Protocol, Sequence
 ROOT = "0"
 
 
+# Docker puts this label on every container it runs for a Swarm task.
+SWARM_TASK_LABEL = "com.docker.swarm.task.id"
+
+
 @dataclass(frozen=True)
 class Mount:
     """One mount of a container, as `docker inspect` lists it."""

@@ -14,6 +14,10 @@ CONTAINER_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 HOST_RE = re.compile(rf"(?:\*\.)?{HOST_LABEL}(?:\.{HOST_LABEL})*")
 PATH_RE = re.compile(r"/[A-Za-z0-9._~/%?=&+-]{0,255}")
+ROUTE_PATH_RE = re.compile(r"/|(?:/[A-Za-z0-9._~-]{1,255}){1,32}")
+# Keywords that open a HAProxy section: a snippet line starting with one would end the backend it is in.
+HAPROXY_SECTIONS = ("global", "defaults", "frontend", "backend", "listen", "peers", "resolvers", "userlist",
+                    "mailers", "program", "http-errors", "ring", "cache", "crt-store", "traces")
 LABEL_PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 # The hash keys lbgen knows how to express in both nginx and HAProxy.
 HASH_KEY_RE = re.compile(r"\$(request_uri|uri|remote_addr|(http|cookie|arg)_([a-z0-9_]{1,64}))")
@@ -139,6 +143,74 @@ def http_path(value: object) -> str:
     if not isinstance(value, str) or not PATH_RE.fullmatch(value):
         raise ValueError(f"{_show(value)} is not a health path (expected / followed by [A-Za-z0-9._~/%?=&+-])")
     return value
+
+
+def route_path(value: object) -> str:
+    """A routing prefix: `/` or `/seg/seg` of [A-Za-z0-9._~-] segments (no `.` or `..` segment, no `%`, no
+    empty segment); one trailing slash is dropped (`/api/` is `/api`). Matching is by whole segments."""
+    text = value[:-1] if isinstance(value, str) and len(value) > 1 and value.endswith("/") else value
+    if not isinstance(text, str) or not ROUTE_PATH_RE.fullmatch(text) or any(
+            seg in (".", "..") for seg in text.split("/")[1:]):
+        raise ValueError(f"{_show(value)} is not a path prefix (expected / or /segment/... of "
+                         "[A-Za-z0-9._~-], no . or .. segments)")
+    return text
+
+
+def snippet(value: object, kind: str) -> str:
+    """Proxy lines from lbgen.yaml (trusted), for inside one block: printable text and tabs/newlines only,
+    at most 8 KiB, no line that could pass for lbgen's own markers; for nginx, braces balanced outside
+    quotes and comments and the text ending a directive (`;` or `}`), so it cannot close the block it is
+    put in nor run on into the next line; for HAProxy, no line opening a new section."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected proxy configuration lines as text, got {_show(value)}")
+    if len(value) > 8192:
+        raise ValueError("is longer than 8192 characters")
+    for number, line in enumerate(value.splitlines(), start=1):
+        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in line):
+            raise ValueError(f"line {number}: control character")
+        if "lbgen-" in line and line.lstrip().startswith("#"):
+            raise ValueError(f"line {number}: a comment naming lbgen- markers is reserved for lbgen")
+    if kind == "nginx":
+        _nginx_balanced(value)
+    else:
+        for number, line in enumerate(value.splitlines(), start=1):
+            word = line.split("#", 1)[0].split()
+            if word and word[0] in HAPROXY_SECTIONS:
+                raise ValueError(f"line {number}: {word[0]!r} would open a new HAProxy section")
+    return value
+
+
+def _nginx_balanced(text: str) -> None:
+    """Braces nest and close outside quotes and comments; the last token is `;` or `}`."""
+    depth = 0
+    last = ""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "#":
+            i = text.find("\n", i)
+            if i < 0:
+                break
+        elif c in "\"'":
+            end = i + 1
+            while end < len(text) and text[end] != c:
+                end += 2 if text[end] == "\\" else 1
+            if end >= len(text):
+                raise ValueError("unterminated quoted string")
+            last, i = c, end
+        elif c == "{":
+            depth, last = depth + 1, c
+        elif c == "}":
+            depth, last = depth - 1, c
+            if depth < 0:
+                raise ValueError("a } closes a block the snippet did not open")
+        elif not c.isspace():
+            last = c
+        i += 1
+    if depth:
+        raise ValueError(f"{depth} unclosed {{")
+    if last not in (";", "}"):
+        raise ValueError("must end with a complete directive (`;` or `}`)")
 
 
 def hash_key(value: object) -> str:

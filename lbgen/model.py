@@ -106,6 +106,8 @@ class Outcome(str, enum.Enum):
     DRY_RUN = "dry-run"
     REFUSED = "refused"
     ROLLED_BACK = "rolled-back"
+    MAINTENANCE_ON = "maintenance-on"  # `lbgen maintenance on`: from/to are the active env, unchanged
+    MAINTENANCE_OFF = "maintenance-off"
 
     def __str__(self) -> str:
         return self.value
@@ -137,6 +139,23 @@ class HistoryEntry:
                    to_env=str(data["to"]), outcome=Outcome(data["outcome"]), duration=float(data.get("duration", 0)),
                    forced=bool(data.get("forced", False)), host=str(data.get("host", "")),
                    user=str(data.get("user", "")))
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    """A service in maintenance: the proxy answers 503 with `message` and Retry-After (HTTP) or closes new
+    connections at once (TCP), without touching the backends, until it is turned off."""
+
+    message: str
+    retry_after: int  # seconds
+    since: str  # UTC, ISO 8601 to the second
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": self.message, "retry_after": self.retry_after, "since": self.since}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Maintenance:
+        return cls(message=str(data["message"]), retry_after=int(data["retry_after"]), since=str(data.get("since", "")))
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from typing import Any, Callable, Mapping, Sequence
 from lbgen import __version__
 from lbgen.certs import CertPair, load_pair
 from lbgen.config import Config, ServiceConfig, TlsConfig
+from lbgen.config_routes import HostTable, grouped, host_tables, strip_regex
 from lbgen.errors import ConfigError
-from lbgen.model import Backend, Pool
+from lbgen.model import Backend, Maintenance, Pool
 from lbgen.proxies import kind_named
 
 BUILTIN_TEMPLATES = "lbgen.templates"  # package data (top-level templates/ in a checkout)
@@ -86,6 +87,7 @@ class ServiceView:
     active_env: str | None
     servers: tuple[Backend, ...]  # primaries first, then backups
     tls: TlsView | None = None
+    maintenance: Maintenance | None = None  # `lbgen maintenance on`: 503 with its message and Retry-After
 
     @property
     def upstream(self) -> str:
@@ -101,6 +103,33 @@ class ServiceView:
 
 
 @dataclass(frozen=True)
+class RouteView:
+    """One path prefix of a host table and the service it reaches; `acl` names the path in HAProxy."""
+
+    path: str
+    service: ServiceView
+    acl: str = ""
+
+
+@dataclass(frozen=True)
+class TableView:
+    """Requests for some host names (() = any other host) on one port: their routes, longest path first,
+    and the service that lists those names (its certificate is theirs)."""
+
+    hosts: tuple[str, ...]
+    routes: tuple[RouteView, ...]
+    owner: ServiceView | None
+
+    @property
+    def has_root(self) -> bool:
+        return any(r.path == "/" for r in self.routes)
+
+    @property
+    def exact_hosts(self) -> tuple[str, ...]:
+        return tuple(h for h in self.hosts if not h.startswith("*."))
+
+
+@dataclass(frozen=True)
 class PortView:
     """One listening port: the services on it, with the host-less one (if any) as the default."""
 
@@ -108,6 +137,30 @@ class PortView:
     services: tuple[ServiceView, ...]
     default: ServiceView | None
     tls: bool = False  # a TLS port
+    # Host tables in the order a first-match proxy (HAProxy) tries them: exact, wildcards longest first,
+    # the default last (lbgen.config_routes).
+    tables: tuple[TableView, ...] = ()
+    grouped: tuple[TableView, ...] = ()  # the same, tables with equal routes merged (nginx server {}s)
+    path_acls: tuple[tuple[str, str], ...] = ()  # (HAProxy acl name, path) per distinct non-root path
+
+    @property
+    def first_match(self) -> tuple[TableView, ...]:
+        """`tables` for a first-match proxy, exact-name tables with equal routes merged (they cannot
+        shadow one another); wildcards stay one per table, longest first."""
+        out: list[TableView] = []
+        for table in self.tables:
+            exact = bool(table.hosts) and not table.hosts[0].startswith("*.")
+            same = next((i for i, t in enumerate(out) if exact and t.exact_hosts == t.hosts
+                         and t.routes == table.routes), None)
+            if same is None:
+                out.append(table)
+            else:
+                out[same] = TableView(out[same].hosts + table.hosts, table.routes, out[same].owner)
+        return tuple(out)
+
+    @property
+    def paths_routed(self) -> bool:
+        return bool(self.path_acls)
 
     @property
     def certs(self) -> tuple[TlsView, ...]:
@@ -204,11 +257,12 @@ def tls_lines(views: Sequence[ServiceView], certs: Mapping[str, CertPair]) -> li
 
 
 def nginx_str(value: Any) -> str:
-    """Quote a value as an nginx string literal (double quotes; backslash, quote and $ escaped)."""
+    """Quote a value as an nginx string literal (double quotes; backslash and quote escaped, `$` written as
+    `${lbgen_dollar}`, a variable the template defines only when some text needs it)."""
     text = str(value)
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise ConfigError(f"control character in a value bound for the nginx config: {text!r}")
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "${dollar}") + '"'
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "${lbgen_dollar}") + '"'
 
 
 def haproxy_str(value: Any) -> str:
@@ -218,6 +272,14 @@ def haproxy_str(value: Any) -> str:
         raise ConfigError(f"control character in a value bound for the HAProxy config: {text!r}")
     out = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("#", "\\#")
     return f'"{out}"'
+
+
+def indent_lines(text: str, width: int) -> str:
+    """Each line of a snippet indented by `width` spaces (so no line of it starts at column 0)."""
+    import textwrap
+
+    lines = textwrap.dedent(text.expandtabs(4)).strip("\n").splitlines()
+    return "\n".join(" " * width + line.rstrip() if line.strip() else "" for line in lines)
 
 
 def duration_ms(seconds: float) -> str:
@@ -247,6 +309,8 @@ def make_environment(templates_dir: Path | None = None) -> Any:
     env.filters["nginx_str"] = nginx_str
     env.filters["haproxy_str"] = haproxy_str
     env.filters["ms"] = duration_ms
+    env.filters["strip_regex"] = strip_regex
+    env.filters["indent_lines"] = indent_lines
     return env
 
 
@@ -283,10 +347,12 @@ def _bytecode_cache(jinja2: Any) -> Any:
 
 
 def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] | None = None,
-           proxy_version: tuple[int, ...] | None = None) -> Rendered:
+           proxy_version: tuple[int, ...] | None = None,
+           maintenance: Mapping[str, Maintenance] | None = None) -> Rendered:
     """Render the config for `config.proxy.kind`; identical input gives byte-identical output. `certs`
     (default: read and checked from the files lbgen.yaml names) are the TLS services' certificates;
-    `proxy_version` picks version-dependent syntax (None: syntax every supported version accepts)."""
+    `proxy_version` picks version-dependent syntax (None: syntax every supported version accepts);
+    `maintenance` names the services in maintenance mode (State.maintenance)."""
     import jinja2
 
     kind = kind_named(config.proxy.kind)
@@ -302,7 +368,7 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
         warnings.extend(left_out)
         warnings.extend(_uncovered(name, service, certs.get(name)))
         views.append(ServiceView(name=name, config=service, active_env=pool.active_env, servers=servers,
-                                 tls=tls_views.get(name)))
+                                 tls=tls_views.get(name), maintenance=(maintenance or {}).get(name)))
     ports = []
     tls_ports = {v.tls.config.listen for v in views if v.tls is not None}
     for port in sorted({v.config.listen for v in views} | tls_ports):
@@ -311,7 +377,7 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
         else:
             on_port = tuple(v for v in views if v.config.listen == port)
         default = next((v for v in on_port if not v.config.hosts), None)
-        ports.append(PortView(port=port, services=on_port, default=default, tls=port in tls_ports))
+        ports.append(port_view(port, on_port, default, port in tls_ports))
     active = {v.name: v.active_env for v in views}
     meta = {"generation": GENERATION_PLACEHOLDER, "v": 2}
     named = "".join(f" {v.name}={v.active_env or '-'}" for v in views[:STATUS_BODY_SERVICES])
@@ -327,6 +393,8 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
                                     *pool_lines(views), *tls_lines(views, certs)]),
         "options": kind.render_options(proxy_version),
         "tls": bool(tls_ports),
+        # nginx: some free text holds a `$`, which nginx_str writes as ${lbgen_dollar}
+        "needs_dollar": any(v.maintenance is not None and "$" in v.maintenance.message for v in views),
         "status_body": "lbgen generation=" + GENERATION_PLACEHOLDER + named,
         "generation": GENERATION_PLACEHOLDER,
     }
@@ -341,6 +409,23 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
     generation = hashlib.sha256(text.encode()).hexdigest()[:12]
     return Rendered(text=text.replace(GENERATION_PLACEHOLDER, generation), generation=generation,
                     active=active, warnings=tuple(warnings), files=files)
+
+
+def port_view(port: int, services: tuple[ServiceView, ...], default: ServiceView | None, tls: bool) -> PortView:
+    """A port with its host tables (lbgen.config_routes) turned into views the templates iterate."""
+    by_name = {v.name: v for v in services}
+    tables = host_tables([v.config for v in services])
+    paths = sorted({r.path for t in tables for r in t.routes if r.path != "/"}, key=lambda p: (-len(p), p))
+    acls = {p: f"lbgen_path_{i}" for i, p in enumerate(paths, start=1)}
+
+    def view(table: HostTable) -> TableView:
+        return TableView(table.hosts, tuple(RouteView(r.path, by_name[r.service], acls.get(r.path, ""))
+                                            for r in table.routes),
+                         by_name[table.owner] if table.owner else None)
+
+    return PortView(port=port, services=services, default=default, tls=tls,
+                    tables=tuple(view(t) for t in tables), grouped=tuple(view(t) for t in grouped(tables)),
+                    path_acls=tuple((acls[p], p) for p in paths))
 
 
 def _uncovered(name: str, service: ServiceConfig, pair: CertPair | None) -> list[str]:

@@ -141,3 +141,38 @@ class SshAdapter(requests.adapters.HTTPAdapter):
     def close(self) -> None:
         super().close()
         self.pool.close()
+
+
+def host_port(where: str) -> tuple[str, int | None]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(where)
+    return parts.hostname or where, parts.port
+
+
+def classify_ssh_error(code: int | None, stderr: str, host: str, port: int | None = None) -> str | None:
+    """A short reason from ssh's exit code and stderr; None when ssh and the remote daemon look fine."""
+    text = stderr.lower()
+    keyscan = f"ssh-keyscan -p {port} {host}" if port else f"ssh-keyscan {host}"
+    last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    if "no ssh client here" in text:
+        return last
+    if "host key verification failed" in text or "remote host identification has changed" in text:
+        return f"ssh host key of {host} is unknown or changed (add it to known_hosts: {keyscan}): {last}"
+    if "permission denied" in text or "too many authentication failures" in text:
+        return f"ssh authentication to {host} failed (key or agent not accepted): {last}"
+    if "could not resolve hostname" in text:
+        return f"ssh cannot resolve {host}: {last}"
+    if "connection refused" in text and "docker" not in text:
+        return f"ssh to {host} refused (no sshd listening): {last}"
+    if "timed out" in text and "docker" not in text:
+        return f"ssh to {host} timed out: {last}"
+    if "command not found" in text or "not found" in text and "docker" in text:
+        return f"no docker command on {host} (ssh:// needs the docker CLI there): {last}"
+    if "docker" in text or "dial" in text:
+        return f"ssh to {host} works but its Docker daemon does not answer: {last}"
+    if code == 255:
+        return f"ssh to {host} failed: {last or 'exit 255'}"
+    if code:
+        return f"ssh to {host} ended (exit {code}) before its Docker daemon answered: {last or 'no message'}"
+    return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lbgen.engine import Engine
-from lbgen.model import HealthCount, HistoryEntry, Outcome
+from lbgen.model import HealthCount, HistoryEntry, Maintenance, Outcome
 from lbgen.errors import ContainerNotFound, LockHeld
 from lbgen.holder import IMAGE, LABEL, Holder, image_rootfs
 from lbgen.events import EventSink, event
@@ -41,6 +41,7 @@ class State:
     recorded_active: dict[str, str | None] = field(default_factory=dict)
     history: list[HistoryEntry] = field(default_factory=list)
     health: dict[str, dict[str, HealthCount]] = field(default_factory=dict)
+    maintenance: dict[str, Maintenance] = field(default_factory=dict)  # services in maintenance mode
     origin: Origin = field(default=Origin.NONE, compare=False)
 
     def recorded(self, service: str) -> bool:
@@ -51,7 +52,8 @@ class State:
         return json.dumps({"version": 1, "active": self.recorded_active, "previous": self.previous,
                            "history": [e.to_dict() for e in self.history[:HISTORY_LIMIT]],
                            "health": {svc: {bid: c.to_dict() for bid, c in counts.items()}
-                                      for svc, counts in self.health.items()}},
+                                      for svc, counts in self.health.items()},
+                           "maintenance": {svc: m.to_dict() for svc, m in self.maintenance.items()}},
                           indent=1, sort_keys=True) + "\n"
 
     @classmethod
@@ -62,7 +64,8 @@ class State:
             return cls(previous=dict(data.get("previous", {})), recorded_active=dict(data.get("active", {})),
                        history=_entries(data.get("history", [])),
                        health={str(svc): {str(bid): HealthCount.from_dict(c) for bid, c in counts.items()}
-                               for svc, counts in dict(data.get("health", {})).items()})
+                               for svc, counts in dict(data.get("health", {})).items()},
+                       maintenance=_maintenance(data.get("maintenance", {})))
         except (ValueError, TypeError, AttributeError):
             return cls()
 
@@ -76,6 +79,16 @@ class State:
 
     def last_switch(self, service: str) -> HistoryEntry | None:
         return next((e for e in self.history if e.service == service and e.outcome is Outcome.SWITCHED), None)
+
+
+def _maintenance(raw: Any) -> dict[str, Maintenance]:
+    out = {}
+    for svc, item in dict(raw or {}).items():
+        try:
+            out[str(svc)] = Maintenance.from_dict(item)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 def _entries(raw: Any) -> list[HistoryEntry]:

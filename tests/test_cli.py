@@ -52,7 +52,7 @@ def test_config_from_environment(tmp_path):
     assert result.exit_code == 3
     assert result.output == f"Error: {path}:3: services.web.lsten: unknown key (expected one of: listen, hosts, " \
                             "algorithm, hash_key, default_env, health, connect_timeout, read_timeout, " \
-                            "websocket_timeout, retries, tls)\n"
+                            "websocket_timeout, retries, tls, paths, strip_prefix, nginx_snippet, haproxy_snippet)\n"
 
 
 def test_usage_errors_are_exit_2():

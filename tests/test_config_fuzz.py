@@ -387,7 +387,8 @@ VALID = yaml.safe_dump(BASE, sort_keys=False)
     ("", "Error: {f}: (top level): expected a mapping, got nothing"),
     (VALID.replace("  web:\n    listen: 80", "  web:\n    lisen: 80"),
      "Error: {f}:11: services.web.lisen: unknown key (expected one of: listen, hosts, algorithm, hash_key, "
-     "default_env, health, connect_timeout, read_timeout, websocket_timeout, retries, tls)"),
+     "default_env, health, connect_timeout, read_timeout, websocket_timeout, retries, tls, paths, strip_prefix, "
+     "nginx_snippet, haproxy_snippet)"),
     (VALID.replace("interval: 1s", "interval: 5x"),
      "Error: {f}:23: services.web.health.interval: '5x' is not a duration (e.g. 500ms, 2s, 1m)"),
     (VALID.replace("interval: 1s", "interval: 25h"),

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from lbgen.docker_engine import DockerEngine, event_from_message, info_from_inspect, info_from_summary
+from lbgen.docker_convert import event_from_message, info_from_inspect, info_from_summary
+from lbgen.docker_engine import DockerEngine
 from lbgen.engine import ContainerInfo, EngineEvent, ExecResult
 from lbgen.errors import ContainerNotFound, DockerUnavailable
 

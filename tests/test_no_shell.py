@@ -27,7 +27,8 @@ from lbgen import doctor as doctor_module
 from lbgen.proxies import kind_named
 from lbgen.app import Lbgen
 from lbgen.sources.docker import DockerSource
-from lbgen.docker_engine import DockerEngine, info_from_inspect, info_from_summary
+from lbgen.docker_convert import info_from_inspect, info_from_summary
+from lbgen.docker_engine import DockerEngine
 from lbgen.render import parse_meta
 
 LBGEN = Path(lbgen.__file__).resolve().parent

@@ -16,7 +16,7 @@ from fakeproxy import FakeProxy
 from fakes import FakeEngine
 from lbgen.app import Lbgen
 from lbgen.config import HealthConfig, parse_config
-from lbgen.docker_engine import classify_ssh_error
+from lbgen.ssh_transport import classify_ssh_error
 from lbgen.engine import ExecResult
 from lbgen.errors import ConfigError
 from lbgen.health import check_all

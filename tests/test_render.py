@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lbgen.config import parse_config
-from lbgen.model import Backend, Inventory
+from lbgen.model import Backend, Inventory, Maintenance
 from lbgen.render import GENERATION_PLACEHOLDER, LiveMeta, Rendered, parse_meta, render
 from lbgen.routing import build_pools
 
@@ -40,6 +40,7 @@ class Scenario:
     services: str  # the `services:` mapping of lbgen.yaml, indented by two spaces
     backends: tuple[Backend, ...]
     proxy: str = ""  # more keys of `proxy:`, indented by two spaces
+    maintenance: tuple[tuple[str, Maintenance], ...] = ()  # services in maintenance mode
 
     def config_text(self, kind: str) -> str:
         return (f"network: app-net\nproxy:\n  kind: {kind}\n  container: edge\n{self.proxy}"
@@ -162,6 +163,71 @@ SCENARIOS = {
             backend("legacy", "legacy-2", "172.20.5.12", backup=True),
         ),
     ),
+    # Path routing (lbgen.config_routes): on port 80 a host-less default with nested prefixes of other
+    # host-less services, a host split by path (shop.example.com/api to shopapi, stripped), a wildcard
+    # whose table inherits the host-less paths, a service without backends on a path; on port 8080 a
+    # host with one path and no default (other paths and hosts: 404). Snippets in both proxies.
+    "paths": Scenario(
+        services="""\
+  web:
+    default_env: blue
+  api:
+    paths: [/api]
+    strip_prefix: true
+  apiv2:
+    paths: [/api/v2, /static.files/]
+    nginx_snippet: "client_max_body_size 1m;"
+    haproxy_snippet: "http-request set-header X-Lbgen-Service apiv2"
+  shop:
+    hosts: [shop.example.com, "*.shop.example.com"]
+    nginx_snippet: |
+      client_max_body_size 50m;
+      if ($request_method = TRACE) {
+          return 405;
+      }
+    haproxy_snippet: |
+      http-request deny deny_status 405 if { method TRACE }
+      timeout server 90s
+  shopapi:
+    hosts: [shop.example.com]
+    paths: [/api]
+    strip_prefix: true
+  empty:
+    paths: [/maintenance-free]
+  docs:
+    listen: 8080
+    hosts: [docs.example.com]
+    paths: [/docs]
+""",
+        backends=(
+            backend("web", "web-blue-1", "172.20.9.11", env="blue"),
+            backend("web", "web-green-1", "172.20.9.21", env="green"),
+            backend("api", "api-1", "172.20.9.31"),
+            backend("apiv2", "apiv2-1", "172.20.9.41"),
+            backend("shop", "shop-1", "172.20.9.51"),
+            backend("shopapi", "shopapi-1", "172.20.9.61"),
+            backend("docs", "docs-1", "172.20.9.71"),
+        ),
+    ),
+    # Maintenance mode: a path-routed service and a host-routed one answer 503 with their message and
+    # Retry-After; their backends stay in the config (HAProxy keeps checking them).
+    "maintenance": Scenario(
+        services="""\
+  web:
+    default_env: blue
+  api:
+    paths: [/api]
+  shop:
+    hosts: [shop.example.com]
+""",
+        backends=(
+            backend("web", "web-blue-1", "172.20.10.11", env="blue"),
+            backend("api", "api-1", "172.20.10.21"),
+            backend("shop", "shop-1", "172.20.10.31"),
+        ),
+        maintenance=(("api", Maintenance('Back at 10:00 "UTC" ($5 off)', 300, "2024-05-01T09:00:00Z")),
+                     ("shop", Maintenance("Down for maintenance", 3600, "2024-05-01T09:00:00Z"))),
+    ),
     # WebSockets and apps that check Host: an upgrade idle limit per service, the drain limit of old
     # HAProxy workers, and the Host / headers of health checks (explicit, from `hosts`, or none).
     "websocket_host": Scenario(
@@ -195,7 +261,8 @@ SCENARIOS = {
 def render_backends(scenario: Scenario, kind: str, backends: tuple[Backend, ...],
                     active: dict[str, str | None] | None = None) -> Rendered:
     config = parse_config(scenario.config_text(kind))
-    return render(config, build_pools(config, Inventory(backends=backends), active))
+    return render(config, build_pools(config, Inventory(backends=backends), active),
+                  maintenance=dict(scenario.maintenance))
 
 
 def render_scenario(name: str, kind: str) -> Rendered:
@@ -307,7 +374,7 @@ def test_nginx_port_with_only_host_routed_services_answers_404_for_other_hosts()
             "        default_type text/plain;\n"
             '        return 404 "no service for this host on port 8080";\n') in text
     assert ("listen 80 default_server;\n    server_name _;\n    location / {\n"
-            "        error_page 418 = @lbgen_upgrade;\n") in text
+            "        error_page 418 = @lbgen_upgrade_site;\n") in text
     default_server = text.split("listen 80 default_server;", 1)[1].split("\n}\n", 1)[0]
     assert default_server.count("proxy_pass http://lbgen_site;") == 2  # location / and @lbgen_upgrade
 

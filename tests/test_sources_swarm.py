@@ -242,7 +242,7 @@ def test_engines_without_swarm_are_asked_nothing_about_it():
 # --- watch follows Swarm: service events and task containers' events ------------------------------------
 
 def test_service_events_and_task_container_events_reach_watch():
-    from lbgen.docker_engine import event_from_message
+    from lbgen.docker_convert import event_from_message
     from lbgen.engine import EngineEvent
 
     update = {"Type": "service", "Action": "update", "Actor": {"ID": "svc1", "Attributes": {"name": "web-blue"}},

@@ -8,18 +8,27 @@ network the test process reaches; the load goes to the proxy's address on that b
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from dockerlab import LABEL, http_get
 from lbgen.app import Lbgen
 from lbgen.config import parse_config
+from lbgen.core import Core
+from lbgen.docker_engine import DockerEngine
 from lbgen.model import Outcome
+from lbgen.watch.log import EventLog
+from lbgen.watch.loop import Watcher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from loadgen import Load  # noqa: E402
@@ -75,7 +84,7 @@ class Swarm:
 
         return self.lab.client.services.create(
             self.lab.image, ["/usr/local/bin/lbgen-test-backend"], name=f"{self.lab.prefix}{name}",
-            env=[f"PORT=8080", f"LBGEN_TEST_ENV={env}", f"LBGEN_TEST_NAME={name}"],
+            env=[f"PORT=8080", f"LBGEN_TEST_ENV={env}", "LBGEN_TEST_NAME={{.Task.Name}}"],
             labels={LABEL: self.lab.session, **(labels or {})}, container_labels=container_labels or {},
             networks=[network], mode=docker.types.ServiceMode("replicated", replicas=replicas),
             stop_grace_period=2_000_000_000)
@@ -87,11 +96,13 @@ class Swarm:
         self.lab.wait_for(ready, timeout=timeout, what=f"{count} running tasks of {service.name}")
 
 
-@pytest.fixture(scope="module")
-def swarm(docker_lab):
+@contextlib.contextmanager
+def single_node_swarm(docker_lab) -> Iterator[Swarm]:
+    """Init a single-node Swarm on a free 172.30.X.0/24 address pool; remove its services and leave it at
+    the end, also on failure. RuntimeError when the engine is already in a Swarm."""
     api = docker_lab.api
     if (api.info().get("Swarm") or {}).get("LocalNodeState") != "inactive":
-        pytest.skip("the engine is already part of a Swarm: these tests only use a Swarm they create")
+        raise RuntimeError("the engine is already part of a Swarm: only a Swarm made here is used")
     with docker_lab._subnet_lock:
         used = docker_lab._used_subnets()
         free = [f"172.30.{x}.0/24" for x in range(255, 0, -1) if f"172.30.{x}.0/24" not in used]
@@ -120,6 +131,14 @@ def swarm(docker_lab):
                 api.remove_network(network["Id"])
             except Exception:  # noqa: BLE001 - an overlay goes with the Swarm; the lab's close() retries the rest
                 pass
+
+
+@pytest.fixture(scope="module")
+def swarm(docker_lab):
+    if (docker_lab.api.info().get("Swarm") or {}).get("LocalNodeState") != "inactive":
+        pytest.skip("the engine is already part of a Swarm: these tests only use a Swarm they create")
+    with single_node_swarm(docker_lab) as s:
+        yield s
 
 
 def forwarding_get(address: str):
@@ -219,3 +238,91 @@ def test_the_seeds_per_env_networks_on_plain_bridges(lab):
     assert result.outcome is Outcome.SWITCHED
     assert load.failed == 0, load.errors
     assert load.envs["blue"] > 0 and load.envs["green"] > 0
+
+
+def seen_through(url: str, names: set[str], timeout: float) -> set[str]:
+    """GET url until every name in `names` answered (or the timeout); the names that did."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while not names <= seen and time.monotonic() < deadline:
+        try:
+            status, body = http_get(url, timeout=2)
+        except (ConnectionError, TimeoutError):
+            continue
+        match = re.search(r"name=(\S+)", body) if status == 200 else None
+        if match:
+            seen.add(match.group(1))
+    return seen & names
+
+
+def docker_cli(*args: str) -> None:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def running_task_names(service) -> set[str]:
+    tasks = service.tasks(filters={"desired-state": "running"})
+    return {f"{service.name}.{t['Slot']}.{t['ID']}" for t in tasks if t["Status"]["State"] == "running"}
+
+
+def test_watch_follows_scale_up_scale_down_and_a_rolling_update_under_load(lab, swarm):
+    """No health pass (its rediscovery would hide a missing event path): Swarm's service events, the
+    task containers' events and the task poll alone keep the pools right, and no request fails."""
+    overlay = swarm.overlay("ov-watch")
+    p = lab.label_prefix
+    service = swarm.service("watched-blue", overlay, 2, "blue", labels={f"{p}.service": "web", f"{p}.env": "blue",
+                                                                    f"{p}.port": "8080"})
+    swarm.running(service, 2)
+    front, proxy, get = overlay_set_up(lab, swarm, overlay)
+    out = io.StringIO()
+    engine = DockerEngine()
+    watcher = Watcher(lambda: Core(config(lab, overlay, proxy.name), engine, get=get), engine,
+                      log=EventLog(out), health=False, interval=3600.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+    thread.start()
+    url = f"http://{lab.ip(proxy, front)}/"
+
+    def routed() -> set[str]:
+        return {b.name for b in watcher.last_pools.get("web", ())}
+
+    load = None
+    try:
+        lab.wait_for(lambda: routed() == running_task_names(service), timeout=30, what="the startup sync")
+        load = Load(url, workers=4, max_seconds=240).start()
+        time.sleep(1.0)
+
+        docker_cli("service", "scale", "--detach", f"{service.name}=5")
+        swarm.running(service, 5)
+        lab.wait_for(lambda: routed() == running_task_names(service), timeout=15, what="5 tasks routed")
+        assert seen_through(url, running_task_names(service), timeout=15) == running_task_names(service)
+
+        docker_cli("service", "scale", "--detach", f"{service.name}=2")
+        swarm.running(service, 2)
+        lab.wait_for(lambda: routed() == running_task_names(service), timeout=15, what="2 tasks routed")
+        lab.wait_for(lambda: len(lab.api.containers(filters={"label": f"com.docker.swarm.service.id={service.id}"})) == 2,
+                     timeout=30, what="the scaled-down tasks' containers to stop")
+        time.sleep(1.0)
+        assert load.failed == 0, load.errors
+
+        before = running_task_names(service)
+        docker_cli("service", "update", "--detach", "--env-add", "RELEASE=2", service.name)  # a new task spec
+
+        def updated() -> bool:
+            service.reload()
+            state = (service.attrs.get("UpdateStatus") or {}).get("State")
+            now = running_task_names(service)
+            return state == "completed" and len(now) == 2 and not now & before
+        lab.wait_for(updated, timeout=90, what="the rolling update")
+        lab.wait_for(lambda: routed() == running_task_names(service), timeout=15, what="the updated tasks routed")
+        assert seen_through(url, running_task_names(service), timeout=15) == running_task_names(service)
+        time.sleep(1.0)
+        load.stop()
+        assert load.failed == 0, load.errors
+        assert "reason=swarm-tasks" in out.getvalue() or "reason=service-update" in out.getvalue()
+    finally:
+        if load is not None:
+            load.stop()
+        stop.set()
+        watcher.wake()
+        thread.join(timeout=30)

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from lbgen import grammar
-from lbgen.engine import ContainerInfo, Engine
+from lbgen.engine import SWARM_TASK_LABEL, ContainerInfo, Engine
 from lbgen.model import Backend, Inventory, Skipped
 from lbgen.sources import Networks, sort_backends
 
 LABELS = ("service", "env", "port", "weight", "backup")  # the known `<prefix>.*` labels, in help order
-SWARM_TASK_LABEL = "com.docker.swarm.task.id"  # on every container Swarm runs for a task
 _REQUIRED = object()
 
 

@@ -25,6 +25,8 @@ from lbgen.watch.debounce import Debouncer
 from lbgen.watch.log import EventLog
 from lbgen.watch.metrics import Metrics
 from lbgen.watch.schedule import HealthSchedule
+from lbgen.engine import SWARM_TASK_LABEL
+from lbgen.watch.swarm_poll import TaskPoll
 
 if TYPE_CHECKING:
     from lbgen.core import ApplyResult, Core
@@ -95,6 +97,7 @@ class Watcher:
         self.last_pools: dict[str, tuple[Backend, ...]] = {}  # what the last good apply routed
         self.guarded: set[str] = set()  # services whose pool the guard is keeping
         self.service_status: dict[str, int] = {}
+        self.task_poll = TaskPoll()  # Swarm tasks' states while a service converges
 
         self.connected = False
         self.reader = 0  # generation of the current event reader; older readers' messages are ignored
@@ -140,7 +143,7 @@ class Watcher:
         if self.urgent and self.connected:
             return 0.0
         health_due = self.next_health if self.health_enabled and not self.health_running else None
-        times = [self.debouncer.deadline(), self.retry_at, health_due]
+        times = [self.debouncer.deadline(), self.retry_at, health_due, self.task_poll.deadline()]
         if not self.connected:
             times = [self.reconnect_at]
         pending = [t - now for t in times if t is not None]
@@ -176,6 +179,8 @@ class Watcher:
             if self.reconnect_at is not None and now >= self.reconnect_at:
                 self._connect()
             return
+        if self.task_poll.due(now):
+            self._poll_tasks()
         if self.urgent or self.debouncer.due(now):
             self.apply(",".join(self.reasons) or "event", burst=True)
         elif self.retry_at is not None and now >= self.retry_at:
@@ -271,9 +276,27 @@ class Watcher:
             if action in START_ACTIONS or action == "destroy":
                 self.stopping.pop(event.container_id, None)
             self.debouncer.add(now)
+        if action.startswith("service-") or SWARM_TASK_LABEL in event.labels:
+            self.task_poll.arm(now)  # the manager learns of the tasks' states after this event
         reason = _reason(action)
         if reason not in self.reasons:
             self.reasons.append(reason)
+
+    def _poll_tasks(self) -> None:
+        """A poll of the Swarm tasks: a task that left (desired shutdown, failed) applies at once, one that
+        came (or changed state) through the debouncer."""
+        now = self.clock()
+        try:
+            result = self.task_poll.poll(self.engine, f"{self.app.config.label_prefix}.service", now)
+        except LbgenError as e:
+            self.task_poll.next_at = None  # a broken engine ends the event stream too: the resync rediscovers
+            self.log("task-poll-failed", error=str(e))
+            return
+        if result.changed:
+            self.urgent = self.urgent or result.left
+            self.debouncer.add(now)
+            if "swarm-tasks" not in self.reasons:
+                self.reasons.append("swarm-tasks")
 
     def feed(self, event: EngineEvent) -> None:
         """Queue an event as the current reader would (tests, and callers with their own event source)."""
