@@ -54,6 +54,8 @@ def main() -> None:
         baseline = statistics.median(sum(timed(c)[0] for c in base_cmds) for _ in range(5))
         summary = load.summary()
         med = lambda key: statistics.median(t.get(key, 0.0) for _, t in rows)  # noqa: E731
+        for _, t in rows:
+            t["render_install_validate"] = sum(t.get(k, 0.0) for k in ("render", "deliver", "validate"))
         after_gate = statistics.median(t["render_install_validate"] + t["reload"] + t["verify"] for _, t in rows)
         print(f"{args.proxy}: {len(rows)} switches under load: requests sent {summary['sent']}, "
               f"failed {summary['failed']}, by env {summary['by_env']}")

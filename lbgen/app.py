@@ -24,6 +24,7 @@ from lbgen.render import Rendered
 from lbgen.sources import Source
 from lbgen.status import StatusReport, build_status
 from lbgen.switch import SwitchResult, run_switch
+from lbgen.timings import Timings
 
 ProgressCallback = Callable[[GateProgress], None]
 
@@ -76,13 +77,16 @@ class Lbgen:
 
     def apply(self, *, dry_run: bool = False, lock_wait: float = 30.0) -> ApplyResult:
         """Bring the live proxy to what render() gives; a byte-identical config is left alone."""
+        timings = Timings(self.core.clock)
         if dry_run:
-            world = self.core.read_world()
-            rendered = self.core.desired(world)
+            world = self.core.read_world(timings=timings)
+            with timings.phase("render"):
+                rendered = self.core.desired(world)
             return ApplyResult(changed=world.live != rendered.text, generation=rendered.generation,
-                               diff=diff(world.live, rendered.text), dry_run=True, warnings=rendered.warnings)
-        with self.core.lock("apply", wait=lock_wait):
-            return self.core.converge()
+                               diff=diff(world.live, rendered.text), dry_run=True, warnings=rendered.warnings,
+                               notes=world.notes, timings=timings.finish().as_dict())
+        with self.core.locked("apply", timings, wait=lock_wait):
+            return self.core.converge(timings=timings)
 
     def switch(self, env: str, service: str | None = None, *, timeout: float = 60.0,
                min_healthy: str | None = None, force: bool = False, dry_run: bool = False,

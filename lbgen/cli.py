@@ -182,9 +182,11 @@ def render(ctx: click.Context, service: str | None, envs: tuple[str, ...], outpu
 @click.option("--dry-run", is_flag=True, help="Print a unified diff of live vs rendered; change nothing.")
 @click.option("--lock-timeout", type=DURATION, default="30s", envvar="LBGEN_LOCK_TIMEOUT", show_default=True,
               help="How long to wait for another lbgen's lock.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: changed, generation, timings "
+              "(seconds per phase and total), notes, warnings (with --dry-run also the diff).")
 @_checks_option
 @click.pass_context
-def apply(ctx: click.Context, dry_run: bool, lock_timeout: float) -> None:
+def apply(ctx: click.Context, dry_run: bool, lock_timeout: float, as_json: bool) -> None:
     """Discover, render, validate with the proxy's own binary, and hot-reload.
 
     A byte-identical config is left alone (no write, no reload). An invalid config never goes live.
@@ -195,13 +197,16 @@ def apply(ctx: click.Context, dry_run: bool, lock_timeout: float) -> None:
     """
     app = _app(ctx)
     result = app.apply(dry_run=dry_run, lock_wait=lock_timeout)
+    if as_json:
+        _print_json(result.to_dict())
+        return
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if dry_run:
         click.echo(result.diff, nl=False)
         click.echo("no change" if not result.changed else f"would apply generation={result.generation}", err=True)
     elif result.changed:
-        took = sum(result.timings.values())
+        took = result.timings.get("total", 0.0)
         click.echo(f"applied generation={result.generation} took={took:.2f}s")
     else:
         click.echo(f"unchanged generation={result.generation}")
@@ -288,9 +293,10 @@ def _run_switch(ctx: click.Context, call: Callable[..., Any], service: str | Non
         click.echo(f"unchanged service={result.service} env={result.to_env} (already live)")
         return
     t = result.timings
+    install = sum(t.get(k, 0.0) for k in ("render", "deliver", "validate"))
     click.echo(f"switched service={result.service} from={result.from_env} to={result.to_env} "
                f"generation={result.generation} took={t.get('total', 0):.2f}s "
-               f"(gate={t.get('gate', 0):.2f}s render+install+validate={t.get('render_install_validate', 0):.2f}s "
+               f"(gate={t.get('gate', 0):.2f}s render+install+validate={install:.2f}s "
                f"reload={t.get('reload', 0):.2f}s verify={t.get('verify', 0):.2f}s)")
     for name in result.stopped or ():
         click.echo(f"stopped {name}", err=True)
@@ -457,11 +463,13 @@ class Debounce(click.ParamType):
 
 
 @cli.command()
-@click.option("--interval", type=DURATION, default="5s", envvar="LBGEN_INTERVAL", show_default=True,
-              help="How often to run the health pass (the same as `lbgen health --apply`).")
+@click.option("--interval", type=DURATION, default=None, envvar="LBGEN_INTERVAL",
+              help="Check every service this often (the pass of `lbgen health --apply`). Default: each "
+              "service at its own health.interval.")
 @click.option("--debounce", type=Debounce(), default="100ms:1s", envvar="LBGEN_DEBOUNCE", show_default=True,
-              metavar="MIN[:MAX]", help="Apply after MIN without events, at most MAX after the first of a "
-              "burst; during a long burst at most one reload per MAX.")
+              metavar="MIN[:MAX]", help="The first event after MAX without a reload is applied at once; "
+              "otherwise apply after MIN without events, at most MAX after the first of a burst; "
+              "during a long burst at most one reload per MAX.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", envvar="LBGEN_LOG_FORMAT",
               show_default=True, help="One key=value line per action, or one JSON object per line.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, envvar="LBGEN_METRICS_PORT",
@@ -472,17 +480,18 @@ class Debounce(click.ParamType):
               help="How long an apply waits for another lbgen's lock.")
 @_checks_option
 @click.pass_context
-def watch(ctx: click.Context, interval: float, debounce: tuple[float, float], log_format: str,
+def watch(ctx: click.Context, interval: float | None, debounce: tuple[float, float], log_format: str,
           metrics_port: int | None, metrics_addr: str, lock_timeout: float) -> None:
     """Follow Docker events and keep the proxy in line: apply when labelled containers start, stop or
-    change health (bursts debounced), take a stopping backend out of its pool before it is gone, and run
-    the health pass every --interval. Survives the Docker daemon restarting.
+    change health (bursts debounced), take a stopping backend out of its pool before it is gone, and check
+    each service's health at its health.interval (or every --interval). Survives the Docker daemon
+    restarting.
 
     SIGHUP re-reads lbgen.yaml; SIGTERM or SIGINT stop it cleanly (exit 0). Logs go to stderr.
 
     \b
     Example:
-      lbgen watch --interval 5s --metrics-port 9181
+      lbgen watch --metrics-port 9181
     """
     from lbgen.core import Core
     from lbgen.watch import run_watch

@@ -7,8 +7,9 @@ from __future__ import annotations
 import difflib
 import os
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Callable, Collection, Mapping
+from typing import Any, Callable, Collection, Iterator, Mapping
 
 from lbgen.config import Config
 from lbgen.engine import ContainerInfo, Engine
@@ -22,6 +23,7 @@ from lbgen.render import Rendered, parse_meta, render
 from lbgen.routing import build_pools
 from lbgen.sources import Source
 from lbgen.state import Origin, ProxyLock, State, StateStore
+from lbgen.timings import Timings, phase
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class World:
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """What one converge did: `changed` (the proxy reloaded with `generation`), or not."""
+    """What one converge did: `changed` (the proxy reloaded with `generation`), or not. `timings`: seconds
+    per phase (lbgen.timings.PHASES) and `total`."""
 
     changed: bool
     generation: str
@@ -57,6 +60,18 @@ class ApplyResult:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `lbgen apply --json` object."""
+        data: dict[str, Any] = {
+            "changed": self.changed, "generation": self.generation,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "notes": list(self.notes), "warnings": list(self.warnings),
+        }
+        if self.dry_run:
+            data["dry_run"] = True
+            data["diff"] = self.diff
+        return data
 
 
 class Core:
@@ -198,6 +213,14 @@ class Core:
         return ProxyLock(self.proxy_engine, self.config.proxy.container, purpose, wait=wait, lease=lease,
                          log=self.log)
 
+    @contextmanager
+    def locked(self, purpose: str, timings: Timings, wait: float = 30.0, lease: float = 300.0) -> Iterator[None]:
+        """Hold the proxy's lock for the block, its acquisition timed as the phase `lock`."""
+        with ExitStack() as stack:
+            with timings.phase("lock"):
+                stack.enter_context(self.lock(purpose, wait=wait, lease=lease))
+            yield
+
     # --- reading -------------------------------------------------------------------------------------
 
     def discover(self) -> Inventory:
@@ -212,20 +235,25 @@ class Core:
         to is routing's rule (resolve_active_env)."""
         return {k: v for k, v in state.recorded_active.items() if k in self.config.services and v is not None}
 
-    def read_world(self, *, reconcile: bool = False, inventory: Inventory | None = None) -> World:
+    def read_world(self, *, reconcile: bool = False, inventory: Inventory | None = None,
+                   timings: Timings | None = None) -> World:
         """Live config, record, inventory, active envs: in this order, once. With `reconcile` (the caller
-        holds the lock), first settle what a killed lbgen left half-done, and write a carried-over record."""
+        holds the lock), first settle what a killed lbgen left half-done, and write a carried-over record.
+        `timings` gets reconcile (the live config and the record read) and discover."""
         notes: list[str] = []
-        if reconcile:
-            live, note = self.proxy.reconcile()
-            notes += [note] if note else []
-        else:
-            live = self.proxy.read_live()
-        state = self.store.load()
+        with phase(timings, "reconcile"):
+            if reconcile:
+                live, note = self.proxy.reconcile()
+                notes += [note] if note else []
+            else:
+                live = self.proxy.read_live()
+            state = self.store.load()
         meta = parse_meta(live or "")
         if state.origin is Origin.CARRIED_OVER:
             notes.append(self._carry_over(state, meta.active if meta else {}, reconcile))
-        inventory = self.discover() if inventory is None else inventory
+        if inventory is None:
+            with phase(timings, "discover"):
+                inventory = self.discover()
         active = self.active_envs(live, state)
         if state.origin is Origin.RECORD:
             notes += self._disagreements(active, meta.active if meta else None)
@@ -320,30 +348,26 @@ class Core:
 
     # --- changing ------------------------------------------------------------------------------------
 
-    def converge(self, inventory: Inventory | None = None) -> ApplyResult:
+    def converge(self, inventory: Inventory | None = None, timings: Timings | None = None) -> ApplyResult:
         """Bring the live proxy to what the world asks for (the caller holds the lock): reconcile, read,
         render, and when the text differs install (validated), reload and verify. A byte-identical config
-        is left alone."""
-        timings: dict[str, float] = {}
-        t = self.clock()
-        world = self.read_world(reconcile=True, inventory=inventory)
-        self.proxy.preflight(world.live)
-        rendered = self.desired(world)
-        main = self.proxy.main_to_write(rendered.main)
-        timings["discover_render"] = self.clock() - t
+        is left alone. `timings` (the caller's, when it timed the lock too) gets every phase."""
+        timings = timings if timings is not None else Timings(self.clock)
+        world = self.read_world(reconcile=True, inventory=inventory, timings=timings)
+        with timings.phase("reconcile"):
+            self.proxy.preflight(world.live)
+        with timings.phase("render"):
+            rendered = self.desired(world)
+            main = self.proxy.main_to_write(rendered.main)
         if world.live == rendered.text and (main is None or self.proxy.read_main() == main):
             self.check_main_context(main is not None)
             return ApplyResult(False, rendered.generation, warnings=rendered.warnings, notes=world.notes,
-                               timings=timings)
-        t = self.clock()
-        self.proxy.install(rendered.text, rendered.files, world.live, main=main)
-        timings["install_validate"] = self.clock() - t
-        t = self.clock()
-        self.proxy.activate(rendered.generation)
-        timings["reload_verify"] = self.clock() - t
+                               timings=timings.finish().as_dict())
+        self.proxy.install(rendered.text, rendered.files, world.live, main=main, timings=timings)
+        self.proxy.activate(rendered.generation, timings=timings)
         self.check_main_context(main is not None)
         return ApplyResult(True, rendered.generation, warnings=rendered.warnings, notes=world.notes,
-                           timings=timings)
+                           timings=timings.finish().as_dict())
 
     def main_context_needed(self) -> tuple[str, ...]:
         """What in lbgen.yaml needs nginx's main-context file (empty: nothing, and then nothing is asked of

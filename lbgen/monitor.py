@@ -22,6 +22,7 @@ from lbgen.render import parse_meta
 from lbgen.report import BackendHealth, HealthReport, ServiceHealth, Transition
 from lbgen.routing import build_pools
 from lbgen.state import State
+from lbgen.timings import Timings
 
 
 
@@ -191,11 +192,12 @@ def run_health(core: Core, service: str | None = None, *, apply: bool = False, l
 
 
 def settle(core: Core, config: Config, results: Mapping[str, Sequence[CheckResult]],
-           inventory: Inventory | None = None) -> tuple[list[Transition], ApplyResult, World]:
+           inventory: Inventory | None = None,
+           timings: Timings | None = None) -> tuple[list[Transition], ApplyResult, World]:
     """Under the lock: fold a pass's results into the counts as they are now (another host may have run a
     pass, or a switch changed the active env, while the checks ran), save them if they changed, and
     converge. `lbgen health --apply` and watch both end here."""
-    world = core.read_world(inventory=inventory)
+    world = core.read_world(inventory=inventory, timings=timings)
     state = world.state
     before = {svc: dict(counts) for svc, counts in state.health.items()}
     transitions = fold(state, targets_for(config, world.inventory, world.active), results)
@@ -203,4 +205,4 @@ def settle(core: Core, config: Config, results: Mapping[str, Sequence[CheckResul
         core.store.save(state)
     for t in transitions:
         core.log(t.event())
-    return transitions, core.converge(world.inventory), world
+    return transitions, core.converge(world.inventory, timings), world

@@ -16,6 +16,7 @@ from lbgen.health import GateProgress, GateResult, check_all, gate, required_cou
 from lbgen.model import Backend, HistoryEntry, Inventory, Outcome
 from lbgen.routing import recorded_or_default, resolve_active_env
 from lbgen.state import State, holder_identity
+from lbgen.timings import Timings
 
 
 @dataclass(frozen=True)
@@ -83,51 +84,54 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
                on_progress: Callable[[GateProgress], None] | None = None, lock_wait: float = 30.0) -> SwitchResult:
     """Gate, swap, verify, record. Raises HealthGateFailed (nothing changed) or ReloadFailed (restored)."""
     clock = core.clock
-    started = clock()
+    recorder = Timings(clock)
+    started = recorder.started
     timings: dict[str, float] = {}
-    with core.lock(f"switch {service or ''} to {env}".replace("  ", " "), wait=lock_wait, lease=timeout + 120):
-        world = core.read_world(reconcile=True)
-        core.proxy.preflight(world.live)
+    with core.locked(f"switch {service or ''} to {env}".replace("  ", " "), recorder, wait=lock_wait,
+                     lease=timeout + 120):
+        world = core.read_world(reconcile=True, timings=recorder)
+        with recorder.phase("reconcile"):
+            core.proxy.preflight(world.live)
         state = world.state
         plan = plan_switch(core.config, world.inventory, service, env, world.active, min_healthy)
         health = core.config.services[plan.service].health
         result = SwitchResult(plan.service, plan.from_env, plan.to_env, Outcome.SWITCHED, forced=force,
                               notes=list(world.notes), timings=timings)
 
-        t = clock()
-        if dry_run:
-            results = check_all(plan.targets, health, core.checker)
-            healthy = [r.backend for r in results if r.ok]
-            result.gate = GateResult(len(healthy) >= plan.required, healthy, [r for r in results if not r.ok],
-                                     plan.required, clock() - t)
-        elif not force:
-            result.gate = gate(plan.targets, health, core.checker, timeout, plan.required,
-                               clock=clock, sleep=core.sleep, on_round=on_progress)
-            if not result.gate.passed:
-                record(core, state, plan, Outcome.REFUSED, clock() - started, force)
-                raise HealthGateFailed(
-                    f"{env} not healthy after {result.gate.elapsed:.0f}s ({result.gate.summary()}); "
-                    f"{_traffic_stays(plan)}"
-                )
-        else:
-            core.log(event("gate-skipped", service=plan.service, env=env, reason="--force"))
-        timings["gate"] = clock() - t
+        with recorder.phase("gate"):
+            t = clock()
+            if dry_run:
+                results = check_all(plan.targets, health, core.checker)
+                healthy = [r.backend for r in results if r.ok]
+                result.gate = GateResult(len(healthy) >= plan.required, healthy,
+                                         [r for r in results if not r.ok], plan.required, clock() - t)
+            elif not force:
+                result.gate = gate(plan.targets, health, core.checker, timeout, plan.required,
+                                   clock=clock, sleep=core.sleep, on_round=on_progress)
+            else:
+                core.log(event("gate-skipped", service=plan.service, env=env, reason="--force"))
+        if not dry_run and result.gate is not None and not result.gate.passed:
+            record(core, state, plan, Outcome.REFUSED, clock() - started, force)
+            raise HealthGateFailed(
+                f"{env} not healthy after {result.gate.elapsed:.0f}s ({result.gate.summary()}); "
+                f"{_traffic_stays(plan)}"
+            )
         inventory = world.inventory
         if result.gate is not None and not dry_run:
             inventory = _with_gate_health(inventory, result.gate)
 
-        t = clock()
         state.health.pop(plan.service, None)  # the gate judges the new pool; earlier ejections do not apply
-        rendered = core.desired(world.with_inventory(inventory), {plan.service: env}, state)
+        with recorder.phase("render"):
+            rendered = core.desired(world.with_inventory(inventory), {plan.service: env}, state)
         result.generation = rendered.generation
         if dry_run:
             result.outcome = Outcome.DRY_RUN
             result.diff = diff(world.live, rendered.text)
-            timings["render"] = clock() - t
+            timings.update(recorder.finish().as_dict())
             return result
         if world.live == rendered.text:
             result.outcome = Outcome.UNCHANGED
-            timings["render"] = clock() - t
+            timings.update(recorder.finish().as_dict())
             # A switch killed (or cut off from Docker) between its reload and its record made `env` live
             # without saying so in the record: record it now, so history and `previous` match the proxy. A live
             # env that was only assumed (default_env) is recorded too: that is how one ends the warning.
@@ -144,31 +148,29 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
             except LbgenError as e:
                 result.notes.append(f"{env} is live, but the record could not be written: {e}")
             return result
-        core.proxy.install(rendered.text, rendered.files, world.live, main=rendered.main)
-        timings["render_install_validate"] = clock() - t
+        core.proxy.install(rendered.text, rendered.files, world.live, main=rendered.main, timings=recorder)
 
-        t = clock()
         try:
-            core.proxy.reload()
-            timings["reload"] = clock() - t
-            t = clock()
-            core.proxy.wait_serving(rendered.generation)
-            if not force:
-                after = check_all(plan.targets, health, core.checker)
-                if sum(r.ok for r in after) < plan.required:
-                    failing = "; ".join(r.describe() for r in after if not r.ok)
-                    raise ReloadFailed(f"{env} stopped passing its health check after the switch ({failing})")
+            with recorder.phase("reload"):
+                core.proxy.reload()
+            with recorder.phase("verify"):
+                core.proxy.wait_serving(rendered.generation)
+                if not force:
+                    after = check_all(plan.targets, health, core.checker)
+                    if sum(r.ok for r in after) < plan.required:
+                        failing = "; ".join(r.describe() for r in after if not r.ok)
+                        raise ReloadFailed(f"{env} stopped passing its health check after the switch ({failing})")
         except ReloadFailed as e:
             core.proxy.rollback_to_previous()
             record(core, state, plan, Outcome.ROLLED_BACK, clock() - started, force)
             raise ReloadFailed(f"{e}; restored the previous config, {_traffic_stays(plan)}") from e
-        timings["verify"] = clock() - t
         core.check_main_context(core.proxy.main_to_write(rendered.main) is not None)
         try:
-            record(core, state, plan, Outcome.SWITCHED, clock() - started, force)
+            with recorder.phase("record"):
+                record(core, state, plan, Outcome.SWITCHED, clock() - started, force)
         except LbgenError as e:
             result.notes.append(f"switched, but the history could not be recorded: {e}")
-        timings["total"] = clock() - started
+        timings.update(recorder.finish().as_dict())
         return result
 
 

@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lbgen"
 # layer and below.
 LAYERS: dict[str, int] = {
     "lbgen": 0, "lbgen.errors": 0, "lbgen.events": 0, "lbgen.grammar": 0, "lbgen.yamlfile": 0,
+    "lbgen.timings": 0,
     "lbgen.model": 1, "lbgen.engine": 1, "lbgen.certs": 1, "lbgen.proxies": 1, "lbgen.proxies.base": 1,
     "lbgen.proxies.nginx": 1, "lbgen.proxies.haproxy": 1,
     "lbgen.config": 2, "lbgen.config_routes": 2,

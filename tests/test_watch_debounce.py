@@ -10,6 +10,9 @@ from lbgen.watch.debounce import Debouncer, parse_debounce
 def test_debouncer_waits_for_quiet_but_not_longer_than_the_maximum():
     d = Debouncer(0.1, 1.0)
     assert d.deadline() is None and not d.due(0)
+    for t in (9.5, 9.6):  # two bursts applied at once in the last second: not a quiet spell
+        d.add(t)
+        d.clear()
     d.add(10.0)
     assert not d.due(10.05) and d.due(10.1)
     for t in (10.05, 10.1, 10.15, 10.2):
@@ -27,8 +30,36 @@ def test_debouncer_throttles_a_long_burst_after_a_reload():
     d.add(0.3)
     assert d.deadline() == pytest.approx(1.1)  # not 0.4: one reload per second while the burst goes on
     d.fired(1.1)
-    d.add(5.0)  # after a quiet spell the first event is fast again
-    assert d.deadline() == pytest.approx(5.1)
+    d.add(5.0)  # after a quiet spell the first event is due at once again
+    assert d.deadline() == pytest.approx(5.0)
+
+
+def test_the_first_event_after_a_quiet_spell_is_due_at_once():
+    d = Debouncer(0.1, 1.0)
+    d.add(10.0)  # nothing ever happened before
+    assert d.deadline() == pytest.approx(10.0) and d.due(10.0)
+    d.add(10.05)  # more of the same burst before the loop acted: still at once
+    assert d.due(10.05)
+    d.fired(10.05)
+    d.add(10.5)  # within max_delay of a reload: throttled, not at once
+    assert d.deadline() == pytest.approx(11.05)
+    d.fired(11.05)
+    d.add(12.05)  # a full max_delay after the last reload
+    assert d.deadline() == pytest.approx(12.05)
+
+
+def test_a_docker_run_is_at_once_but_a_storm_that_changes_nothing_is_debounced():
+    d = Debouncer(0.1, 1.0)
+    d.add(0.0)  # network-connect: applied at once, nothing to route yet (no reload)
+    d.clear()
+    d.add(0.01)  # start, 10ms later: at once too
+    assert d.due(0.01)
+    d.clear()
+    d.add(0.02)  # a third burst within max_delay without a reload: the quiet time again
+    assert d.deadline() == pytest.approx(0.12)
+    d.clear()
+    d.add(1.05)  # the window has passed
+    assert d.due(1.05)
 
 
 @pytest.mark.parametrize("text, expected", [("100ms:1s", (0.1, 1.0)), ("500ms:2s", (0.5, 2.0)),

@@ -22,6 +22,7 @@ from lbgen.health import HttpGet
 from lbgen.proxies import kind_named
 from lbgen.proxies.base import ConfigDump, first_error
 from lbgen.render import TLS_RE, TlsFile, parse_meta
+from lbgen.timings import Timings, phase
 
 # Runs inside the proxy container, as root, as `sh -c INSTALL_SCRIPT sh PATH MODE SWAP [--also PATH2 SWAP2]
 # VALIDATOR...`: every value is a positional argument, never part of the script text. MODE (the kind's
@@ -245,14 +246,16 @@ class Proxy:
         return self._version or None
 
     def install(self, text: str, files: Sequence[TlsFile] = (), live: str | None = None,
-                main: str | None = None) -> None:
+                main: str | None = None, timings: Timings | None = None) -> None:
         """Upload (the TLS files the text refers to first), validate with the proxy's own binary, and swap
         in. On rejection the live file is untouched. `live` is the config on disk now (None: none, or
         not read): the files it and the config before it refer to are kept, for a rollback. `main`: the
         main-context file's text, installed with `text` in the same step (validated together, both
-        restored together) where lbgen can write it (`main_writable`)."""
+        restored together) where lbgen can write it (`main_writable`). `timings` gets the phases deliver
+        (the uploads) and validate (the proxy's check and the swap)."""
         main = self.main_to_write(main)
-        self.check_writable()
+        with phase(timings, "deliver"):
+            self.check_writable()
         tls_dir = self.kind.tls_dir(self.path)
         keep: set[str] = set()
         if files or (live and TLS_RE.search(live)):
@@ -260,16 +263,17 @@ class Proxy:
             prev = self.engine.read_file(self.ref(), self.path + ".lbgen-prev")
             older = _tls_paths(prev.decode("utf-8", errors="replace") if prev is not None else None, tls_dir)
             new = {f.path for f in files}
-            self.deliver([f for f in files if f.path not in keep], tls_dir)
+            with phase(timings, "deliver"):
+                self.deliver([f for f in files if f.path not in keep], tls_dir)
             try:
-                self._install(text, main)
+                self._install(text, main, timings)
             except (ProxyRejectedConfig, ProxyError):
                 self._remove(new - keep - older)  # a rejected config's files: nothing refers to them
                 raise
             # Live now: `text` and, as .lbgen-prev, the config it replaced; the one before goes.
             self._remove(older - keep - new)
             return
-        self._install(text, main)
+        self._install(text, main, timings)
 
     def deliver(self, files: Sequence[TlsFile], tls_dir: str) -> None:
         """Certificates world-readable, keys 0600 and owned by the user the proxy runs as (root, or e.g.
@@ -300,13 +304,14 @@ class Proxy:
         if paths:
             self.engine.exec(self.ref(), ["rm", "-f", *sorted(paths)])
 
-    def _install(self, text: str, main: str | None = None) -> None:
+    def _install(self, text: str, main: str | None = None, timings: Timings | None = None) -> None:
         also: list[str] = []
         try:
-            if main is not None and self.main_path is not None:
-                self.engine.put_file(self.ref(), self.main_path + ".lbgen-new", main.encode(), 0o644)
-                also = ["--also", self.main_path, self.swap_mode(self.main_path)]
-            self.engine.put_file(self.ref(), self.path + ".lbgen-new", text.encode(), 0o644)
+            with phase(timings, "deliver"):
+                if main is not None and self.main_path is not None:
+                    self.engine.put_file(self.ref(), self.main_path + ".lbgen-new", main.encode(), 0o644)
+                    also = ["--also", self.main_path, self.swap_mode(self.main_path)]
+                self.engine.put_file(self.ref(), self.path + ".lbgen-new", text.encode(), 0o644)
         except PermissionError as e:
             raise ConfigReadOnly(f"cannot write {self.path} in proxy container {self.name}: {e} (read-only); "
                                  f"make it writable; nothing was changed") from e
@@ -319,9 +324,10 @@ class Proxy:
             raise ConfigWriteFailed(f"cannot write {self.path} in proxy container {self.name}: {e}; "
                                     f"the previous config is still live") from e
         swap = self.swap_mode()
-        result = self.engine.exec(self.ref(), ["sh", "-c", INSTALL_SCRIPT, "sh", self.path,
-                                              self.kind.validate_mode, swap, *also, *self.kind.validator],
-                                  user=ROOT)
+        with phase(timings, "validate"):
+            result = self.engine.exec(self.ref(), ["sh", "-c", INSTALL_SCRIPT, "sh", self.path,
+                                                  self.kind.validate_mode, swap, *also, *self.kind.validator],
+                                      user=ROOT)
         if result.exit_code == 3:
             raise ProxyRejectedConfig(
                 f"{self.config.kind} rejected the rendered config: {first_error(result.output)}; "
@@ -382,11 +388,13 @@ class Proxy:
             main_swap = self.swap_mode(self.main_path)
             self.engine.exec(self.ref(), ["sh", "-c", RESTORE_SCRIPT, "sh", self.main_path, main_swap], user=ROOT)
 
-    def activate(self, generation: str) -> None:
+    def activate(self, generation: str, timings: Timings | None = None) -> None:
         """reload + verify after install(); restores the previous config on failure."""
         try:
-            self.reload()
-            self.wait_serving(generation)
+            with phase(timings, "reload"):
+                self.reload()
+            with phase(timings, "verify"):
+                self.wait_serving(generation)
         except ReloadFailed as e:
             self.rollback_to_previous()
             raise ReloadFailed(f"{e}; the previous config was restored") from e

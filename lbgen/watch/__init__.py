@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def run_watch(load_app: Callable[[EventLog, Engine], Core], engine_factory: Callable[[], Engine], *,
-              interval: float = 5.0, debounce: tuple[float, float] = (0.1, 1.0), log_format: str = "text",
+              interval: float | None = None, debounce: tuple[float, float] = (0.1, 1.0), log_format: str = "text",
               metrics_port: int | None = None, metrics_addr: str = "127.0.0.1", lock_wait: float = 30.0,
               stream: TextIO | None = None) -> None:
     """`lbgen watch`: build the pieces and serve until stopped. A bad lbgen.yaml at start raises."""

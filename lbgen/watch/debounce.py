@@ -23,13 +23,19 @@ def parse_debounce(text: str) -> tuple[float, float]:
     return min_quiet, max_delay
 
 
+# At-once bursts allowed per `max_delay` without a reload: a `docker run` sends network-connect, then start.
+AT_ONCE = 2
+
+
 class Debouncer:
     """When to act on a burst of events. Pure: the caller passes the time.
 
-    Due `min_quiet` after the last event, but never later than `max_delay` after the first (docker-gen's
+    The first event after a quiet spell (no reload for `max_delay`, and fewer than AT_ONCE of these at-once
+    applies in that time, so a `docker run`'s network-connect and start both count) is due at once. Otherwise
+    due `min_quiet` after the last event, but never later than `max_delay` after the first (docker-gen's
     `-wait MIN:MAX`). While a burst goes on, at most one action per `max_delay`: after `fired()`, the next
-    one waits until `max_delay` has passed since then, so the first event after a quiet spell is applied
-    fast and a long burst costs a reload per `max_delay`, not one per event.
+    one waits until `max_delay` has passed since then, so a long burst costs a reload per `max_delay`, not
+    one per event.
     """
 
     def __init__(self, min_quiet: float = 0.1, max_delay: float = 1.0) -> None:
@@ -38,6 +44,8 @@ class Debouncer:
         self.first: float | None = None
         self.last: float | None = None
         self.last_fired: float | None = None
+        self.at_once_times: list[float] = []  # when recent bursts were due at once
+        self.at_once = False  # the pending burst began after a quiet spell
 
     @property
     def pending(self) -> bool:
@@ -46,11 +54,23 @@ class Debouncer:
     def add(self, now: float) -> None:
         if self.first is None:
             self.first = now
+            self.at_once = self.quiet(now)
+            if self.at_once:
+                self.at_once_times.append(now)
         self.last = now
+
+    def quiet(self, now: float) -> bool:
+        """No reload for `max_delay` before `now`, and fewer than AT_ONCE at-once bursts in that time (a
+        storm of events that change nothing falls back to the quiet time)."""
+        self.at_once_times = [t for t in self.at_once_times if now - t < self.max_delay]
+        return ((self.last_fired is None or now - self.last_fired >= self.max_delay)
+                and len(self.at_once_times) < AT_ONCE)
 
     def deadline(self) -> float | None:
         if self.first is None or self.last is None:
             return None
+        if self.at_once:
+            return self.first
         due = min(self.last + self.min_quiet, self.first + self.max_delay)
         if self.last_fired is not None:
             due = max(due, min(self.last_fired + self.max_delay, self.first + self.max_delay))
@@ -63,6 +83,7 @@ class Debouncer:
     def clear(self) -> None:
         """Pending events are covered (an apply re-discovered after they arrived)."""
         self.first = self.last = None
+        self.at_once = False
 
     def fired(self, now: float) -> None:
         """An apply reloaded the proxy at `now`."""

@@ -21,9 +21,11 @@ from lbgen.health import CheckResult
 from lbgen.model import OK, STATUS_NAMES, Backend, Inventory, Pool
 from lbgen.report import HealthReport, Transition
 from lbgen.routing import build_pools
+from lbgen.timings import Timings
 from lbgen.watch.debounce import Debouncer
 from lbgen.watch.log import EventLog
 from lbgen.watch.metrics import Metrics
+from lbgen.watch.schedule import HealthSchedule
 from lbgen.watch.swarm_poll import TaskPoll
 
 if TYPE_CHECKING:
@@ -64,9 +66,10 @@ class Watcher:
 
     `app_factory()` builds the core object (again on SIGHUP, re-reading lbgen.yaml). `clock` drives every
     decision; `spawn(target, name)` runs the event reader and the health checks (a thread by default).
+    Each service is checked every `health.interval` of its own, or every `interval` when one is given.
     """
 
-    def __init__(self, app_factory: Callable[[], Core], engine: Engine, *, interval: float = 5.0,
+    def __init__(self, app_factory: Callable[[], Core], engine: Engine, *, interval: float | None = None,
                  min_quiet: float = 0.1, max_delay: float = 1.0, lock_wait: float = 30.0,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  log: Callable[..., None] | None = None, metrics: Metrics | None = None,
@@ -105,7 +108,8 @@ class Watcher:
         self.synced_wall = 0.0  # wall time of the last (re)connection's sync: earlier proxy starts are in it
         self.retry_at: float | None = None
         self.retry_delay = 1.0
-        self.next_health: float | None = None
+        self.next_health: float | None = None  # when the next service is due a check
+        self.schedule = HealthSchedule(interval)
         self.health_running = False
         self.metrics.set("lbgen_watch_connected", 0)
 
@@ -119,7 +123,8 @@ class Watcher:
         """Until `stop` is set: follow events, apply, check health, reconnect."""
         self.start()
         self.log("started", proxy=self.app.config.proxy.container, services=",".join(self.app.config.services),
-                 interval=_secs(self.interval), debounce=f"{self.debouncer.min_quiet:g}s:{self.debouncer.max_delay:g}s")
+                 interval=_secs(self.interval) if self.interval is not None else "per-service",
+                 debounce=f"{self.debouncer.min_quiet:g}s:{self.debouncer.max_delay:g}s")
         while not stop.is_set():
             self.step(self.wait_time())
         self.log("stopped")
@@ -211,6 +216,7 @@ class Watcher:
         self.synced_once = True
         self.synced_wall = self.wall()
         self.apply(reason)
+        self.schedule.reset()  # every service is checked right after a (re)sync
         self.next_health = self.clock()
 
     def _read(self, generation: int, label: str, since: float) -> None:
@@ -313,8 +319,9 @@ class Watcher:
         self.retry_at = None
         app = self.app
         transitions: list[Transition] = []
+        timings = Timings(self.clock)
         try:
-            world = app.read_world()
+            world = app.read_world(timings=timings)
             live, state, active = world.live, world.state, world.active
             inventory = self._guard(self._exclude(world.inventory, started), active)
             counts_change = False
@@ -323,16 +330,18 @@ class Watcher:
                 trial = copy.deepcopy(state)
                 monitor.fold(trial, monitor.targets_for(app.config, inventory, active), results)
                 counts_change = trial.health != state.health
-            rendered = app.desired(world.with_inventory(inventory), state=trial)
+            with timings.phase("render"):
+                rendered = app.desired(world.with_inventory(inventory), state=trial)
             if rendered.text == live and not counts_change:
                 result: ApplyResult | _Unchanged = _Unchanged(rendered.generation)
             else:
-                with app.lock(f"watch ({reason})", wait=self.lock_wait):
+                with app.locked(f"watch ({reason})", timings, wait=self.lock_wait):
                     if results is not None:  # the same step as `lbgen health --apply`
-                        transitions, result, settled = monitor.settle(app, app.config, results, inventory)
+                        transitions, result, settled = monitor.settle(app, app.config, results, inventory,
+                                                                      timings)
                         state = settled.state
                     else:
-                        result = app.converge(inventory)
+                        result = app.converge(inventory, timings)
         except LbgenError as e:
             delay = self.retry_delay
             self.retry_delay = min(self.retry_delay * 2, RETRY_MAX)
@@ -347,19 +356,20 @@ class Watcher:
         pools = build_pools(app.config, inventory, active, state.ejected_ids())
         if burst and result.changed:
             self.debouncer.fired(started)
-        self._record(reason, result, pools, took)
+        self._record(reason, result, pools, took, timings)
         if health is not None and results is not None:
             report = monitor.build_report(app.config, inventory, active, health.services, results, state,
                                           health.checked_at, self.clock() - health.started, transitions)
             self._record_health(report)
         return True
 
-    def _record(self, reason: str, result: Any, pools: Sequence[Pool], took: float) -> None:
+    def _record(self, reason: str, result: Any, pools: Sequence[Pool], took: float,
+                timings: Timings | None = None) -> None:
         changed = [p for p in pools if {b.id for b in p.servers} != {b.id for b in self.last_pools.get(p.service, ())}]
         if result.changed:
             for p in changed or pools:
                 self.log("apply", service=p.service, reason=reason, backends=len(p.servers),
-                         generation=result.generation, took=_secs(took))
+                         generation=result.generation, **(timings.fields() if timings else {}), took=_secs(took))
             self.metrics.inc("lbgen_watch_reloads_total")
             self.metrics.set("lbgen_watch_last_reload_timestamp_seconds", self.wall())
         elif reason.split(",")[0] in NOTEWORTHY:
@@ -404,12 +414,17 @@ class Watcher:
     # --- health ------------------------------------------------------------------------------------
 
     def _start_health(self, now: float) -> None:
-        """Survey in the loop (fast), check in the background (up to a timeout), apply back in the loop."""
-        self.next_health = now + self.interval
+        """Survey in the loop (fast), check the services that are due in the background (up to a
+        timeout), apply back in the loop."""
         app = self.app
+        due = self.schedule.due_now(app.config.services, now)
+        self.next_health = self.schedule.checked(app.config.services, due, now)
+        if not due:
+            return
         try:
             world = app.read_world()
-            services = monitor.targets_for(app.config, world.inventory, world.active, exclude=set(self.stopping))
+            services = monitor.targets_for(monitor.only(app.config, due), world.inventory, world.active,
+                                           exclude=set(self.stopping))
         except LbgenError as e:
             self.log("health-failed", error=str(e))
             return
@@ -437,7 +452,8 @@ class Watcher:
             self.apply("health", health=run, results=outcome)
 
     def _record_health(self, report: HealthReport) -> None:
-        self.metrics.set_health(report)
+        # A pass checks only the services that were due: the metrics keep every service's latest.
+        self.metrics.set_health(self.schedule.merged(report, list(self.app.config.services)))
         for s in report.services:
             if self.service_status.get(s.name, OK) != s.status:
                 self.log("health", service=s.name, status=STATUS_NAMES[s.status],
@@ -453,8 +469,12 @@ class Watcher:
             self.log("config-reload-failed", error=str(e), detail="still running with the previous lbgen.yaml")
             return
         old_label = self.app.config.label_prefix
+        old_services = self.app.config.services
         self.app = app
         self.last_pools = {k: v for k, v in self.last_pools.items() if k in app.config.services}
+        self.schedule.reconfigured(old_services, app.config.services)
+        if self.next_health is not None:
+            self.next_health = self.clock()
         if isinstance(self.log, EventLog):
             self.log.forget_warnings()
         self.log("config-reloaded", source=app.config.source)
