@@ -10,9 +10,8 @@ from lbgen.watch.debounce import Debouncer, parse_debounce
 def test_debouncer_waits_for_quiet_but_not_longer_than_the_maximum():
     d = Debouncer(0.1, 1.0)
     assert d.deadline() is None and not d.due(0)
-    for t in (9.5, 9.6):  # two bursts applied at once in the last second: not a quiet spell
-        d.add(t)
-        d.clear()
+    d.add(9.5)  # an event half a second ago (applied since): not a quiet spell
+    d.clear()
     d.add(10.0)
     assert not d.due(10.05) and d.due(10.1)
     for t in (10.05, 10.1, 10.15, 10.2):
@@ -41,25 +40,22 @@ def test_the_first_event_after_a_quiet_spell_is_due_at_once():
     d.add(10.05)  # more of the same burst before the loop acted: still at once
     assert d.due(10.05)
     d.fired(10.05)
-    d.add(10.5)  # within max_delay of a reload: throttled, not at once
+    d.add(10.5)  # within max_delay of the action: throttled, not at once
     assert d.deadline() == pytest.approx(11.05)
-    d.fired(11.05)
-    d.add(12.05)  # a full max_delay after the last reload
-    assert d.deadline() == pytest.approx(12.05)
+    d.clear()  # an apply covered it (a non-burst apply: not a "fired")
+    d.add(11.2)  # the last event was 0.7s ago: not quiet yet, the quiet time applies
+    assert d.deadline() == pytest.approx(11.3)
+    d.clear()
+    d.add(12.2)  # a full max_delay after the last event and the last action
+    assert d.deadline() == pytest.approx(12.2)
 
 
-def test_a_docker_run_is_at_once_but_a_storm_that_changes_nothing_is_debounced():
-    d = Debouncer(0.1, 1.0)
-    d.add(0.0)  # network-connect: applied at once, nothing to route yet (no reload)
+def test_a_quiet_spell_needs_max_delay_without_events_too():
+    d = Debouncer(0.1, 2.0)
+    d.add(0.0)
     d.clear()
-    d.add(0.01)  # start, 10ms later: at once too
-    assert d.due(0.01)
-    d.clear()
-    d.add(0.02)  # a third burst within max_delay without a reload: the quiet time again
-    assert d.deadline() == pytest.approx(0.12)
-    d.clear()
-    d.add(1.05)  # the window has passed
-    assert d.due(1.05)
+    d.add(1.0)  # one second after an event, with max_delay 2s
+    assert d.deadline() == pytest.approx(1.1)
 
 
 @pytest.mark.parametrize("text, expected", [("100ms:1s", (0.1, 1.0)), ("500ms:2s", (0.5, 2.0)),

@@ -23,15 +23,10 @@ def parse_debounce(text: str) -> tuple[float, float]:
     return min_quiet, max_delay
 
 
-# At-once bursts allowed per `max_delay` without a reload: a `docker run` sends network-connect, then start.
-AT_ONCE = 2
-
-
 class Debouncer:
     """When to act on a burst of events. Pure: the caller passes the time.
 
-    The first event after a quiet spell (no reload for `max_delay`, and fewer than AT_ONCE of these at-once
-    applies in that time, so a `docker run`'s network-connect and start both count) is due at once. Otherwise
+    The first event after a quiet spell (no event and no action for `max_delay`) is due at once. Otherwise
     due `min_quiet` after the last event, but never later than `max_delay` after the first (docker-gen's
     `-wait MIN:MAX`). While a burst goes on, at most one action per `max_delay`: after `fired()`, the next
     one waits until `max_delay` has passed since then, so a long burst costs a reload per `max_delay`, not
@@ -44,7 +39,7 @@ class Debouncer:
         self.first: float | None = None
         self.last: float | None = None
         self.last_fired: float | None = None
-        self.at_once_times: list[float] = []  # when recent bursts were due at once
+        self.last_event: float | None = None  # the latest event ever seen (clear() keeps it)
         self.at_once = False  # the pending burst began after a quiet spell
 
     @property
@@ -55,16 +50,11 @@ class Debouncer:
         if self.first is None:
             self.first = now
             self.at_once = self.quiet(now)
-            if self.at_once:
-                self.at_once_times.append(now)
-        self.last = now
+        self.last = self.last_event = now
 
     def quiet(self, now: float) -> bool:
-        """No reload for `max_delay` before `now`, and fewer than AT_ONCE at-once bursts in that time (a
-        storm of events that change nothing falls back to the quiet time)."""
-        self.at_once_times = [t for t in self.at_once_times if now - t < self.max_delay]
-        return ((self.last_fired is None or now - self.last_fired >= self.max_delay)
-                and len(self.at_once_times) < AT_ONCE)
+        """Nothing happened (no event, no action) for `max_delay` before `now`."""
+        return all(t is None or now - t >= self.max_delay for t in (self.last_event, self.last_fired))
 
     def deadline(self) -> float | None:
         if self.first is None or self.last is None:
