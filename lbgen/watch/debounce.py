@@ -26,11 +26,10 @@ def parse_debounce(text: str) -> tuple[float, float]:
 class Debouncer:
     """When to act on a burst of events. Pure: the caller passes the time.
 
-    The first event after a quiet spell (no event and no action for `max_delay`) is due at once. Otherwise
-    due `min_quiet` after the last event, but never later than `max_delay` after the first (docker-gen's
+    Due `min_quiet` after the last event, but never later than `max_delay` after the first (docker-gen's
     `-wait MIN:MAX`). While a burst goes on, at most one action per `max_delay`: after `fired()`, the next
-    one waits until `max_delay` has passed since then, so a long burst costs a reload per `max_delay`, not
-    one per event.
+    one waits until `max_delay` has passed since then, so the first event after a quiet spell is applied
+    fast and a long burst costs a reload per `max_delay`, not one per event.
     """
 
     def __init__(self, min_quiet: float = 0.1, max_delay: float = 1.0) -> None:
@@ -39,8 +38,6 @@ class Debouncer:
         self.first: float | None = None
         self.last: float | None = None
         self.last_fired: float | None = None
-        self.last_event: float | None = None  # the latest event ever seen (clear() keeps it)
-        self.at_once = False  # the pending burst began after a quiet spell
 
     @property
     def pending(self) -> bool:
@@ -49,18 +46,11 @@ class Debouncer:
     def add(self, now: float) -> None:
         if self.first is None:
             self.first = now
-            self.at_once = self.quiet(now)
-        self.last = self.last_event = now
-
-    def quiet(self, now: float) -> bool:
-        """Nothing happened (no event, no action) for `max_delay` before `now`."""
-        return all(t is None or now - t >= self.max_delay for t in (self.last_event, self.last_fired))
+        self.last = now
 
     def deadline(self) -> float | None:
         if self.first is None or self.last is None:
             return None
-        if self.at_once:
-            return self.first
         due = min(self.last + self.min_quiet, self.first + self.max_delay)
         if self.last_fired is not None:
             due = max(due, min(self.last_fired + self.max_delay, self.first + self.max_delay))
@@ -73,7 +63,6 @@ class Debouncer:
     def clear(self) -> None:
         """Pending events are covered (an apply re-discovered after they arrived)."""
         self.first = self.last = None
-        self.at_once = False
 
     def fired(self, now: float) -> None:
         """An apply reloaded the proxy at `now`."""
