@@ -25,7 +25,7 @@ def maintenance(ctx: click.Context, mode: str, service: str | None, message: str
       lbgen maintenance on --service web --message "Back at 10:00 UTC" --retry-after 30m
       lbgen maintenance off --service web
     """
-    from lbgen.cli import _app, _print_json
+    from lbgen.cli_common import _app, _print_json
 
     try:
         seconds = parse_duration(retry_after) if retry_after is not None else None

@@ -24,7 +24,7 @@ LAYERS: dict[str, int] = {
     "lbgen.switch": 5, "lbgen.maintenance": 5, "lbgen.monitor": 5, "lbgen.report": 5, "lbgen.status": 5, "lbgen.doctor": 5,
     "lbgen.watch": 6,
     "lbgen.app": 7,
-    "lbgen.cli": 8, "lbgen.cli_maintenance": 8, "lbgen.progress": 8, "lbgen.__main__": 8,
+    "lbgen.cli": 8, "lbgen.cli_common": 8, "lbgen.cli_monitor": 8, "lbgen.cli_maintenance": 8, "lbgen.progress": 8, "lbgen.__main__": 8,
 }
 # lbgen/__init__.py re-exports the public API lazily (module __getattr__), so it names modules of every
 # layer without importing any at import time; it is checked for that separately.

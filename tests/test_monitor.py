@@ -15,7 +15,6 @@ from fakeproxy import FakeProxy
 from fakes import FakeEngine
 from lbgen.model import HealthCount
 from lbgen.events import event
-from lbgen import cli as cli_module
 from lbgen.app import Lbgen
 from lbgen.cli import cli
 from lbgen.config import HealthConfig
@@ -436,7 +435,7 @@ def test_textfile_in_a_missing_directory_fails_and_leaves_nothing(tmp_path):
 @pytest.fixture
 def world_cli(monkeypatch, tmp_path):
     w = standard_world()
-    monkeypatch.setattr(cli_module, "_app", lambda ctx: w.app())
+    monkeypatch.setattr("lbgen.cli_monitor._app", lambda ctx: w.app())
     return w
 
 
