@@ -34,7 +34,7 @@ class Duration(click.ParamType):
     name = "duration"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        from lbgen.config import parse_duration
+        from lbgen.config_values import parse_duration
 
         if isinstance(value, float):
             return value

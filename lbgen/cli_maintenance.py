@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from lbgen.config import parse_duration
+from lbgen.config_values import parse_duration
 from lbgen.errors import UsageError
 
 

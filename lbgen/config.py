@@ -3,12 +3,13 @@ key path and, where YAML gives one, the line."""
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from lbgen import config_values as values
 from lbgen import grammar
+from lbgen.config_values import parse_duration
 from lbgen.config_routes import check_routes
 from lbgen.errors import ConfigError
 from lbgen.proxies import KINDS, kind_named
@@ -17,29 +18,6 @@ from lbgen.yamlfile import LineDict, LineList, load_yaml
 
 # `checks:` values (lbgen.probe uses them): where health checks and the proxy's status listener are reached from.
 CHECK_MODES = ("auto", "engine", "direct")
-
-DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(value: object) -> float:
-    """`500ms`, `2s`, `1m`, `1h` or a number of seconds -> seconds (float)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration (e.g. 500ms, 2s, 1m)")
-    if isinstance(value, (int, float)):
-        try:
-            seconds = float(value)
-        except OverflowError:  # an int past 1e308
-            seconds = float("inf")
-    else:
-        match = DURATION_RE.fullmatch(str(value).strip()) if isinstance(value, str) else None
-        if not match:
-            raise ValueError(f"{grammar._show(value)} is not a duration (e.g. 500ms, 2s, 1m)")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if not 0 < seconds <= 86400:
-        raise ValueError(f"{grammar._show(value)} is out of range (more than 0, at most 24h)")
-    return seconds
-
 
 @dataclass(frozen=True)
 class HealthConfig:
@@ -202,7 +180,7 @@ class _Parser:
         if value is None and not required:
             return LineDict()
         if not isinstance(value, dict):
-            raise self.fail(path or "(top level)", f"expected a mapping, got {_kind(value)}", parent, key)
+            raise self.fail(path or "(top level)", f"expected a mapping, got {values.kind_of(value)}", parent, key)
         for k in value:
             if k not in allowed:
                 sub = f"{path}.{k}" if path else str(k)
@@ -224,10 +202,10 @@ class _Parser:
     def config(self, data: Any) -> Config:
         top = self.mapping(data, "", ("network", "label_prefix", "templates_dir", "checks", "proxy", "services"),
                            ("network", "proxy", "services"))
-        networks = self.field(top, "network", "", _networks)
+        networks = self.field(top, "network", "", values.networks)
         prefix = self.field(top, "label_prefix", "", grammar.label_prefix, "lbgen")
         templates_dir = self.templates_dir(top)
-        checks = self.field(top, "checks", "", _choice(CHECK_MODES), "auto")
+        checks = self.field(top, "checks", "", values.choice(CHECK_MODES), "auto")
         proxy = self.proxy(top["proxy"], top)
         services_raw = top["services"]
         if not isinstance(services_raw, dict) or not services_raw:
@@ -256,7 +234,7 @@ class _Parser:
     def templates_dir(self, top: dict[str, Any]) -> Path | None:
         """`templates_dir`, relative to lbgen.yaml. It must exist: a typo there must not silently render
         the built-in templates instead of the user's own."""
-        value = self.field(top, "templates_dir", "", _string("a directory path"))
+        value = self.field(top, "templates_dir", "", values.string("a directory path"))
         if value is None:
             return None
         path: Path = self.base_dir / value
@@ -270,17 +248,17 @@ class _Parser:
         data = self.mapping(raw, "proxy", ("kind", "container", "config_path", "status_port", "state_dir",
                                              "drain_timeout", "docker_host", "main_config_path"),
                             ("kind", "container"), parent, "proxy")
-        kind = self.field(data, "kind", "proxy", _choice(tuple(KINDS)))
+        kind = self.field(data, "kind", "proxy", values.choice(tuple(KINDS)))
         return ProxyConfig(
             kind=kind,
             container=self.field(data, "container", "proxy", grammar.container_name),
-            config_path=self.field(data, "config_path", "proxy", _abs_path,
+            config_path=self.field(data, "config_path", "proxy", values.abs_path,
                                    kind_named(kind).default_config_path),
             status_port=self.field(data, "status_port", "proxy", grammar.port, 9180),
-            state_dir=self.field(data, "state_dir", "proxy", _abs_path, "/var/lib/lbgen"),
+            state_dir=self.field(data, "state_dir", "proxy", values.abs_path, "/var/lib/lbgen"),
             drain_timeout=self.field(data, "drain_timeout", "proxy", parse_duration, 300.0),
             drain_timeout_set="drain_timeout" in data,
-            docker_host=self.field(data, "docker_host", "proxy", _docker_host),
+            docker_host=self.field(data, "docker_host", "proxy", values.docker_host),
             main_config_path=self.main_config_path(data, kind_named(kind)),
         )
 
@@ -291,7 +269,7 @@ class _Parser:
                 raise self.fail("proxy.main_config_path", f"{kind.name} has no main-context include (lbgen "
                                 f"writes its whole config); remove the key", data, "main_config_path")
             return None
-        path: str = self.field(data, "main_config_path", "proxy", _abs_path, kind.default_main_config_path)
+        path: str = self.field(data, "main_config_path", "proxy", values.abs_path, kind.default_main_config_path)
         config_path = data.get("config_path", kind.default_config_path)
         if path == config_path or path.rsplit("/", 1)[0] == str(config_path).rsplit("/", 1)[0]:
             raise self.fail("proxy.main_config_path", f"{path} is in the directory of config_path, which nginx "
@@ -304,19 +282,19 @@ class _Parser:
                                         "connect_timeout", "read_timeout", "websocket_timeout", "retries",
                                         "tls", "paths", "strip_prefix", "nginx_snippet", "haproxy_snippet"),
                             (), parent, name)
-        algorithm = self.field(data, "algorithm", path, _choice(grammar.ALGORITHMS), "round_robin")
+        algorithm = self.field(data, "algorithm", path, values.choice(grammar.ALGORITHMS), "round_robin")
         hash_key = self.field(data, "hash_key", path, grammar.hash_key)
         if algorithm == "hash" and hash_key is None:
             raise self.fail(f"{path}.algorithm", "algorithm hash needs hash_key (e.g. $request_uri)", data, "algorithm")
         if algorithm != "hash" and hash_key is not None:
             raise self.fail(f"{path}.hash_key", "hash_key is only for algorithm: hash", data, "hash_key")
-        hosts = self.field(data, "hosts", path, _list_of(grammar.host), ())
+        hosts = self.field(data, "hosts", path, values.list_of(grammar.host), ())
         if data.get("strip_prefix") is True and "paths" not in data:
             raise self.fail(f"{path}.strip_prefix", "strip_prefix needs paths (there is no prefix to strip from /)",
                             data, "strip_prefix")
         return ServiceConfig(
             name=name,
-            listen=self.field(data, "listen", path, _int_port, 80),
+            listen=self.field(data, "listen", path, values.int_port, 80),
             hosts=tuple(hosts),
             algorithm=algorithm,
             hash_key=hash_key,
@@ -325,10 +303,10 @@ class _Parser:
             connect_timeout=self.field(data, "connect_timeout", path, parse_duration, 5.0),
             read_timeout=self.field(data, "read_timeout", path, parse_duration, 60.0),
             websocket_timeout=self.field(data, "websocket_timeout", path, parse_duration, 3600.0),
-            retries=self.field(data, "retries", path, _int_range(0, 10), 2),
+            retries=self.field(data, "retries", path, values.int_range(0, 10), 2),
             tls=self.tls(data.get("tls"), f"{path}.tls", data) if "tls" in data else None,
-            paths=self.field(data, "paths", path, _paths, ("/",)),
-            strip_prefix=self.field(data, "strip_prefix", path, _bool, False),
+            paths=self.field(data, "paths", path, values.paths, ("/",)),
+            strip_prefix=self.field(data, "strip_prefix", path, values.boolean, False),
             nginx_snippet=self.field(data, "nginx_snippet", path, lambda v: grammar.snippet(v, "nginx")),
             haproxy_snippet=self.field(data, "haproxy_snippet", path, lambda v: grammar.snippet(v, "haproxy")),
         )
@@ -336,16 +314,16 @@ class _Parser:
     def tls(self, raw: Any, path: str, parent: dict[str, Any]) -> TlsConfig:
         data = self.mapping(raw, path, ("listen", "cert", "key", "redirect", "hsts", "warn_days"),
                             ("cert", "key"), parent, "tls")
-        cert = self.field(data, "cert", path, _string("a file path"))
-        key = self.field(data, "key", path, _string("a file path"))
+        cert = self.field(data, "cert", path, values.string("a file path"))
+        key = self.field(data, "key", path, values.string("a file path"))
         if cert == key:
             raise self.fail(f"{path}.key", "the key must be a file of its own, not the certificate file", data, "key")
         return TlsConfig(
             cert=cert, key=key, cert_file=self.base_dir / cert, key_file=self.base_dir / key,
-            listen=self.field(data, "listen", path, _int_port, 443),
-            redirect=self.field(data, "redirect", path, _bool, True),
-            hsts=self.field(data, "hsts", path, _int_range(0, 315360000), 0),
-            warn_days=self.field(data, "warn_days", path, _int_range(1, 365), 14),
+            listen=self.field(data, "listen", path, values.int_port, 443),
+            redirect=self.field(data, "redirect", path, values.boolean, True),
+            hsts=self.field(data, "hsts", path, values.int_range(0, 315360000), 0),
+            warn_days=self.field(data, "warn_days", path, values.int_range(1, 365), 14),
         )
 
     def health(self, raw: Any, path: str, parent: dict[str, Any], hosts: list[str]) -> HealthConfig:
@@ -357,8 +335,8 @@ class _Parser:
             expect_status=self.field(data, "expect_status", path, grammar.expect_status, "200"),
             interval=self.field(data, "interval", path, parse_duration, 1.0),
             timeout=self.field(data, "timeout", path, parse_duration, 2.0),
-            rise=self.field(data, "rise", path, _int_range(1, 100), 2),
-            fall=self.field(data, "fall", path, _int_range(1, 100), 3),
+            rise=self.field(data, "rise", path, values.int_range(1, 100), 2),
+            fall=self.field(data, "fall", path, values.int_range(1, 100), 3),
             host=self.field(data, "host", path, grammar.host_header, exact),
             headers=self.health_headers(data, path),
         )
@@ -368,7 +346,7 @@ class _Parser:
             return ()
         raw = data["headers"]
         if not isinstance(raw, dict):
-            raise self.fail(f"{path}.headers", f"expected a mapping of header names to values, got {_kind(raw)}",
+            raise self.fail(f"{path}.headers", f"expected a mapping of header names to values, got {values.kind_of(raw)}",
                             data, "headers")
         out: list[tuple[str, str]] = []
         seen: set[str] = set()
@@ -383,109 +361,3 @@ class _Parser:
             except ValueError as e:
                 raise self.fail(sub, str(e), raw, name) from None
         return tuple(out)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
-def _string(what: str, pattern: str | None = None) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if not isinstance(value, str) or not value or (pattern and not re.fullmatch(pattern, value)):
-            raise ValueError(f"expected {what}, got {grammar._show(value)}")
-        return value
-    return check
-
-
-_network_name = _string("a Docker network name or id", r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-
-
-def _networks(value: Any) -> tuple[str, ...]:
-    """`network:` as one name or a non-empty list of distinct names."""
-    if not isinstance(value, list):
-        return (_network_name(value),)
-    if not value:
-        raise ValueError("expected a Docker network name or a non-empty list of them, got an empty list")
-    names = _list_of(_network_name)(value)
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise ValueError(f"item {i}: network {name} is listed twice")
-    return tuple(names)
-
-
-def _docker_host(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"(unix|tcp|ssh|npipe)://[A-Za-z0-9._~:/@\[\]%-]{1,255}", value):
-        raise ValueError(f"expected a Docker host URL (unix://PATH, tcp://HOST:PORT, ssh://USER@HOST), "
-                         f"got {grammar._show(value)}")
-    return value
-
-
-def _abs_path(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"/[A-Za-z0-9._/-]{1,255}", value) or "/../" in value + "/":
-        raise ValueError(f"expected an absolute path of [A-Za-z0-9._/-], got {grammar._show(value)}")
-    return value
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"{grammar._show(value)} is not one of: {', '.join(options)}")
-        return str(value)
-    return check
-
-
-def _int_range(low: int, high: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"expected an integer {low}-{high}, got {grammar._show(value)}")
-        return value
-    return check
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {grammar._show(value)}")
-    return value
-
-
-def _paths(value: Any) -> tuple[str, ...]:
-    """`paths:` a non-empty list of distinct path prefixes."""
-    paths = _list_of(grammar.route_path)(value)
-    if not paths:
-        raise ValueError("expected at least one path prefix (leave paths out for /)")
-    for i, p in enumerate(paths):
-        if p in paths[:i]:
-            raise ValueError(f"item {i}: path {p} is listed twice")
-    return tuple(paths)
-
-
-def _int_port(value: Any) -> int:
-    if isinstance(value, str):
-        raise ValueError(f"expected a port number 1-65535, got {grammar._show(value)}")
-    return grammar.port(value)
-
-
-def _list_of(check: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
-    def inner(value: Any) -> list[Any]:
-        if not isinstance(value, list):
-            raise ValueError(f"expected a list, got {_kind(value)}")
-        out = []
-        for i, item in enumerate(value):
-            try:
-                out.append(check(item))
-            except ValueError as e:
-                raise ValueError(f"item {i}: {e}") from None
-        return out
-    return inner

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from lbgen.config import HealthConfig, parse_config, parse_duration
+from lbgen.config import HealthConfig, parse_config
+from lbgen.config_values import parse_duration
 from lbgen.errors import ConfigError
 
 BASE = """\

@@ -13,7 +13,7 @@ from test_render_validate import nginx_main_config
 from testutil import real_binary
 
 from lbgen.cli import cli
-from lbgen.render import _builtin_template
+from lbgen.templating import _builtin_template
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from lbgen import grammar
-from lbgen.config import _kind, _Parser
+from lbgen.config import _Parser
+from lbgen.config_values import kind_of as _kind
 from lbgen.yamlfile import load_yaml
 from lbgen.errors import ConfigError
 from lbgen.model import Backend, Inventory

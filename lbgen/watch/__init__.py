@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Callable, TextIO
 from lbgen.engine import Engine
 from lbgen.watch.lazy_engine import LazyEngine
 from lbgen.watch.log import EventLog
-from lbgen.watch.loop import Watcher, serve
+from lbgen.watch.loop import Watcher
+from lbgen.watch.serve import serve
 from lbgen.watch.metrics import Metrics, MetricsServer
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from __future__ import annotations
 def parse_debounce(text: str) -> tuple[float, float]:
     """`100ms:1s` -> (minimum quiet time, maximum delay) in seconds; `MIN` alone keeps the maximum at 1s
     (or MIN, if longer). `0` as the minimum applies as soon as the loop sees the event."""
-    from lbgen.config import parse_duration
+    from lbgen.config_values import parse_duration
 
     low, sep, high = str(text).partition(":")
 

@@ -1,5 +1,5 @@
 """The watch loop: a `Watcher` driven by `step()` follows engine events, debounces, applies, runs the health
-pass and reconnects; `serve` runs it under signal handlers (the only place in lbgen that installs them).
+pass and reconnects (`serve` in serve.py runs it under signal handlers).
 
 Events arrive on a queue from a reader thread and time comes from an injected clock, so tests drive the
 loop with a fake engine and no real waiting.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import queue
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +21,9 @@ from lbgen.model import OK, STATUS_NAMES, Backend, Inventory, Pool
 from lbgen.report import HealthReport, Transition
 from lbgen.routing import build_pools
 from lbgen.timings import Timings
+from lbgen.watch.actions import START_ACTIONS, STOP_ACTIONS, URGENT_ACTIONS, reason_for, terminating
 from lbgen.watch.debounce import Debouncer
+from lbgen.watch.guard import keep_last_known, without_stopping
 from lbgen.watch.log import EventLog
 from lbgen.watch.metrics import Metrics
 from lbgen.watch.schedule import HealthSchedule
@@ -31,14 +32,6 @@ from lbgen.watch.swarm_poll import TaskPoll
 if TYPE_CHECKING:
     from lbgen.core import ApplyResult, Core
 
-# A stopping backend leaves its pool at once, before Docker reports it gone.
-STOP_ACTIONS = frozenset({"kill", "stop", "die"})
-# Applied at once too: a paused container answers nothing.
-URGENT_ACTIONS = STOP_ACTIONS | {"pause"}
-START_ACTIONS = frozenset({"start", "restart", "unpause"})
-# `docker kill -s HUP` asks a backend to reload, not to stop (numbers as Docker reports them, and names).
-NON_TERMINATING_SIGNALS = frozenset({"1", "10", "12", "28", "HUP", "USR1", "USR2", "WINCH", "SIGHUP", "SIGUSR1",
-                                     "SIGUSR2", "SIGWINCH"})
 RETRY_MAX = 30.0
 # Reasons that are worth a log line even when nothing changed.
 NOTEWORTHY = ("startup", "resync", "config-reload", "retry")
@@ -266,7 +259,7 @@ class Watcher:
                 self.reasons.append("proxy-start")
             return
         if action in STOP_ACTIONS:
-            if not _terminating(event):
+            if not terminating(event):
                 return
             self.stopping[event.container_id] = now
             self.urgent = True
@@ -278,7 +271,7 @@ class Watcher:
             self.debouncer.add(now)
         if action.startswith("service-") or SWARM_TASK_LABEL in event.labels:
             self.task_poll.arm(now)  # the manager learns of the tasks' states after this event
-        reason = _reason(action)
+        reason = reason_for(action)
         if reason not in self.reasons:
             self.reasons.append(reason)
 
@@ -370,46 +363,24 @@ class Watcher:
             for p in changed or pools:
                 self.log("apply", service=p.service, reason=reason, backends=len(p.servers),
                          generation=result.generation, **(timings.fields() if timings else {}), took=_secs(took))
-            self.metrics.inc("lbgen_watch_reloads_total")
-            self.metrics.set("lbgen_watch_last_reload_timestamp_seconds", self.wall())
         elif reason.split(",")[0] in NOTEWORTHY:
             self.log("unchanged", reason=reason, generation=result.generation, took=_secs(took))
-        self.metrics.inc("lbgen_watch_applies_total", result="changed" if result.changed else "unchanged")
-        self.metrics.set("lbgen_watch_last_apply_timestamp_seconds", self.wall())
-        self.metrics.set("lbgen_watch_last_apply_duration_seconds", took)
-        self.metrics.set_all("lbgen_routed_backends", {(("service", p.service),): len(p.servers) for p in pools})
+        self.metrics.applied(result.changed, {p.service: len(p.servers) for p in pools}, took, self.wall())
         self.last_pools = {p.service: p.servers for p in pools}
 
     def _exclude(self, inventory: Inventory, now: float) -> Inventory:
         """Leave out backends that are stopping (a kill/stop/die arrived and no start since)."""
-        for cid, since in list(self.stopping.items()):
-            if now - since > self.stopping_ttl:
-                del self.stopping[cid]
-        if not self.stopping:
-            return inventory
-        return Inventory(tuple(b for b in inventory.backends if b.id not in self.stopping), inventory.skipped)
+        return without_stopping(inventory, self.stopping, now, self.stopping_ttl)
 
     def _guard(self, inventory: Inventory, active: Mapping[str, str | None]) -> Inventory:
-        """A pool that had servers never becomes empty because discovery answered nothing for it: a
-        transient failure or an engine still starting containers must not take a service off the air."""
-        from lbgen.sources import sort_backends
-
-        kept: list[Backend] = []
-        for pool in build_pools(self.app.config, inventory, active, ()):
-            previous = self.last_pools.get(pool.service, ())
-            if pool.servers or not previous:
-                self.guarded.discard(pool.service)
-                continue
-            kept += previous
-            if pool.service not in self.guarded:
-                self.guarded.add(pool.service)
-                self.log("guard", service=pool.service, kept=len(previous),
+        """A pool that had servers never becomes empty because discovery answered nothing for it."""
+        guarded, kept = keep_last_known(self.app.config, inventory, active, self.last_pools)
+        for service in guarded:
+            if service not in self.guarded:
+                self.log("guard", service=service, kept=len(self.last_pools[service]),
                          detail="discovery found no backend for the pool; keeping the last known ones")
-        if not kept:
-            return inventory
-        present = {b.id for b in inventory.backends}
-        extra = tuple(b for b in kept if b.id not in present)
-        return Inventory(sort_backends(inventory.backends + extra), inventory.skipped)
+        self.guarded = set(guarded)
+        return kept
 
     # --- health ------------------------------------------------------------------------------------
 
@@ -491,45 +462,3 @@ class Watcher:
 class _Unchanged:
     generation: str
     changed: bool = False
-
-
-def _terminating(event: EngineEvent) -> bool:
-    """Whether a kill/stop/die means the container is going away. A `kill` whose signal is known and only
-    asks for a reload (HUP, USR1, ...) does not; an engine that does not say which signal counts as stopping."""
-    signal_name = getattr(event, "signal", None)
-    return signal_name is None or str(signal_name).upper() not in NON_TERMINATING_SIGNALS
-
-
-def _reason(action: str) -> str:
-    if action in ("connect", "disconnect"):
-        return f"network-{action}"
-    if action == "health_status":
-        return "container-health"
-    if action.startswith("service-"):  # a Swarm service was created, scaled/updated or removed
-        return action
-    return f"container-{action}"
-
-
-# --- running it --------------------------------------------------------------------------------------
-
-def serve(watcher: Watcher, install_signals: bool = True) -> None:
-    """Run `watcher` until SIGTERM or SIGINT (a clean stop: an apply in progress completes); SIGHUP
-    re-reads lbgen.yaml."""
-    stop = threading.Event()
-
-    def on_stop(signum: int, frame: Any) -> None:
-        stop.set()
-        watcher.wake()
-
-    def on_hup(signum: int, frame: Any) -> None:
-        watcher.request_reload()
-
-    previous: dict[int, Any] = {}
-    if install_signals:
-        for sig, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop), (signal.SIGHUP, on_hup)):
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        watcher.run(stop)
-    finally:
-        for number, old in previous.items():
-            signal.signal(number, old)

@@ -74,6 +74,16 @@ class Metrics:
         value = self.registry.get_sample_value(name, labels)
         return 0 if value is None else value
 
+    def applied(self, changed: bool, routed: Mapping[str, int], took: float, now: float) -> None:
+        """A watch apply: `changed` (a reload), the routed backends per service, its duration, wall time."""
+        if changed:
+            self.inc("lbgen_watch_reloads_total")
+            self.set("lbgen_watch_last_reload_timestamp_seconds", now)
+        self.inc("lbgen_watch_applies_total", result="changed" if changed else "unchanged")
+        self.set("lbgen_watch_last_apply_timestamp_seconds", now)
+        self.set("lbgen_watch_last_apply_duration_seconds", took)
+        self.set_all("lbgen_routed_backends", {(("service", name),): n for name, n in routed.items()})
+
     def set_health(self, report: HealthReport) -> None:
         with self._lock:
             self._health = report
