@@ -124,7 +124,7 @@ def test_health_from_a_runner_says_what_it_says_on_the_host(lab, tmp_path, kind,
     from lbgen.cli import cli
 
     s = Scenario(lab, tmp_path, kind)
-    s.app().apply()
+    s.app().switch("blue")  # on record: blue and green both run, and an assumed active env is a WARNING
     runner = Runner(lab, s, lbgen_copy)
 
     def both() -> tuple[tuple[int, str], tuple[int, str]]:
