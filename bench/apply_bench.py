@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -34,16 +35,22 @@ def main() -> None:
         env = dict(os.environ)
         timed(["lbgen", "-c", str(configs[1]), "apply"], env)
         baseline_cmds = baseline_commands(args.proxy, proxy.name)
-        applies, baselines = [], []
+        applies, baselines, phases = [], [], []
         for i in range(args.runs):
-            elapsed, proc = timed(["lbgen", "-c", str(configs[i % 2]), "apply"], env)
-            assert proc.stdout.startswith("applied"), proc.stdout
+            elapsed, proc = timed(["lbgen", "-c", str(configs[i % 2]), "apply", "--json"], env)
+            result = json.loads(proc.stdout)
+            assert result["changed"], proc.stdout
             applies.append(elapsed)
+            phases.append(result["timings"])
             baselines.append(sum(timed(cmd)[0] for cmd in baseline_cmds))
         a, b = statistics.median(applies), statistics.median(baselines)
         print(f"{args.proxy}: lbgen apply (changed) median {a * 1000:.0f} ms; "
               f"bare validate+reload ({' + '.join(c[3] if c[1] == 'exec' else 'docker kill -s USR2' for c in baseline_cmds)}) "
               f"median {b * 1000:.0f} ms; ratio {a / b:.2f}x ({args.runs} runs, {args.backends} backends)")
+        names = list(phases[0])
+        print("  inside lbgen (median ms): " + ", ".join(
+            f"{n}={statistics.median(p.get(n, 0.0) for p in phases) * 1000:.0f}" for n in names)
+            + f"; start-up and the rest: {(a - statistics.median(p['total'] for p in phases)) * 1000:.0f}")
     finally:
         lab.close()
 

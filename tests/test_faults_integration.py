@@ -405,7 +405,7 @@ def test_a_black_holed_backend_fails_the_gate_by_name_within_the_timeout(lab, tm
         if health_timeout == "500ms":  # the healthy one had time to pass its checks: it is not blamed
             assert s.backends["green"][1].name not in line
         limit = float(timeout[:-1])
-        assert took < limit + python + 1.0, f"--timeout {timeout} with health timeout {health_timeout}: took {took:.1f}s"
+        assert took < limit + python + 2.5, f"--timeout {timeout} with health timeout {health_timeout}: took {took:.1f}s"
         FIGURES["black-hole gate runs"] += 1
     assert s.live() == before
 

@@ -287,11 +287,11 @@ def test_health_loop_ejects_and_readmits(lab, tmp_path):
     with Running(s, DockerEngine(), interval=0.2) as run:
         b1, b2, b3 = s.backends["blue"]
         lab.wait_http(f"http://{lab.ip(b2, s.net)}:8080/admin/health?status=503", timeout=5)
-        wait_live(s, lambda live: endpoint(s, b2) not in live, "the ejection", timeout=5)
+        wait_live(s, lambda live: endpoint(s, b2) not in live, "the ejection", timeout=15)
         assert run.wait_line(lambda line: line.startswith("event=eject"), "the eject line") == \
             f"event=eject service=web backend={b2.name} fails=2"
         lab.wait_http(f"http://{lab.ip(b2, s.net)}:8080/admin/health?status=200", timeout=5)
-        wait_live(s, lambda live: endpoint(s, b2) in live, "the re-admission", timeout=5)
+        wait_live(s, lambda live: endpoint(s, b2) in live, "the re-admission", timeout=15)
         for backend in (b1, b2, b3):
             lab.wait_http(f"http://{lab.ip(backend, s.net)}:8080/admin/health?status=503", timeout=5)
         run.wait_line(lambda line: "status=CRITICAL" in line, "the CRITICAL health line")
