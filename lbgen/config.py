@@ -288,7 +288,7 @@ class _Parser:
             raise self.fail(f"{path}.algorithm", "algorithm hash needs hash_key (e.g. $request_uri)", data, "algorithm")
         if algorithm != "hash" and hash_key is not None:
             raise self.fail(f"{path}.hash_key", "hash_key is only for algorithm: hash", data, "hash_key")
-        hosts = self.field(data, "hosts", path, values.list_of(grammar.host), ())
+        hosts = self.field(data, "hosts", path, values.distinct(grammar.host, "host"), ())
         if data.get("strip_prefix") is True and "paths" not in data:
             raise self.fail(f"{path}.strip_prefix", "strip_prefix needs paths (there is no prefix to strip from /)",
                             data, "strip_prefix")

@@ -135,3 +135,14 @@ def list_of(check: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
                 raise ValueError(f"item {i}: {e}") from None
         return out
     return inner
+
+
+def distinct(check: Callable[[Any], Any], what: str) -> Callable[[Any], list[Any]]:
+    """A list whose items each pass `check` and none is given twice."""
+    def inner(value: Any) -> list[Any]:
+        items = list_of(check)(value)
+        for i, item in enumerate(items):
+            if item in items[:i]:
+                raise ValueError(f"item {i}: {what} {item} is listed twice")
+        return items
+    return inner

@@ -72,6 +72,7 @@ def test_bad_durations(value):
     ("    hash_key: $request_uri\n", "services.web.hash_key: hash_key is only for algorithm: hash"),
     ("    hosts: [\"Shop.Example.com\"]\n", "services.web.hosts: item 0: 'Shop.Example.com' is not a host name"),
     ("    hosts: shop.example.com\n", "services.web.hosts: expected a list, got a string"),
+    ("    hosts: [a.example, b.example, a.example]\n", "services.web.hosts: item 2: host a.example is listed twice"),
     ("    health:\n      rise: 0\n", "services.web.health.rise: expected an integer 1-100, got 0"),
     ("    health:\n      path: \"/x;return 200\"\n", "services.web.health.path"),
     ("    default_env: \"Blue Env\"\n", "services.web.default_env: 'Blue Env' is not a valid name"),
