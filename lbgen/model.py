@@ -108,6 +108,9 @@ class Outcome(str, enum.Enum):
     ROLLED_BACK = "rolled-back"
     MAINTENANCE_ON = "maintenance-on"  # `lbgen maintenance on`: from/to are the active env, unchanged
     MAINTENANCE_OFF = "maintenance-off"
+    CANARY = "canary"  # `switch --weight N`: N% of requests to the to-env, the active env unchanged
+    CANARY_ENDED = "canary-ended"  # `switch --env ACTIVE` / `rollback` during a canary: all traffic back
+    ANALYSIS_FAILED = "analysis-failed"  # the analysis found a breach: all traffic back on the from-env
 
     def __str__(self) -> str:
         return self.value
@@ -126,11 +129,18 @@ class HistoryEntry:
     forced: bool = False
     host: str = ""
     user: str = ""
+    weight: int | None = None  # a canary step: the to-env's share of requests, in percent
+    detail: str = ""  # what an analysis found (the figures), for analysis-failed
 
     def to_dict(self) -> dict[str, Any]:
-        return {"time": self.time, "service": self.service, "from": self.from_env, "to": self.to_env,
+        data: dict[str, Any] = {"time": self.time, "service": self.service, "from": self.from_env, "to": self.to_env,
                 "host": self.host, "user": self.user, "outcome": self.outcome.value,
                 "duration": self.duration, "forced": self.forced}
+        if self.weight is not None:
+            data["weight"] = self.weight
+        if self.detail:
+            data["detail"] = self.detail
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HistoryEntry:
@@ -138,7 +148,28 @@ class HistoryEntry:
         return cls(time=str(data["time"]), service=str(data["service"]), from_env=_opt_str(data.get("from")),
                    to_env=str(data["to"]), outcome=Outcome(data["outcome"]), duration=float(data.get("duration", 0)),
                    forced=bool(data.get("forced", False)), host=str(data.get("host", "")),
-                   user=str(data.get("user", "")))
+                   user=str(data.get("user", "")),
+                   weight=None if data.get("weight") is None else int(data["weight"]),
+                   detail=str(data.get("detail", "")))
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A canary in progress: `weight` percent of the service's requests go to `env`, the rest to the
+    active env, which stays the active env until a switch without a weight promotes `env`."""
+
+    env: str
+    weight: int  # 1-99
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"env": self.env, "weight": self.weight}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Canary:
+        weight = int(data["weight"])
+        if not 1 <= weight <= 99:
+            raise ValueError(f"canary weight {weight} is not 1-99")
+        return cls(env=str(data["env"]), weight=weight)
 
 
 @dataclass(frozen=True)
