@@ -15,7 +15,7 @@ from lbgen.model import HistoryEntry, Outcome
 from lbgen.state import holder_identity
 from lbgen.switch import SwitchResult, run_switch
 
-POLL = 2.0  # seconds between reads of the proxy's log during a window: a breach is acted on this soon
+POLL = 1.0  # seconds between reads of the proxy's log during a window: a breach is acted on this soon
 LAG = 0.3  # seconds a log line may take to reach the engine after its request ended
 
 
@@ -46,10 +46,11 @@ def run_steps(core: Core, env: str, service: str | None, steps: tuple[int, ...],
         if weight >= 100:
             result = run_switch(core, env, service, lock_wait=lock_wait, **switch_options)
             break
+        opened = wall()  # the window counts from the step's reload on, not from its record
         result = run_switch(core, env, service, weight=weight, lock_wait=lock_wait, **switch_options)
         core.log(event("canary", service=result.service, env=env, weight=weight, active=result.from_env))
         window = analyse(core, result.service, env, result.from_env or "", weight, step_time, thresholds,
-                         wall=wall, poll=poll, lock_wait=lock_wait, promoted=False)
+                         wall=wall, poll=poll, lock_wait=lock_wait, promoted=False, opened=opened)
         windows.append(window)
         if on_window is not None:
             on_window(window)
@@ -63,12 +64,13 @@ def run_analysed_switch(core: Core, env: str, service: str | None, duration: flo
                         on_window: Callable[[Window], None] | None = None, **switch_options: Any) -> SwitchResult:
     """A full switch to `env`, then `duration` seconds of analysis of `env` (Argo's post-promotion
     analysis); on a breach the previous env is active again (AnalysisFailed)."""
+    opened = wall()
     result = run_switch(core, env, service, lock_wait=lock_wait, analysed=True, **switch_options)
     if result.from_env is None or result.from_env == env:
         _end_analysis(core, result.service, lock_wait)
         return result
     window = analyse(core, result.service, env, result.from_env, 100, duration, thresholds, wall=wall, poll=poll,
-                     lock_wait=lock_wait, promoted=True)
+                     lock_wait=lock_wait, promoted=True, opened=opened)
     if on_window is not None:
         on_window(window)
     _end_analysis(core, result.service, lock_wait)
@@ -78,16 +80,17 @@ def run_analysed_switch(core: Core, env: str, service: str | None, duration: flo
 
 def analyse(core: Core, service: str, env: str, stable: str, weight: int, duration: float,
             thresholds: Thresholds, *, wall: Callable[[], float], poll: float, lock_wait: float,
-            promoted: bool) -> Window:
-    """Read the proxy's log every `poll` seconds for `duration` seconds, judging `env` on everything seen
-    since the window began; a breach puts all traffic back on `stable` and raises AnalysisFailed."""
+            promoted: bool, opened: float | None = None) -> Window:
+    """Read the proxy's log every `poll` seconds for `duration` seconds (from now), judging `env` on
+    everything seen since `opened` (default: now); a breach puts all traffic back on `stable` and raises
+    AnalysisFailed."""
     backends = core.read_world().inventory.for_service(service)
     reader = LogReader(core.proxy_engine, core.proxy.ref(), core.config.proxy.kind, service,
                        env_map(backends, stable))
     started = wall()
     deadline = started + duration
     samples: list[Sample] = []
-    read_to = started
+    read_to = min(opened, started) if opened is not None else started
     while True:
         now = wall()
         final = now >= deadline + LAG
@@ -101,8 +104,8 @@ def analyse(core: Core, service: str, env: str, stable: str, weight: int, durati
             read_to = until
         verdict = judge(samples, env, [stable], thresholds, final=final)
         if verdict.breach:
-            back = put_back(core, service, env, stable, verdict, promoted=promoted, lock_wait=lock_wait)
-            raise AnalysisFailed(f"{verdict.message}; all traffic back on {stable}{back}")
+            put_back(core, service, env, stable, verdict, promoted=promoted, lock_wait=lock_wait)
+            raise AnalysisFailed(f"{verdict.message}; all traffic back on {stable}")
         if final:
             if verdict.low_traffic:
                 core.log(warning(f"{verdict.message}; counted as a pass (--on-low-traffic pass)"))
@@ -112,10 +115,9 @@ def analyse(core: Core, service: str, env: str, stable: str, weight: int, durati
 
 
 def put_back(core: Core, service: str, env: str, stable: str, verdict: Verdict, *, promoted: bool,
-             lock_wait: float) -> str:
+             lock_wait: float) -> None:
     """All of `service`'s traffic on `stable` again (the canary ended; after a promotion, `stable` active
-    again), rendered, installed, reloaded and verified; recorded as analysis-failed. Returns a note for the
-    message ('' when all went well)."""
+    again), rendered, installed, reloaded and verified; recorded as analysis-failed."""
     started = core.clock()
     with core.lock(f"analysis failed: {service} back to {stable}", wait=lock_wait):
         world = core.read_world(reconcile=True)
@@ -138,7 +140,6 @@ def put_back(core: Core, service: str, env: str, stable: str, verdict: Verdict, 
                                   detail=verdict.message))
         core.store.save(state)
     core.log(event("analysis-failed", service=service, env=env, back_on=stable, reason=verdict.message))
-    return ""
 
 
 def _end_analysis(core: Core, service: str, lock_wait: float) -> None:
