@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from lbgen.engine import Engine
 from lbgen.errors import UsageError
-from lbgen.model import Backend
+from lbgen.model import Backend, Figures, percent as _pct
 
 LOW_TRAFFIC_MODES = ("pass", "fail")
 # HAProxy's httplog line (the default `option httplog` format), as far as the status code:
@@ -58,26 +58,6 @@ class Sample:
     env: str
     status: int
     seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class Figures:
-    env: str
-    requests: int
-    errors: int  # 5xx responses
-    p95: float | None  # seconds
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"env": self.env, "requests": self.requests, "errors": self.errors,
-                "error_rate": round(self.error_rate, 4), "p95": None if self.p95 is None else round(self.p95, 4)}
-
-    def describe(self) -> str:
-        p95 = "" if self.p95 is None else f", p95 {self.p95 * 1000:.0f}ms"
-        return f"{self.env}: {self.errors} of {self.requests} responses were 5xx ({_pct(self.error_rate)}){p95}"
 
 
 @dataclass(frozen=True)
@@ -223,5 +203,3 @@ def parse_steps(text: str) -> tuple[int, ...]:
     return steps
 
 
-def _pct(fraction: float) -> str:
-    return f"{fraction * 100:.1f}%" if fraction * 100 != round(fraction * 100) else f"{fraction * 100:.0f}%"

@@ -270,6 +270,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
         if svc.canary:
             click.echo(f"  CANARY: {svc.canary.env} gets {svc.canary.weight}% of requests, "
                        f"{svc.active_env or '-'} {100 - svc.canary.weight}%")
+        if svc.analysis:
+            a = svc.analysis
+            what = f"step {a.weight}%" if a.weight < 100 else "after the switch"
+            click.echo(f"  ANALYSIS {a.time} of {a.env} {what}: {'pass' if a.passed else 'FAILED, traffic put back'}: "
+                       + "; ".join(f.describe() for f in a.figures))
         if svc.maintenance:
             click.echo(f"  MAINTENANCE since {svc.maintenance.since}: 503 {svc.maintenance.message!r} "
                        f"(Retry-After {svc.maintenance.retry_after}s)")

@@ -173,6 +173,55 @@ class Canary:
 
 
 @dataclass(frozen=True)
+class Figures:
+    """One env's responses in an analysis window, as the proxy logged them."""
+
+    env: str
+    requests: int
+    errors: int  # 5xx responses
+    p95: float | None  # seconds
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"env": self.env, "requests": self.requests, "errors": self.errors,
+                "error_rate": round(self.error_rate, 4), "p95": None if self.p95 is None else round(self.p95, 4)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Figures:
+        p95 = data.get("p95")
+        return cls(str(data["env"]), int(data["requests"]), int(data["errors"]), None if p95 is None else float(p95))
+
+    def describe(self) -> str:
+        p95 = "" if self.p95 is None else f", p95 {self.p95 * 1000:.0f}ms"
+        return f"{self.env}: {self.errors} of {self.requests} responses were 5xx ({percent(self.error_rate)}){p95}"
+
+
+@dataclass(frozen=True)
+class AnalysisRecord:
+    """The last analysed window of a service (a canary step, or the window after a full switch): kept in
+    the record so that `lbgen status` shows the figures."""
+
+    time: str  # UTC, ISO 8601 to the second, when the window ended
+    env: str  # the env analysed
+    weight: int  # its share in percent (100: after a full switch)
+    passed: bool
+    message: str
+    figures: tuple[Figures, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": self.time, "env": self.env, "weight": self.weight, "passed": self.passed,
+                "message": self.message, "figures": [f.to_dict() for f in self.figures]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AnalysisRecord:
+        return cls(str(data["time"]), str(data["env"]), int(data["weight"]), bool(data["passed"]),
+                   str(data.get("message", "")), tuple(Figures.from_dict(f) for f in data.get("figures", [])))
+
+
+@dataclass(frozen=True)
 class Maintenance:
     """A service in maintenance: the proxy answers 503 with `message` and Retry-After (HTTP) or closes new
     connections at once (TCP), without touching the backends, until it is turned off."""
@@ -205,6 +254,12 @@ class HealthCount:
     def from_dict(cls, data: Mapping[str, Any]) -> HealthCount:
         return cls(name=str(data.get("name", "")), fails=int(data.get("fails", 0)),
                    passes=int(data.get("passes", 0)), ejected=bool(data.get("ejected", False)))
+
+
+def percent(fraction: float) -> str:
+    """0.078 -> '7.8%', 0.01 -> '1%'."""
+    value = fraction * 100
+    return f"{value:.0f}%" if value == round(value) else f"{value:.1f}%"
 
 
 def _opt_str(value: Any) -> str | None:

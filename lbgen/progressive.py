@@ -11,7 +11,7 @@ from lbgen.analysis import LogReader, Sample, Thresholds, Verdict, env_map, judg
 from lbgen.core import Core
 from lbgen.errors import AnalysisFailed, UsageError
 from lbgen.events import event, warning
-from lbgen.model import HistoryEntry, Outcome
+from lbgen.model import AnalysisRecord, HistoryEntry, Outcome
 from lbgen.state import holder_identity
 from lbgen.switch import SwitchResult, run_switch
 
@@ -104,17 +104,18 @@ def analyse(core: Core, service: str, env: str, stable: str, weight: int, durati
             read_to = until
         verdict = judge(samples, env, [stable], thresholds, final=final)
         if verdict.breach:
-            put_back(core, service, env, stable, verdict, promoted=promoted, lock_wait=lock_wait)
+            put_back(core, service, env, stable, verdict, weight, promoted=promoted, lock_wait=lock_wait)
             raise AnalysisFailed(f"{verdict.message}; all traffic back on {stable}")
         if final:
             if verdict.low_traffic:
                 core.log(warning(f"{verdict.message}; counted as a pass (--on-low-traffic pass)"))
+            keep_figures(core, service, _record(env, weight, verdict), lock_wait)
             core.log(event("analysis", service=service, env=env, weight=weight, result="pass",
                            **{f.env: f"{f.errors}/{f.requests}" for f in verdict.figures}))
             return Window(weight, wall() - started, verdict)
 
 
-def put_back(core: Core, service: str, env: str, stable: str, verdict: Verdict, *, promoted: bool,
+def put_back(core: Core, service: str, env: str, stable: str, verdict: Verdict, weight: int, *, promoted: bool,
              lock_wait: float) -> None:
     """All of `service`'s traffic on `stable` again (the canary ended; after a promotion, `stable` active
     again), rendered, installed, reloaded and verified; recorded as analysis-failed."""
@@ -124,6 +125,7 @@ def put_back(core: Core, service: str, env: str, stable: str, verdict: Verdict, 
         state = world.state
         state.canary.pop(service, None)
         state.analysed.pop(service, None)
+        state.analysis[service] = _record(env, weight, verdict)
         overrides: dict[str, str | None] = {}
         if promoted:
             state.recorded_active[service] = stable
@@ -140,6 +142,19 @@ def put_back(core: Core, service: str, env: str, stable: str, verdict: Verdict, 
                                   detail=verdict.message))
         core.store.save(state)
     core.log(event("analysis-failed", service=service, env=env, back_on=stable, reason=verdict.message))
+
+
+def keep_figures(core: Core, service: str, record: AnalysisRecord, lock_wait: float) -> None:
+    """Keep a passed window's figures in the record, for `lbgen status`."""
+    with core.lock(f"record the analysis of {service}", wait=lock_wait):
+        state = core.store.load()
+        state.analysis[service] = record
+        core.store.save(state)
+
+
+def _record(env: str, weight: int, verdict: Verdict) -> AnalysisRecord:
+    return AnalysisRecord(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), env, weight, not verdict.breach,
+                          verdict.message, verdict.figures)
 
 
 def _end_analysis(core: Core, service: str, lock_wait: float) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lbgen.engine import Engine
-from lbgen.model import Canary, HealthCount, HistoryEntry, Maintenance, Outcome
+from lbgen.model import AnalysisRecord, Canary, HealthCount, HistoryEntry, Maintenance, Outcome
 from lbgen.errors import ContainerNotFound, LockHeld
 from lbgen.holder import IMAGE, LABEL, Holder, image_rootfs
 from lbgen.events import EventSink, event
@@ -45,6 +45,7 @@ class State:
     canary: dict[str, Canary] = field(default_factory=dict)  # services with a canary in progress
     # services under a post-promotion analysis (`switch --analysis`) -> the env analysed
     analysed: dict[str, str] = field(default_factory=dict)
+    analysis: dict[str, AnalysisRecord] = field(default_factory=dict)  # each service's last analysed window
     origin: Origin = field(default=Origin.NONE, compare=False)
 
     def recorded(self, service: str) -> bool:
@@ -58,7 +59,8 @@ class State:
                                       for svc, counts in self.health.items()},
                            "maintenance": {svc: m.to_dict() for svc, m in self.maintenance.items()},
                            "canary": {svc: c.to_dict() for svc, c in self.canary.items()},
-                           "analysed": self.analysed},
+                           "analysed": self.analysed,
+                           "analysis": {svc: a.to_dict() for svc, a in self.analysis.items()}},
                           indent=1, sort_keys=True) + "\n"
 
     @classmethod
@@ -72,7 +74,8 @@ class State:
                                for svc, counts in dict(data.get("health", {})).items()},
                        maintenance=_maintenance(data.get("maintenance", {})),
                        canary=_canaries(data.get("canary", {})),
-                       analysed={str(k): str(v) for k, v in dict(data.get("analysed", {})).items()})
+                       analysed={str(k): str(v) for k, v in dict(data.get("analysed", {})).items()},
+                       analysis=_records(data.get("analysis", {})))
         except (ValueError, TypeError, AttributeError):
             return cls()
 
@@ -108,6 +111,16 @@ def _canaries(raw: Any) -> dict[str, Canary]:
     for svc, item in dict(raw or {}).items():
         try:
             out[str(svc)] = Canary.from_dict(item)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def _records(raw: Any) -> dict[str, AnalysisRecord]:
+    out = {}
+    for svc, item in dict(raw or {}).items():
+        try:
+            out[str(svc)] = AnalysisRecord.from_dict(item)
         except (ValueError, KeyError, TypeError):
             continue
     return out

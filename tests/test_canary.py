@@ -239,6 +239,10 @@ def test_steps_that_pass_end_promoted_and_a_breach_puts_all_traffic_back_with_ex
     assert result.analysis[0]["figures"][0] == {"env": "green", "requests": 51, "errors": 0, "error_rate": 0.0,
                                                 "p95": 0.003}
     assert fp.recorded()["active"] == {"web": "green"} and fp.recorded()["previous"] == {"web": "blue"}
+    shown = app.status().to_dict()["services"]["web"]["analysis"]
+    assert (shown["env"], shown["weight"], shown["passed"], shown["message"]) == (
+        "green", 50, True, "green: 0 of 51 responses were 5xx (0%), p95 3ms")
+    assert shown["figures"][1] == {"env": "blue", "requests": 204, "errors": 0, "error_rate": 0.0, "p95": 0.003}
     assert [(e.outcome, e.weight) for e in app.history()][:3] == [
         (Outcome.SWITCHED, None), (Outcome.CANARY, 50), (Outcome.CANARY, 10)]
 
@@ -256,6 +260,8 @@ def test_steps_that_pass_end_promoted_and_a_breach_puts_all_traffic_back_with_ex
     failed = app.history()[0]
     assert (failed.outcome, failed.from_env, failed.to_env) == (Outcome.ANALYSIS_FAILED, "green", "blue")
     assert failed.detail == "green: 10 of 29 responses were 5xx (34.5% > 1%)"
+    shown = app.status().to_dict()["services"]["web"]["analysis"]
+    assert (shown["weight"], shown["passed"], shown["message"]) == (10, False, failed.detail)
 
 
 def test_the_analysis_after_a_full_switch_makes_the_previous_env_active_again():

@@ -129,6 +129,8 @@ def test_a_canary_that_answers_500_is_rolled_back_at_its_first_step(setup):
     assert shares(s, 50) == Counter(blue=50)
     web = status(s)
     assert (web["active_env"], web["canary"]) == ("blue", None)
+    assert (web["analysis"]["env"], web["analysis"]["weight"], web["analysis"]["passed"]) == ("red", 10, False)
+    assert "ANALYSIS " in cli_run(s, "status").stdout
     history = json.loads(cli_run(s, "history", "--json").stdout)
     assert [(h["from"], h["to"], h["outcome"], h.get("weight")) for h in history[:2]] == [
         ("red", "blue", "analysis-failed", None), ("blue", "red", "canary", 10)]
