@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from lbgen.analysis import LogReader, Sample, Thresholds, Verdict, env_map, judge
 from lbgen.core import Core
-from lbgen.errors import AnalysisFailed, UsageError
+from lbgen.errors import AnalysisFailed, LbgenError, UsageError
 from lbgen.events import event, warning
 from lbgen.model import AnalysisRecord, HistoryEntry, Outcome
 from lbgen.state import holder_identity
@@ -99,10 +99,13 @@ def analyse(core: Core, service: str, env: str, stable: str, weight: int, durati
             now = wall()
             final = now >= deadline + LAG
         until = min(now - LAG, deadline) if not final else deadline
-        if until > read_to:
-            samples += reader.read(read_to, until)
-            read_to = until
-        verdict = judge(samples, env, [stable], thresholds, final=final)
+        try:
+            if until > read_to:
+                samples += reader.read(read_to, until)
+                read_to = until
+            verdict = judge(samples, env, [stable], thresholds, final=final)
+        except LbgenError as e:  # no figures, no canary: it is not left running unjudged
+            verdict = Verdict(True, False, f"cannot read the proxy's log for the analysis of {env} ({e})", ())
         if verdict.breach:
             put_back(core, service, env, stable, verdict, weight, promoted=promoted, lock_wait=lock_wait)
             raise AnalysisFailed(f"{verdict.message}; all traffic back on {stable}")

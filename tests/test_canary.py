@@ -287,3 +287,14 @@ def test_the_log_reader_keeps_to_its_window(fake_engine):
     reader = LogReader(fake_engine, "proxy", "nginx", "web", {"10.0.0.1:8080": "blue"})
     assert len(reader.read(T0 + 1, T0 + 2)) == 10
     assert len(reader.read(T0, T0 + 10)) == 100
+
+
+def test_a_proxy_log_that_cannot_be_read_ends_the_canary():
+    from lbgen.errors import DockerUnavailable
+
+    fp, app, _ = make()
+    fp.engine.fail_on["logs"] = DockerUnavailable("configured logging driver does not support reading")
+    with pytest.raises(AnalysisFailed, match=r"^cannot read the proxy's log for the analysis of green \(configured "
+                       r"logging driver does not support reading\); all traffic back on blue$"):
+        app.switch("green", steps=(10, 100), step_time=5, thresholds=Thresholds(0.01))
+    assert fp.recorded()["canary"] == {} and "env=green" not in fp.live().decode()
