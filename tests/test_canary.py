@@ -298,3 +298,19 @@ def test_a_proxy_log_that_cannot_be_read_ends_the_canary():
                        r"logging driver does not support reading\); all traffic back on blue$"):
         app.switch("green", steps=(10, 100), step_time=5, thresholds=Thresholds(0.01))
     assert fp.recorded()["canary"] == {} and "env=green" not in fp.live().decode()
+
+
+def test_bad_flags_are_one_error_line_and_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from lbgen.cli import cli
+
+    config = tmp_path / "lbgen.yaml"
+    config.write_text("network: lbnet\nproxy: {kind: nginx, container: proxy}\nservices:\n  web: {default_env: blue}\n")
+    for args, message in ((["--steps", "50,10"], "Error: --steps: '50,10': expected rising percentages 1-100"),
+                          (["--steps", "10,100", "--max-error-rate", "lots"], "Error: --max-error-rate: 'lots' is not"),
+                          (["--weight", "0"], "Invalid value for '--weight': 0 is not in the range 1<=x<=99")):
+        result = CliRunner().invoke(cli, ["-c", str(config), "switch", "--env", "green", *args])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    help_text = CliRunner().invoke(cli, ["switch", "--help"]).output
+    assert "--weight N" in help_text and "--steps 10,25,50,100 --step-time 1m" in help_text
