@@ -227,6 +227,10 @@ def _run_switch(ctx: click.Context, call: Callable[..., Any], service: str | Non
         split = f" weight={result.weight}%" if result.weight is not None else ""
         click.echo(f"unchanged service={result.service} env={result.to_env}{split} (already live)")
         return
+    if result.outcome is Outcome.CANARY_ENDED:
+        click.echo(f"canary ended service={result.service} {result.to_env}=100% generation={result.generation} "
+                   f"took={result.timings.get('total', 0):.2f}s")
+        return
     if result.weight is not None:
         click.echo(f"canary service={result.service} {result.to_env}={result.weight}% "
                    f"{result.from_env}={100 - result.weight}% generation={result.generation} "

@@ -33,7 +33,7 @@ class SwitchResult:
     service: str
     from_env: str | None
     to_env: str
-    outcome: Outcome  # switched, unchanged or dry-run when returned
+    outcome: Outcome  # switched, canary, canary-ended, unchanged or dry-run when returned
     forced: bool = False
     generation: str | None = None
     diff: str = ""
@@ -109,7 +109,7 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
         health = core.config.services[plan.service].health
         was_canary = state.canary.get(plan.service)
         outcome = _outcome(plan, weight, was_canary)
-        result = SwitchResult(plan.service, plan.from_env, plan.to_env, Outcome.SWITCHED, forced=force,
+        result = SwitchResult(plan.service, plan.from_env, plan.to_env, outcome, forced=force,
                               notes=list(world.notes), timings=timings, weight=weight)
 
         with recorder.phase("gate"):

@@ -207,7 +207,7 @@ def traffic(fp: FakeProxy, app: Lbgen, env: str, start: float, seconds: float, p
 def test_a_canary_step_keeps_the_active_env_and_the_end_of_it_leaves_previous_alone():
     fp, app, _ = make()
     result = app.switch("green", weight=10)
-    assert (result.outcome, result.from_env, result.to_env, result.weight) == (Outcome.SWITCHED, "blue", "green", 10)
+    assert (result.outcome, result.from_env, result.to_env, result.weight) == (Outcome.CANARY, "blue", "green", 10)
     record = fp.recorded()
     assert record["canary"] == {"web": {"env": "green", "weight": 10}} and record["active"] == {}
     live = fp.live().decode()
@@ -219,7 +219,7 @@ def test_a_canary_step_keeps_the_active_env_and_the_end_of_it_leaves_previous_al
     assert app.apply().changed is False
     app.health(apply=True)
     assert fp.live().decode() == live
-    app.rollback()
+    assert app.rollback().outcome is Outcome.CANARY_ENDED
     assert fp.recorded()["canary"] == {} and fp.recorded()["previous"] == {}
     assert "lbgen_canary_web" not in fp.live().decode()
     assert [(e.outcome, e.weight) for e in app.history()] == [(Outcome.CANARY_ENDED, None), (Outcome.CANARY, 10)]

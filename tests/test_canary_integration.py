@@ -78,6 +78,7 @@ def test_the_split_is_honest_and_a_canary_ends_or_is_promoted(setup):
     # The end of a canary: everything back on blue, previous_env unchanged.
     back = cli_run(s, "rollback")
     assert back.exit_code == 0, back.output
+    assert back.stdout.startswith("canary ended service=web blue=100% generation=")
     assert shares(s, 50) == Counter(blue=50)
     web = status(s)
     assert (web["active_env"], web["previous_env"], web["canary"]) == ("blue", None, None)
