@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from lbgen.config import Config
 from lbgen.core import ApplyResult, Core, diff
@@ -15,6 +15,7 @@ from lbgen.doctor import DoctorReport, diagnose
 from lbgen.engine import Engine
 from lbgen.errors import ConfigError, UsageError
 from lbgen.events import Event, EventSink, event
+from lbgen.analysis import Thresholds
 from lbgen.maintenance import MaintenanceResult, run_maintenance
 from lbgen.health import Checker, GateProgress, HttpGet, http_get
 from lbgen.model import HistoryEntry, Inventory, Outcome
@@ -23,6 +24,7 @@ from lbgen.report import HealthReport
 from lbgen.render import Rendered
 from lbgen.sources import Source
 from lbgen.status import StatusReport, build_status
+from lbgen.progressive import Window, run_analysed_switch, run_steps
 from lbgen.switch import SwitchResult, run_switch
 from lbgen.timings import Timings
 
@@ -54,7 +56,8 @@ class Lbgen:
     def __init__(self, config: Config, engine: Engine | None = None, *, source: Source | None = None,
                  checker: Checker | None = None, get: HttpGet = http_get,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 log: EventSink = stderr_log) -> None:
+                 log: EventSink = stderr_log, wall: Callable[[], float] = time.time) -> None:
+        self.wall = wall  # wall-clock time, for the analysis windows read from the proxy's log
         self.core = Core(config, engine, source=source, checker=checker, get=get, clock=clock, sleep=sleep, log=log)
 
     @property
@@ -91,13 +94,37 @@ class Lbgen:
     def switch(self, env: str, service: str | None = None, *, timeout: float = 60.0,
                min_healthy: str | None = None, force: bool = False, dry_run: bool = False,
                on_progress: ProgressCallback | None = None, lock_wait: float = 30.0,
-               stop_old: bool = False, drain: float = 0.0) -> SwitchResult:
+               stop_old: bool = False, drain: float = 0.0, weight: int | None = None,
+               steps: tuple[int, ...] | None = None, step_time: float = 60.0, analysis: float | None = None,
+               thresholds: Thresholds | None = None, on_window: Callable[[Window], None] | None = None) -> SwitchResult:
         """Health-gated switch of `service` to `env`: gate, swap, verify, record. With `stop_old`, the old
         env's containers are stopped `drain` seconds after a switch that changed something.
 
-        Raises HealthGateFailed (nothing changed), ReloadFailed (the previous config restored), LockHeld."""
-        result = run_switch(self.core, env, service, timeout=timeout, min_healthy=min_healthy, force=force,
-                            dry_run=dry_run, on_progress=on_progress, lock_wait=lock_wait)
+        Progressive delivery: `weight` (1-99) sends that percent of requests to `env` and keeps the active
+        env (a canary); `steps` walks canary weights (100 promotes), analysing each for `step_time`
+        seconds; `analysis` analyses `env` for that many seconds after a full switch. Analyses judge the
+        proxy's own figures against `thresholds` (default: Thresholds()).
+
+        Raises HealthGateFailed (nothing changed), ReloadFailed (the previous config restored), LockHeld,
+        AnalysisFailed (a breach: all traffic back on the previous env)."""
+        options: dict[str, Any] = dict(timeout=timeout, min_healthy=min_healthy, force=force, dry_run=dry_run,
+                                       on_progress=on_progress, lock_wait=lock_wait)
+        chosen = [name for name, value in (("--weight", weight), ("--steps", steps), ("--analysis", analysis))
+                  if value is not None]
+        if len(chosen) > 1:
+            raise UsageError(f"{' and '.join(chosen)} do not go together: pick one")
+        if chosen and (dry_run or stop_old) and weight is None:
+            raise UsageError(f"{chosen[0]} does not go with --dry-run or --stop-old")
+        if weight is not None and stop_old:
+            raise UsageError("--weight keeps the active env serving: --stop-old does not go with it")
+        if steps is not None:
+            result = run_steps(self.core, env, service, steps, step_time, thresholds or Thresholds(),
+                               on_window=on_window, wall=self.wall, **options)
+        elif analysis is not None:
+            result = run_analysed_switch(self.core, env, service, analysis, thresholds or Thresholds(),
+                                         on_window=on_window, wall=self.wall, **options)
+        else:
+            result = run_switch(self.core, env, service, weight=weight, **options)
         if stop_old:
             stopped: list[str] = []
             if result.outcome is Outcome.SWITCHED and result.from_env:
@@ -108,9 +135,13 @@ class Lbgen:
     def rollback(self, service: str | None = None, *, timeout: float = 60.0, min_healthy: str | None = None,
                  force: bool = False, dry_run: bool = False, on_progress: ProgressCallback | None = None,
                  lock_wait: float = 30.0, stop_old: bool = False, drain: float = 0.0) -> SwitchResult:
-        """Switch `service` back to its previous env, through the same gate."""
+        """Switch `service` back to its previous env, through the same gate. During a canary: all traffic
+        back on the active env, the canary ended (the previous env unchanged)."""
         svc = self.config.service(service)
-        previous = self.core.store.load().previous.get(svc.name)
+        state = self.core.store.load()
+        previous = state.previous.get(svc.name)
+        if svc.name in state.canary:  # the canary ends: all traffic on the env that stayed active
+            previous = state.recorded_active.get(svc.name) or svc.default_env
         if not previous:
             raise ConfigError(f"no previous env recorded for service {svc.name}; "
                               f"use `lbgen switch --service {svc.name} --env ENV`")

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import click
 
 from lbgen import __version__
+from lbgen.cli_canary import canary_arguments, canary_options
 from lbgen.cli_common import (DURATION, EXIT_CODES_HELP, LbgenGroup, _app, _checks_option, _config,
                               _print_json)
 
@@ -161,6 +162,7 @@ def _switch_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @cli.command()
 @click.option("--env", "env", required=True, metavar="ENV", help="The env to move traffic to.")
 @_switch_options
+@canary_options
 @click.pass_context
 def switch(ctx: click.Context, /, env: str, **options: Any) -> None:
     """Move a service's traffic to ENV once ENV passes its health checks; verify; roll back on failure.
@@ -170,8 +172,12 @@ def switch(ctx: click.Context, /, env: str, **options: Any) -> None:
       lbgen switch --env green
       lbgen switch --service web --env green --timeout 2m --min-healthy 75%
       lbgen switch --env green --dry-run
+      lbgen switch --env green --weight 10          # canary: 10% to green, blue stays active
+      lbgen switch --env green --steps 10,25,50,100 --step-time 1m --max-error-rate 1%
+      lbgen switch --env green --analysis 2m --max-error-rate 1%
     """
-    _run_switch(ctx, lambda app, **kw: app.switch(env, **kw), **options)
+    extra = canary_arguments(options)
+    _run_switch(ctx, lambda app, **kw: app.switch(env, **kw, **extra), **options)
 
 
 @cli.command()
@@ -218,7 +224,17 @@ def _run_switch(ctx: click.Context, call: Callable[..., Any], service: str | Non
         click.echo(result.diff, nl=False)
         return
     if result.outcome is Outcome.UNCHANGED:
-        click.echo(f"unchanged service={result.service} env={result.to_env} (already live)")
+        split = f" weight={result.weight}%" if result.weight is not None else ""
+        click.echo(f"unchanged service={result.service} env={result.to_env}{split} (already live)")
+        return
+    if result.outcome is Outcome.CANARY_ENDED:
+        click.echo(f"canary ended service={result.service} {result.to_env}=100% generation={result.generation} "
+                   f"took={result.timings.get('total', 0):.2f}s")
+        return
+    if result.weight is not None:
+        click.echo(f"canary service={result.service} {result.to_env}={result.weight}% "
+                   f"{result.from_env}={100 - result.weight}% generation={result.generation} "
+                   f"took={result.timings.get('total', 0):.2f}s")
         return
     t = result.timings
     install = sum(t.get(k, 0.0) for k in ("render", "deliver", "validate"))
@@ -255,6 +271,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
         when = f", last switch {last.time} {last.from_env}->{last.to_env}" if last else ""
         assumed = "" if svc.active_recorded else " (assumed: no switch on record, default_env)"
         click.echo(f"{svc.name}: active={svc.active_env or '-'}{assumed} previous={svc.previous_env or '-'}{when}")
+        if svc.canary:
+            click.echo(f"  CANARY: {svc.canary.env} gets {svc.canary.weight}% of requests, "
+                       f"{svc.active_env or '-'} {100 - svc.canary.weight}%")
+        if svc.analysis:
+            a = svc.analysis
+            what = f"step {a.weight}%" if a.weight < 100 else "after the switch"
+            click.echo(f"  ANALYSIS {a.time} of {a.env} {what}: {'pass' if a.passed else 'FAILED, traffic put back'}: "
+                       + "; ".join(f.describe() for f in a.figures))
         if svc.maintenance:
             click.echo(f"  MAINTENANCE since {svc.maintenance.since}: 503 {svc.maintenance.message!r} "
                        f"(Retry-After {svc.maintenance.retry_after}s)")
@@ -283,8 +307,10 @@ def history(ctx: click.Context, service: str | None, as_json: bool) -> None:
         _print_json([e.to_dict() for e in entries])
         return
     for e in entries:
-        click.echo(f"{e.time} {e.service} {e.from_env or '-'} -> {e.to_env} {e.outcome} "
-                   f"{e.duration:.2f}s {e.user}@{e.host}" + (" forced" if e.forced else ""))
+        weight = f" {e.weight}%" if e.weight is not None else ""
+        click.echo(f"{e.time} {e.service} {e.from_env or '-'} -> {e.to_env} {e.outcome}{weight} "
+                   f"{e.duration:.2f}s {e.user}@{e.host}" + (" forced" if e.forced else "")
+                   + (f" ({e.detail})" if e.detail else ""))
 
 
 from lbgen.cli_maintenance import maintenance as _maintenance  # noqa: E402

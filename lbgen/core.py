@@ -17,7 +17,7 @@ from lbgen.errors import ContainerNotFound, LockHeld
 from lbgen.events import EventSink, discard, event, warning
 from lbgen.health import Checker, HttpChecker, HttpGet, http_get
 from lbgen.probe import AUTO, DIRECT, ENGINE, EngineChecker, Probe, can_reach, resolve_mode
-from lbgen.model import Backend, Inventory, Maintenance
+from lbgen.model import Backend, Canary, Inventory, Maintenance
 from lbgen.proxies.driver import Proxy
 from lbgen.render import Rendered, parse_meta, render
 from lbgen.routing import build_pools
@@ -328,7 +328,7 @@ class Core:
         active = {**world.active, **(overrides or {})}
         state = state or world.state
         return self.render_for(world.inventory, active, state.ejected_ids(), proxy_version=self.proxy_version(),
-                               maintenance=state.maintenance)
+                               maintenance=state.maintenance, canary=state.canary, logged=state.logged())
 
     def proxy_version(self) -> tuple[int, ...] | None:
         """The running proxy's version when the template needs it (TLS syntax), else None unasked."""
@@ -338,10 +338,12 @@ class Core:
 
     def render_for(self, inventory: Inventory, active: Mapping[str, str | None],
                    ejected: Collection[str] = (), proxy_version: tuple[int, ...] | None = None,
-                   maintenance: Mapping[str, Maintenance] | None = None) -> Rendered:
-        """Render (reading and checking the TLS certificates lbgen.yaml names) and log its warnings."""
-        rendered = render(self.config, build_pools(self.config, inventory, active, ejected),
-                          proxy_version=proxy_version, maintenance=maintenance)
+                   maintenance: Mapping[str, Maintenance] | None = None,
+                   canary: Mapping[str, Canary] | None = None, logged: Collection[str] = ()) -> Rendered:
+        """Render (reading and checking the TLS certificates lbgen.yaml names) and log its warnings. A
+        service with a `canary` routes to both envs, weighted, and logs each request for the analysis."""
+        rendered = render(self.config, build_pools(self.config, inventory, active, ejected, canary),
+                          proxy_version=proxy_version, maintenance=maintenance, logged=logged)
         for message in rendered.warnings:
             self.log(warning(message))
         return rendered

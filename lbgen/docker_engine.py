@@ -141,6 +141,11 @@ class DockerEngine:
                     return extracted.read() if extracted else None
         raise OSError(f"{path} in container {container}: too many levels of symbolic links")
 
+    def logs(self, container: str, since: float, until: float) -> str:
+        with self._calls(f"read the logs of container {container}", container):
+            data = self.api.logs(container, stdout=True, stderr=True, timestamps=True, since=since, until=until)
+        return bytes(data or b"").decode("utf-8", errors="replace")
+
     def signal(self, container: str, signal: str) -> None:
         with self._calls(f"send SIG{signal} to container {container}", container):
             self.api.kill(container, signal=signal)

@@ -164,6 +164,10 @@ class Engine(Protocol):
     def signal(self, container: str, signal: str) -> None:
         """Send a signal (e.g. HUP, USR2) to the container's PID 1."""
 
+    def logs(self, container: str, since: float, until: float) -> str:
+        """What the container wrote to stdout and stderr between two wall-clock times (seconds since the
+        epoch), each line prefixed with the engine's RFC 3339 timestamp and a space."""
+
     def stop_container(self, ref: str, timeout: float = 10.0) -> None:
         """Stop a container gracefully (SIGTERM, then SIGKILL after `timeout`)."""
 

@@ -16,6 +16,7 @@ class ExitCode(enum.IntEnum):
     GATE = 5
     RELOAD = 6
     LOCK = 7
+    ANALYSIS = 8
 
     @property
     def meaning(self) -> str:
@@ -33,6 +34,7 @@ _MEANINGS = {
     ExitCode.GATE: "health gate refused a switch",
     ExitCode.RELOAD: "reload or verification failed; the previous config was restored",
     ExitCode.LOCK: "another lbgen holds the lock",
+    ExitCode.ANALYSIS: "analysis failed (canary or post-promotion): all traffic was put back on the previous env",
 }
 
 
@@ -99,3 +101,10 @@ class ProxyError(ReloadFailed):
 
 class LockHeld(LbgenError):
     exit_code = ExitCode.LOCK
+
+
+class AnalysisFailed(LbgenError):
+    """The analysis of a canary step (or of the window after a full switch) found a breach; all traffic
+    was put back on the previous env."""
+
+    exit_code = ExitCode.ANALYSIS

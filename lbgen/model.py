@@ -108,6 +108,9 @@ class Outcome(str, enum.Enum):
     ROLLED_BACK = "rolled-back"
     MAINTENANCE_ON = "maintenance-on"  # `lbgen maintenance on`: from/to are the active env, unchanged
     MAINTENANCE_OFF = "maintenance-off"
+    CANARY = "canary"  # `switch --weight N`: N% of requests to the to-env, the active env unchanged
+    CANARY_ENDED = "canary-ended"  # `switch --env ACTIVE` / `rollback` during a canary: all traffic back
+    ANALYSIS_FAILED = "analysis-failed"  # the analysis found a breach: all traffic back on the from-env
 
     def __str__(self) -> str:
         return self.value
@@ -126,11 +129,18 @@ class HistoryEntry:
     forced: bool = False
     host: str = ""
     user: str = ""
+    weight: int | None = None  # a canary step: the to-env's share of requests, in percent
+    detail: str = ""  # what an analysis found (the figures), for analysis-failed
 
     def to_dict(self) -> dict[str, Any]:
-        return {"time": self.time, "service": self.service, "from": self.from_env, "to": self.to_env,
+        data: dict[str, Any] = {"time": self.time, "service": self.service, "from": self.from_env, "to": self.to_env,
                 "host": self.host, "user": self.user, "outcome": self.outcome.value,
                 "duration": self.duration, "forced": self.forced}
+        if self.weight is not None:
+            data["weight"] = self.weight
+        if self.detail:
+            data["detail"] = self.detail
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HistoryEntry:
@@ -138,7 +148,77 @@ class HistoryEntry:
         return cls(time=str(data["time"]), service=str(data["service"]), from_env=_opt_str(data.get("from")),
                    to_env=str(data["to"]), outcome=Outcome(data["outcome"]), duration=float(data.get("duration", 0)),
                    forced=bool(data.get("forced", False)), host=str(data.get("host", "")),
-                   user=str(data.get("user", "")))
+                   user=str(data.get("user", "")),
+                   weight=None if data.get("weight") is None else int(data["weight"]),
+                   detail=str(data.get("detail", "")))
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A canary in progress: `weight` percent of the service's requests go to `env`, the rest to the
+    active env, which stays the active env until a switch without a weight promotes `env`."""
+
+    env: str
+    weight: int  # 1-99
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"env": self.env, "weight": self.weight}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Canary:
+        weight = int(data["weight"])
+        if not 1 <= weight <= 99:
+            raise ValueError(f"canary weight {weight} is not 1-99")
+        return cls(env=str(data["env"]), weight=weight)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One env's responses in an analysis window, as the proxy logged them."""
+
+    env: str
+    requests: int
+    errors: int  # 5xx responses
+    p95: float | None  # seconds
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"env": self.env, "requests": self.requests, "errors": self.errors,
+                "error_rate": round(self.error_rate, 4), "p95": None if self.p95 is None else round(self.p95, 4)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Figures:
+        p95 = data.get("p95")
+        return cls(str(data["env"]), int(data["requests"]), int(data["errors"]), None if p95 is None else float(p95))
+
+    def describe(self) -> str:
+        p95 = "" if self.p95 is None else f", p95 {self.p95 * 1000:.0f}ms"
+        return f"{self.env}: {self.errors} of {self.requests} responses were 5xx ({percent(self.error_rate)}){p95}"
+
+
+@dataclass(frozen=True)
+class AnalysisRecord:
+    """The last analysed window of a service (a canary step, or the window after a full switch): kept in
+    the record so that `lbgen status` shows the figures."""
+
+    time: str  # UTC, ISO 8601 to the second, when the window ended
+    env: str  # the env analysed
+    weight: int  # its share in percent (100: after a full switch)
+    passed: bool
+    message: str
+    figures: tuple[Figures, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": self.time, "env": self.env, "weight": self.weight, "passed": self.passed,
+                "message": self.message, "figures": [f.to_dict() for f in self.figures]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AnalysisRecord:
+        return cls(str(data["time"]), str(data["env"]), int(data["weight"]), bool(data["passed"]),
+                   str(data.get("message", "")), tuple(Figures.from_dict(f) for f in data.get("figures", [])))
 
 
 @dataclass(frozen=True)
@@ -174,6 +254,12 @@ class HealthCount:
     def from_dict(cls, data: Mapping[str, Any]) -> HealthCount:
         return cls(name=str(data.get("name", "")), fails=int(data.get("fails", 0)),
                    passes=int(data.get("passes", 0)), ejected=bool(data.get("ejected", False)))
+
+
+def percent(fraction: float) -> str:
+    """0.078 -> '7.8%', 0.01 -> '1%'."""
+    value = fraction * 100
+    return f"{value:.0f}%" if value == round(value) else f"{value:.1f}%"
 
 
 def _opt_str(value: Any) -> str | None:

@@ -184,7 +184,8 @@ def run_health(core: Core, service: str | None = None, *, apply: bool = False, l
             error = f"--apply failed: {e}"
     # What the live config routes, against what lbgen would route now: after an apply they are the same.
     drift = {} if applied is not None else find_drift(
-        parse_meta(world.live or ""), build_pools(config, world.inventory, world.active, world.state.ejected_ids()),
+        parse_meta(world.live or ""), build_pools(config, world.inventory, world.active, world.state.ejected_ids(),
+                                          world.state.canary),
         world.inventory)
     report = build_report(config, world.inventory, world.active, services, results, world.state, checked_at,
                           core.clock() - started, transitions, applied, error, drift, tuple(world.assumed))

@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 from lbgen import __version__
 from lbgen.certs import CertPair, load_pair
@@ -87,6 +87,9 @@ class ServiceView:
     servers: tuple[Backend, ...]  # primaries first, then backups
     tls: TlsView | None = None
     maintenance: Maintenance | None = None  # `lbgen maintenance on`: 503 with its message and Retry-After
+    # A canary is analysed: nginx logs each request as one JSON line to its stdout (lbgen.analysis reads it
+    # back through the engine); HAProxy's log line goes there anyway.
+    log_requests: bool = False
 
     @property
     def upstream(self) -> str:
@@ -257,11 +260,12 @@ def tls_lines(views: Sequence[ServiceView], certs: Mapping[str, CertPair]) -> li
 
 def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] | None = None,
            proxy_version: tuple[int, ...] | None = None,
-           maintenance: Mapping[str, Maintenance] | None = None) -> Rendered:
+           maintenance: Mapping[str, Maintenance] | None = None, logged: Collection[str] = ()) -> Rendered:
     """Render the config for `config.proxy.kind` (and nginx's main-context file, `Rendered.main`); identical
     input gives byte-identical output. `certs` (default: read and checked from the files lbgen.yaml names)
     are the TLS services' certificates; `proxy_version` picks version-dependent syntax (None: syntax every
-    supported version accepts); `maintenance` names the services in maintenance mode (State.maintenance)."""
+    supported version accepts); `maintenance` names the services in maintenance mode (State.maintenance);
+    `logged`, the services whose requests the proxy logs for an analysis (those with a canary)."""
     kind = kind_named(config.proxy.kind)
     if certs is None:
         certs = load_certs(config)
@@ -275,7 +279,8 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
         warnings.extend(left_out)
         warnings.extend(_uncovered(name, service, certs.get(name)))
         views.append(ServiceView(name=name, config=service, active_env=pool.active_env, servers=servers,
-                                 tls=tls_views.get(name), maintenance=(maintenance or {}).get(name)))
+                                 tls=tls_views.get(name), maintenance=(maintenance or {}).get(name),
+                                 log_requests=name in logged))
     ports = []
     tls_ports = {v.tls.config.listen for v in views if v.tls is not None}
     for port in sorted({v.config.listen for v in views} | tls_ports):

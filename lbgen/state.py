@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lbgen.engine import Engine
-from lbgen.model import HealthCount, HistoryEntry, Maintenance, Outcome
+from lbgen.model import AnalysisRecord, Canary, HealthCount, HistoryEntry, Maintenance, Outcome
 from lbgen.errors import ContainerNotFound, LockHeld
 from lbgen.holder import IMAGE, LABEL, Holder, image_rootfs
 from lbgen.events import EventSink, event
@@ -42,6 +42,10 @@ class State:
     history: list[HistoryEntry] = field(default_factory=list)
     health: dict[str, dict[str, HealthCount]] = field(default_factory=dict)
     maintenance: dict[str, Maintenance] = field(default_factory=dict)  # services in maintenance mode
+    canary: dict[str, Canary] = field(default_factory=dict)  # services with a canary in progress
+    # services under a post-promotion analysis (`switch --analysis`) -> the env analysed
+    analysed: dict[str, str] = field(default_factory=dict)
+    analysis: dict[str, AnalysisRecord] = field(default_factory=dict)  # each service's last analysed window
     origin: Origin = field(default=Origin.NONE, compare=False)
 
     def recorded(self, service: str) -> bool:
@@ -53,7 +57,10 @@ class State:
                            "history": [e.to_dict() for e in self.history[:HISTORY_LIMIT]],
                            "health": {svc: {bid: c.to_dict() for bid, c in counts.items()}
                                       for svc, counts in self.health.items()},
-                           "maintenance": {svc: m.to_dict() for svc, m in self.maintenance.items()}},
+                           "maintenance": {svc: m.to_dict() for svc, m in self.maintenance.items()},
+                           "canary": {svc: c.to_dict() for svc, c in self.canary.items()},
+                           "analysed": self.analysed,
+                           "analysis": {svc: a.to_dict() for svc, a in self.analysis.items()}},
                           indent=1, sort_keys=True) + "\n"
 
     @classmethod
@@ -65,9 +72,16 @@ class State:
                        history=_entries(data.get("history", [])),
                        health={str(svc): {str(bid): HealthCount.from_dict(c) for bid, c in counts.items()}
                                for svc, counts in dict(data.get("health", {})).items()},
-                       maintenance=_maintenance(data.get("maintenance", {})))
+                       maintenance=_maintenance(data.get("maintenance", {})),
+                       canary=_canaries(data.get("canary", {})),
+                       analysed={str(k): str(v) for k, v in dict(data.get("analysed", {})).items()},
+                       analysis=_records(data.get("analysis", {})))
         except (ValueError, TypeError, AttributeError):
             return cls()
+
+    def logged(self) -> frozenset[str]:
+        """The services whose requests the proxy logs for an analysis: a canary, or a post-promotion window."""
+        return frozenset(self.canary) | frozenset(self.analysed)
 
     def ejected_ids(self) -> set[str]:
         """Ids of backends `lbgen health --apply` has taken out of their pools."""
@@ -86,6 +100,27 @@ def _maintenance(raw: Any) -> dict[str, Maintenance]:
     for svc, item in dict(raw or {}).items():
         try:
             out[str(svc)] = Maintenance.from_dict(item)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def _canaries(raw: Any) -> dict[str, Canary]:
+    """A record written before canaries has none; an unreadable entry is left out (no canary)."""
+    out = {}
+    for svc, item in dict(raw or {}).items():
+        try:
+            out[str(svc)] = Canary.from_dict(item)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def _records(raw: Any) -> dict[str, AnalysisRecord]:
+    out = {}
+    for svc, item in dict(raw or {}).items():
+        try:
+            out[str(svc)] = AnalysisRecord.from_dict(item)
         except (ValueError, KeyError, TypeError):
             continue
     return out

@@ -8,7 +8,7 @@ from typing import Any
 from lbgen.core import Core
 from lbgen.drift import Drift, find_drift
 from lbgen.health import check_all
-from lbgen.model import Backend, HistoryEntry, Maintenance
+from lbgen.model import AnalysisRecord, Backend, Canary, HistoryEntry, Maintenance
 from lbgen.render import parse_meta
 from lbgen.routing import build_pools
 
@@ -37,10 +37,13 @@ class ServiceStatus:
     active_recorded: bool = True  # False: no switch on record, the active env is assumed (default_env)
     drift: tuple[Drift, ...] = ()  # every difference, gone backends (which have no row) included
     maintenance: Maintenance | None = None  # `lbgen maintenance on`
+    canary: Canary | None = None  # a canary in progress (`switch --weight`)
+    analysis: AnalysisRecord | None = None  # the last analysed window (`switch --steps` / `--analysis`)
 
     def to_dict(self) -> dict[str, Any]:
         return {"active_env": self.active_env, "active_env_recorded": self.active_recorded,
-                "previous_env": self.previous_env,
+                "previous_env": self.previous_env, "canary": self.canary.to_dict() if self.canary else None,
+                "analysis": self.analysis.to_dict() if self.analysis else None,
                 "maintenance": self.maintenance.to_dict() if self.maintenance else None,
                 "last_switch": self.last_switch.to_dict() if self.last_switch else None,
                 "envs": list(self.envs), "backends": [b.to_dict() for b in self.backends],
@@ -76,7 +79,8 @@ def build_status(core: Core) -> StatusReport:
     it serves."""
     world = core.repair(core.read_world())
     rendered = core.desired(world)
-    pools = build_pools(core.config, world.inventory, rendered.active, world.state.ejected_ids())
+    pools = build_pools(core.config, world.inventory, rendered.active, world.state.ejected_ids(),
+                        world.state.canary)
     live_meta = parse_meta(world.live or "")
     drift = find_drift(live_meta, pools, world.inventory)
     if live_meta is not None and live_meta.routed is not None:
@@ -94,7 +98,8 @@ def build_status(core: Core) -> StatusReport:
             backends=tuple(BackendStatus(r.backend, r.ok, r.detail, (name, r.backend.name) in routed,
                                          by_backend.get(r.backend.name)) for r in results),
             active_recorded=world.active_recorded(name), drift=drift.get(name, ()),
-            maintenance=world.state.maintenance.get(name),
+            maintenance=world.state.maintenance.get(name), canary=world.state.canary.get(name),
+            analysis=world.state.analysis.get(name),
         ))
     proxy = ProxyStatus(container=core.config.proxy.container, kind=core.config.proxy.kind,
                         live_generation=live_meta.generation if live_meta else None,

@@ -10,10 +10,10 @@ from typing import Any, Callable, Mapping
 
 from lbgen.config import Config
 from lbgen.core import Core, diff
-from lbgen.errors import ConfigError, HealthGateFailed, LbgenError, NoBackends, ReloadFailed
+from lbgen.errors import ConfigError, HealthGateFailed, LbgenError, NoBackends, ReloadFailed, UsageError
 from lbgen.events import event
 from lbgen.health import GateProgress, GateResult, check_all, gate, required_count
-from lbgen.model import Backend, HistoryEntry, Inventory, Outcome
+from lbgen.model import Backend, Canary, HistoryEntry, Inventory, Outcome
 from lbgen.routing import recorded_or_default, resolve_active_env
 from lbgen.state import State, holder_identity
 from lbgen.timings import Timings
@@ -33,7 +33,7 @@ class SwitchResult:
     service: str
     from_env: str | None
     to_env: str
-    outcome: Outcome  # switched, unchanged or dry-run when returned
+    outcome: Outcome  # switched, canary, canary-ended, unchanged or dry-run when returned
     forced: bool = False
     generation: str | None = None
     diff: str = ""
@@ -41,6 +41,8 @@ class SwitchResult:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     stopped: list[str] | None = None  # the old env's containers stopped after the switch (stop_old)
+    weight: int | None = None  # a canary step: the to-env's share in percent (the from-env stays active)
+    analysis: list[dict[str, Any]] = field(default_factory=list)  # each analysed window (lbgen.analysis)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -56,6 +58,10 @@ class SwitchResult:
             data["diff"] = self.diff
         if self.stopped is not None:
             data["stopped"] = self.stopped
+        if self.weight is not None:
+            data["weight"] = self.weight
+        if self.analysis:
+            data["analysis"] = self.analysis
         return data
 
 
@@ -81,8 +87,14 @@ def plan_switch(config: Config, inventory: Inventory, service: str | None, env: 
 
 def run_switch(core: Core, env: str, service: str | None = None, *, timeout: float = 60.0,
                min_healthy: str | None = None, force: bool = False, dry_run: bool = False,
-               on_progress: Callable[[GateProgress], None] | None = None, lock_wait: float = 30.0) -> SwitchResult:
-    """Gate, swap, verify, record. Raises HealthGateFailed (nothing changed) or ReloadFailed (restored)."""
+               on_progress: Callable[[GateProgress], None] | None = None, lock_wait: float = 30.0,
+               weight: int | None = None, analysed: bool = False) -> SwitchResult:
+    """Gate, swap, verify, record. Raises HealthGateFailed (nothing changed) or ReloadFailed (restored).
+
+    With `weight` (1-99) it is a canary step: `env` gets that share of the service's requests and the
+    active env the rest; the record keeps the active env and notes the canary (State.canary). Without one,
+    a canary of the service ends: promoted when `env` is the canary's env, else all traffic on `env`.
+    `analysed`: the proxy logs the service's requests for a post-promotion analysis (State.analysed)."""
     clock = core.clock
     recorder = Timings(clock)
     started = recorder.started
@@ -95,8 +107,10 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
         state = world.state
         plan = plan_switch(core.config, world.inventory, service, env, world.active, min_healthy)
         health = core.config.services[plan.service].health
-        result = SwitchResult(plan.service, plan.from_env, plan.to_env, Outcome.SWITCHED, forced=force,
-                              notes=list(world.notes), timings=timings)
+        was_canary = state.canary.get(plan.service)
+        outcome = _outcome(plan, weight, was_canary)
+        result = SwitchResult(plan.service, plan.from_env, plan.to_env, outcome, forced=force,
+                              notes=list(world.notes), timings=timings, weight=weight)
 
         with recorder.phase("gate"):
             t = clock()
@@ -111,7 +125,7 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
             else:
                 core.log(event("gate-skipped", service=plan.service, env=env, reason="--force"))
         if not dry_run and result.gate is not None and not result.gate.passed:
-            record(core, state, plan, Outcome.REFUSED, clock() - started, force)
+            record(core, state, plan, Outcome.REFUSED, clock() - started, force, weight)
             raise HealthGateFailed(
                 f"{env} not healthy after {result.gate.elapsed:.0f}s ({result.gate.summary()}); "
                 f"{_traffic_stays(plan)}"
@@ -121,13 +135,29 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
             inventory = _with_gate_health(inventory, result.gate)
 
         state.health.pop(plan.service, None)  # the gate judges the new pool; earlier ejections do not apply
+        if weight is not None:
+            state.canary[plan.service] = Canary(env, weight)
+        else:
+            state.canary.pop(plan.service, None)
+        if analysed and weight is None:
+            state.analysed[plan.service] = env
+        else:
+            state.analysed.pop(plan.service, None)
         with recorder.phase("render"):
-            rendered = core.desired(world.with_inventory(inventory), {plan.service: env}, state)
+            overrides = {plan.service: env} if weight is None else None
+            rendered = core.desired(world.with_inventory(inventory), overrides, state)
         result.generation = rendered.generation
         if dry_run:
             result.outcome = Outcome.DRY_RUN
             result.diff = diff(world.live, rendered.text)
             timings.update(recorder.finish().as_dict())
+            return result
+        if world.live == rendered.text and (weight is not None or was_canary is not None):
+            # The proxy already serves this split (or this end of one): the record says so now.
+            result.outcome = Outcome.UNCHANGED
+            timings.update(recorder.finish().as_dict())
+            if was_canary != state.canary.get(plan.service):
+                record(core, state, plan, outcome, clock() - started, force, weight)
             return result
         if world.live == rendered.text:
             result.outcome = Outcome.UNCHANGED
@@ -162,31 +192,58 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
                         raise ReloadFailed(f"{env} stopped passing its health check after the switch ({failing})")
         except ReloadFailed as e:
             core.proxy.rollback_to_previous()
-            record(core, state, plan, Outcome.ROLLED_BACK, clock() - started, force)
+            _restore_canary(state, plan.service, was_canary)
+            state.analysed.pop(plan.service, None)
+            record(core, state, plan, Outcome.ROLLED_BACK, clock() - started, force, weight)
             raise ReloadFailed(f"{e}; restored the previous config, {_traffic_stays(plan)}") from e
         core.check_main_context(core.proxy.main_to_write(rendered.main) is not None)
         try:
             with recorder.phase("record"):
-                record(core, state, plan, Outcome.SWITCHED, clock() - started, force)
+                record(core, state, plan, outcome, clock() - started, force, weight)
         except LbgenError as e:
             result.notes.append(f"switched, but the history could not be recorded: {e}")
         timings.update(recorder.finish().as_dict())
         return result
 
 
-def record(core: Core, state: State, plan: SwitchPlan, outcome: Outcome, duration: float, forced: bool) -> None:
+def record(core: Core, state: State, plan: SwitchPlan, outcome: Outcome, duration: float, forced: bool,
+           weight: int | None = None) -> None:
     """Add a history entry (and, for a switch, the new active/previous env) to `state`, loaded under the
     same lock, and save it."""
     who = holder_identity()
     state.record(HistoryEntry(time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), service=plan.service,
                               from_env=plan.from_env, to_env=plan.to_env, outcome=outcome,
-                              duration=round(duration, 3), forced=forced, host=who["host"], user=who["user"]))
+                              duration=round(duration, 3), forced=forced, host=who["host"], user=who["user"],
+                              weight=weight))
     if outcome is Outcome.SWITCHED:
         if plan.from_env != plan.to_env:
             state.previous[plan.service] = plan.from_env
         state.recorded_active[plan.service] = plan.to_env
         state.health.pop(plan.service, None)  # the gate just judged the new pool; count afresh
     core.store.save(state)
+
+
+def _outcome(plan: SwitchPlan, weight: int | None, canary: Canary | None) -> Outcome:
+    """What a switch that succeeds will record: a canary step, the end of a canary (all traffic back on
+    the active env), or a switch (a promotion of the canary's env is one)."""
+    if weight is not None:
+        if not 1 <= weight <= 99:
+            raise UsageError(f"--weight {weight}: expected 1-99 (percent of requests to {plan.to_env}); "
+                             f"a switch without --weight moves all traffic")
+        if plan.from_env is None or plan.from_env == plan.to_env:
+            raise UsageError(f"--weight: {plan.to_env} is already the active env of service {plan.service}; "
+                             f"a canary sends a share of requests to another env")
+        return Outcome.CANARY
+    if canary is not None and plan.to_env == plan.from_env:
+        return Outcome.CANARY_ENDED
+    return Outcome.SWITCHED
+
+
+def _restore_canary(state: State, service: str, canary: Canary | None) -> None:
+    if canary is None:
+        state.canary.pop(service, None)
+    else:
+        state.canary[service] = canary
 
 
 def _with_gate_health(inventory: Inventory, result: GateResult) -> Inventory:

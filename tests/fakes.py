@@ -100,6 +100,7 @@ class FakeEngine:
         self.services: dict[str, ServiceInfo] = {}
         self.tasks: list[TaskInfo] = []
         self.scaled: list[tuple[str, int]] = []
+        self.log_lines: dict[str, list[tuple[float, str]]] = {}  # container name -> (epoch, line): logs()
         self._next_address = 10
         for info in containers:
             self._store(info)
@@ -265,6 +266,18 @@ class FakeEngine:
     def read_file(self, container: str, path: str) -> bytes | None:
         self._call("read_file", container, path)
         return self.files.get(self._find(container).id, {}).get(path)
+
+    def logs(self, container: str, since: float, until: float) -> str:
+        """The lines of `log_lines[name]` ((epoch seconds, text) pairs) in [since, until), timestamped."""
+        self._call("logs", container, since, until)
+        import datetime
+
+        out = []
+        for t, text in self.log_lines.get(self._find(container).name, []):
+            if since <= t < until:
+                stamp = datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+                out.append(f"{stamp}000Z {text}\n")
+        return "".join(out)
 
     def signal(self, container: str, signal: str) -> None:
         self._call("signal", container, signal)

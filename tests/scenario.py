@@ -89,3 +89,24 @@ class Scenario:
             body = self.lab.wait_http(self.url, timeout=5)
             seen.add(body.split()[0].split("=", 1)[1])
         return seen
+
+
+# A backend (tests/images/backend.py, unchanged in the image) whose /health passes but whose pages answer
+# 500 for one request in `ERROR_EVERY` (default 3): what a canary's analysis must catch.
+FLAKY_BACKEND = ["python3", "-c", """
+import importlib.machinery, importlib.util, itertools, os, threading
+loader = importlib.machinery.SourceFileLoader("backend", "/usr/local/bin/lbgen-test-backend")
+backend = importlib.util.module_from_spec(importlib.util.spec_from_loader("backend", loader))
+loader.exec_module(backend)
+every, count, lock = int(os.environ.get("ERROR_EVERY", "3")), itertools.count(), threading.Lock()
+plain = backend.Handler.do_GET
+def do_GET(self):
+    if not self.path.startswith(("/health", "/admin")):
+        with lock:
+            n = next(count)
+        if n % every == 0:
+            return self._send(500, "env=%s name=%s error\\n" % (backend.ENV, backend.NAME))
+    return plain(self)
+backend.Handler.do_GET = do_GET
+backend.main()
+"""]

@@ -15,17 +15,18 @@ LAYERS: dict[str, int] = {
     "lbgen": 0, "lbgen.errors": 0, "lbgen.events": 0, "lbgen.grammar": 0, "lbgen.yamlfile": 0,
     "lbgen.timings": 0,
     "lbgen.model": 1, "lbgen.engine": 1, "lbgen.certs": 1, "lbgen.proxies": 1, "lbgen.proxies.base": 1,
-    "lbgen.proxies.nginx": 1, "lbgen.proxies.haproxy": 1,
+    "lbgen.proxies.nginx": 1, "lbgen.proxies.haproxy": 1, "lbgen.canary": 1,
     "lbgen.config": 2, "lbgen.config_routes": 2, "lbgen.config_values": 2,
     "lbgen.docker_engine": 3, "lbgen.docker_convert": 3, "lbgen.sources": 3, "lbgen.proxies.driver": 3, "lbgen.render": 3,
     "lbgen.templating": 3,
     "lbgen.routing": 3, "lbgen.drift": 3, "lbgen.expiry": 3, "lbgen.health": 3, "lbgen.probe": 3, "lbgen.ssh_transport": 3,
-    "lbgen.state": 3, "lbgen.holder": 3, "lbgen.templates": 3,
+    "lbgen.state": 3, "lbgen.holder": 3, "lbgen.templates": 3, "lbgen.analysis": 3,
     "lbgen.core": 4,
     "lbgen.switch": 5, "lbgen.maintenance": 5, "lbgen.monitor": 5, "lbgen.report": 5, "lbgen.status": 5, "lbgen.doctor": 5,
+    "lbgen.progressive": 5,
     "lbgen.watch": 6,
     "lbgen.app": 7,
-    "lbgen.cli": 8, "lbgen.cli_common": 8, "lbgen.cli_monitor": 8, "lbgen.cli_maintenance": 8, "lbgen.progress": 8, "lbgen.__main__": 8,
+    "lbgen.cli": 8, "lbgen.cli_common": 8, "lbgen.cli_monitor": 8, "lbgen.cli_maintenance": 8, "lbgen.cli_canary": 8, "lbgen.progress": 8, "lbgen.__main__": 8,
 }
 # lbgen/__init__.py re-exports the public API lazily (module __getattr__), so it names modules of every
 # layer without importing any at import time; it is checked for that separately.

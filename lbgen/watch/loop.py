@@ -346,7 +346,7 @@ class Watcher:
             return False
         took = self.clock() - started
         self.retry_delay = 1.0
-        pools = build_pools(app.config, inventory, active, state.ejected_ids())
+        pools = build_pools(app.config, inventory, active, state.ejected_ids(), state.canary)
         if burst and result.changed:
             self.debouncer.fired(started)
         self._record(reason, result, pools, took, timings)
