@@ -13,7 +13,7 @@ from typing import Any, Callable, Collection, Iterator, Mapping
 
 from lbgen.config import Config
 from lbgen.engine import ContainerInfo, Engine
-from lbgen.errors import ContainerNotFound, LockHeld
+from lbgen.errors import ConfigError, ContainerNotFound, LockHeld
 from lbgen.events import EventSink, discard, event, warning
 from lbgen.health import Checker, HttpChecker, HttpGet, http_get
 from lbgen.probe import AUTO, DIRECT, ENGINE, EngineChecker, Probe, can_reach, resolve_mode
@@ -363,6 +363,7 @@ class Core:
             self.check_main_context(main is not None)
             return ApplyResult(False, rendered.generation, warnings=rendered.warnings, notes=world.notes,
                                timings=timings.finish().as_dict())
+        self.require_main_context(main)
         self.proxy.install(rendered.text, rendered.files, world.live, main=main, timings=timings)
         self.proxy.activate(rendered.generation, timings=timings)
         self.check_main_context(main is not None)
@@ -371,12 +372,37 @@ class Core:
 
     def main_context_needed(self) -> tuple[str, ...]:
         """What in lbgen.yaml needs nginx's main-context file (empty: nothing, and then nothing is asked of
-        nginx.conf). TCP services will join drain_timeout here."""
+        nginx.conf): proxy.drain_timeout set, and TCP services."""
         proxy = self.config.proxy
         needs = []
         if proxy.main_config_path is not None and proxy.drain_timeout_set:
             needs.append(f"proxy.drain_timeout ({proxy.drain_timeout:g}s: nginx worker_shutdown_timeout)")
+        if proxy.main_config_path is not None and self.tcp_services():
+            needs.append(tcp_need(self.tcp_services()))
         return tuple(needs)
+
+    def tcp_services(self) -> tuple[str, ...]:
+        return tuple(name for name, svc in self.config.services.items() if svc.mode == "tcp")
+
+    def require_main_context(self, main: str | None) -> None:
+        """nginx serves TCP services only from lbgen's main-context file (its `stream {}`): refuse, before
+        anything changes, to install a config whose TCP services nginx would not serve, because the file
+        cannot be written (`main` None) or nginx.conf does not include it. Asks nginx (`nginx -T`) only
+        when there are TCP services; an answer it cannot give is left to `nginx -t`."""
+        tcp = self.tcp_services()
+        path = self.config.proxy.main_config_path
+        if not tcp or path is None:
+            return
+        if main is None:
+            raise ConfigError(f"{tcp_need(tcp)} needs lbgen's main-context file {path}, which is on a read-only "
+                              f"mount or root filesystem in {self.proxy.name}; set proxy.main_config_path to a "
+                              f"writable place outside conf.d; nothing was changed")
+        if self.proxy.main_included() is False:
+            raise ConfigError(f"{tcp_need(tcp)} is served from {path}, and nginx.conf in {self.proxy.name} does "
+                              f"not include it. Add `{self.proxy.kind.include_directive(path)}` at the top level "
+                              f"of nginx.conf, after any load_module line (README: \"TCP services\"); nothing "
+                              f"was changed")
+        self._warned_main.add("main-context")  # it is included: nothing to warn about in this run
 
     def check_main_context(self, writable: bool) -> None:
         """Warn (once per run) when lbgen.yaml needs the main-context file and nginx does not read it: not
@@ -393,6 +419,11 @@ class Core:
             return
         if self.proxy.main_included() is False:
             self.log(warning(main_not_included(self.proxy.kind.include_directive(path or ""), path or "", needs)))
+
+
+def tcp_need(names: Collection[str]) -> str:
+    """How a `needs` entry names the TCP services."""
+    return f"TCP service{'s' if len(names) > 1 else ''} {', '.join(names)} (nginx stream {{}})"
 
 
 def main_not_included(directive: str, path: str, needs: tuple[str, ...]) -> str:

@@ -56,9 +56,11 @@ def run_maintenance(core: Core, on: bool, service: str | None = None, *, message
             else:
                 state.maintenance.pop(name, None)
         rendered = core.desired(world, state=state)
-        changed = world.live != rendered.text
+        main = core.proxy.main_to_write(rendered.main)
+        changed = world.live != rendered.text or (main is not None and core.proxy.read_main() != main)
         if changed:
-            core.proxy.install(rendered.text, rendered.files, world.live)
+            core.require_main_context(main)  # a TCP service's refusal lives in nginx's main-context file
+            core.proxy.install(rendered.text, rendered.files, world.live, main=main)
             core.proxy.activate(rendered.generation)
         who = holder_identity()
         for name in names:

@@ -148,6 +148,7 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
             except LbgenError as e:
                 result.notes.append(f"{env} is live, but the record could not be written: {e}")
             return result
+        core.require_main_context(core.proxy.main_to_write(rendered.main))
         core.proxy.install(rendered.text, rendered.files, world.live, main=rendered.main, timings=recorder)
 
         try:
