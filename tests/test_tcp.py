@@ -418,3 +418,44 @@ def test_doctor_says_critical_when_nginx_conf_lacks_the_include_for_a_tcp_servic
     [check] = [c for c in diagnose(app(fp).core).checks if c.name == "main-context"]
     assert check.status == CRITICAL and "nginx does not serve the TCP services" in check.message
     assert "RUN echo 'include /etc/nginx/lbgen-main*.conf;' >> /etc/nginx/nginx.conf" in check.fix
+
+
+# --- health --apply, render --main -----------------------------------------------------------------------
+
+def test_health_apply_ejects_a_tcp_backend_that_stops_accepting_and_readmits_it():
+    fp = fake_nginx(DEBIAN_NGINX_CONF.format(include="include /etc/nginx/lbgen-main*.conf;"))
+    redis_backend(fp, "redis-blue-2", "blue")
+    lbgen = app(fp)
+    lbgen.apply()
+    [address] = [a for a, _ in fp.health.items()][1:2]
+    del fp.health[address]  # redis-blue-2 stops accepting connections
+    for _ in range(2):  # fall: 2
+        report = lbgen.health("redis", apply=True)
+    [svc] = report.services
+    assert [(b.backend.name, b.healthy, b.detail) for b in svc.backends if not b.healthy] == [
+        ("redis-blue-2", False, "connection refused")]
+    main = fp.engine.read("proxy", MAIN).decode()
+    assert "redis-blue-1 env=blue" in main and "redis-blue-2" not in main
+    fp.health[address] = 200
+    lbgen.health("redis", apply=True)  # rise: 1
+    assert "redis-blue-2 env=blue" in fp.engine.read("proxy", MAIN).decode()
+
+
+def test_render_main_prints_nginx_s_main_context_file(tmp_path):
+    from click.testing import CliRunner
+
+    from lbgen.cli import cli
+
+    (tmp_path / "lbgen.yaml").write_text(BASE.format(kind="nginx") + SERVICES)
+    (tmp_path / "inventory.yaml").write_text(
+        "backends:\n  - {service: redis, env: blue, name: redis-blue-1, address: 172.20.1.11, port: 6379}\n")
+    runner = CliRunner()
+    args = ["--config", str(tmp_path / "lbgen.yaml"), "render", "--from-file", str(tmp_path / "inventory.yaml")]
+    result = runner.invoke(cli, [*args, "--main"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("# lbgen-main: generation ") and "    upstream lbgen_redis {\n" in result.stdout
+    assert "\nstream {\n" not in runner.invoke(cli, args).stdout
+    (tmp_path / "lbgen.yaml").write_text(BASE.format(kind="haproxy") + SERVICES)
+    result = runner.invoke(cli, [*args, "--main"])
+    assert result.exit_code == 2 and result.stderr == (
+        "Error: --main: haproxy has no main-context file (lbgen writes its whole config)\n")
