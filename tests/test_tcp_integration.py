@@ -6,6 +6,7 @@ refusing new connections; `health`, `status` and `doctor` on it. One test per pr
 reused through the whole story."""
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 
@@ -118,6 +119,7 @@ def test_a_tcp_service_switches_under_load_with_connect_checks(lab, tmp_path, ki
     finally:
         load.stop.set()
         load.join()
+    print(f"tcp load {kind}: {len(load.envs)} connections, {len(load.errors)} failed")  # shown with -s
     assert load.errors == [], load.errors[:5]
     assert {"blue", "green"} <= set(load.envs)
 
@@ -126,6 +128,12 @@ def test_a_tcp_service_switches_under_load_with_connect_checks(lab, tmp_path, ki
     [svc] = report.services
     assert svc.active_env == "blue" and svc.healthy == 2
     assert app.status().services[0].active_env == "blue"
+    # The same connect checks from inside the proxy container (checks: engine, a CI runner's set-up).
+    inside = Lbgen(dataclasses.replace(load_config(config), checks="engine"), log=lambda e: None)
+    [svc] = inside.health("echo").services
+    assert [(b.healthy, b.detail) for b in svc.backends] == [(True, "TCP connect ok")] * 2
+    with pytest.raises(HealthGateFailed, match="echo-deaf-1: connection refused"):
+        inside.switch("deaf", "echo", timeout=1)
 
     # Maintenance refuses new connections, the backends untouched; off brings them back.
     app.maintenance(True, "echo")
