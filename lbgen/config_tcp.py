@@ -5,7 +5,7 @@ refused on it, naming the key.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping
 
 from lbgen import grammar
 
@@ -59,3 +59,8 @@ def check_tcp_ports(services: Mapping[str, ServiceConfig], raw: Mapping[str, obj
                 raise fail(f"services.{svc.name}.listen",
                            f"port {svc.listen} is also used by {what} service {other.name}; a mode: tcp service "
                            f"has its port to itself", svc_raw, "listen")
+
+
+def tcp_need(names: Collection[str]) -> str:
+    """How messages about nginx's main-context file name the TCP services that need it."""
+    return f"TCP service{'s' if len(names) > 1 else ''} {', '.join(names)} (nginx stream {{}})"

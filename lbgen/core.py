@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Collection, Iterator, Mapping
 
 from lbgen.config import Config
+from lbgen.config_tcp import tcp_need
 from lbgen.engine import ContainerInfo, Engine
 from lbgen.errors import ConfigError, ContainerNotFound, LockHeld
 from lbgen.events import EventSink, discard, event, warning
@@ -384,6 +385,13 @@ class Core:
     def tcp_services(self) -> tuple[str, ...]:
         return tuple(name for name, svc in self.config.services.items() if svc.mode == "tcp")
 
+    def diff(self, live: str | None, rendered: Rendered) -> str:
+        """A dry run's diff: the config file, and nginx's main-context file when TCP services live there."""
+        text = diff(live, rendered.text)
+        if rendered.main is not None and self.tcp_services() and self.proxy.read_main() != rendered.main:
+            text += diff(self.proxy.read_main(), rendered.main, "live main-context file")
+        return text
+
     def require_main_context(self, main: str | None) -> None:
         """nginx serves TCP services only from lbgen's main-context file (its `stream {}`): refuse, before
         anything changes, to install a config whose TCP services nginx would not serve, because the file
@@ -421,11 +429,6 @@ class Core:
             self.log(warning(main_not_included(self.proxy.kind.include_directive(path or ""), path or "", needs)))
 
 
-def tcp_need(names: Collection[str]) -> str:
-    """How a `needs` entry names the TCP services."""
-    return f"TCP service{'s' if len(names) > 1 else ''} {', '.join(names)} (nginx stream {{}})"
-
-
 def main_not_included(directive: str, path: str, needs: tuple[str, ...]) -> str:
     """What to say when nginx does not read lbgen's main-context file although lbgen.yaml needs it."""
     return (f"{', '.join(needs)} needs nginx to read {path}, and its nginx.conf does not include it: "
@@ -438,6 +441,7 @@ def _served(live: str | None) -> Mapping[str, str | None] | None:
     return meta.active if meta else None
 
 
-def diff(live: str | None, new: str) -> str:
+def diff(live: str | None, new: str, what: str = "live") -> str:
     """A unified diff of the live config against a rendered one."""
-    return "".join(difflib.unified_diff((live or "").splitlines(True), new.splitlines(True), "live", "rendered"))
+    return "".join(difflib.unified_diff((live or "").splitlines(True), new.splitlines(True), what,
+                                        what.replace("live", "rendered")))

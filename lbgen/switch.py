@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from lbgen.config import Config
-from lbgen.core import Core, diff
+from lbgen.core import Core
 from lbgen.errors import ConfigError, HealthGateFailed, LbgenError, NoBackends, ReloadFailed
 from lbgen.events import event
 from lbgen.health import GateProgress, GateResult, check_all, gate, required_count
@@ -126,7 +126,7 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
         result.generation = rendered.generation
         if dry_run:
             result.outcome = Outcome.DRY_RUN
-            result.diff = diff(world.live, rendered.text)
+            result.diff = core.diff(world.live, rendered)
             timings.update(recorder.finish().as_dict())
             return result
         if world.live == rendered.text:

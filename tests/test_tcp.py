@@ -459,3 +459,16 @@ def test_render_main_prints_nginx_s_main_context_file(tmp_path):
     result = runner.invoke(cli, [*args, "--main"])
     assert result.exit_code == 2 and result.stderr == (
         "Error: --main: haproxy has no main-context file (lbgen writes its whole config)\n")
+
+
+def test_a_dry_run_shows_the_stream_change_in_the_main_context_file():
+    fp = fake_nginx(DEBIAN_NGINX_CONF.format(include="include /etc/nginx/lbgen-main*.conf;"))
+    redis_backend(fp, "redis-green-1", "green")
+    lbgen = app(fp)
+    lbgen.apply()
+    before = (fp.live(), fp.engine.read("proxy", MAIN))
+    result = lbgen.switch("green", service="redis", dry_run=True)
+    assert "--- live main-context file\n+++ rendered main-context file\n" in result.diff
+    assert "+        server 192.0.2." in result.diff and "# redis-green-1 env=green\n" in result.diff
+    assert (fp.live(), fp.engine.read("proxy", MAIN)) == before
+    assert "main-context" not in lbgen.apply(dry_run=True).diff  # nothing to change
