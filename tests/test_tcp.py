@@ -472,3 +472,12 @@ def test_a_dry_run_shows_the_stream_change_in_the_main_context_file():
     assert "+        server 192.0.2." in result.diff and "# redis-green-1 env=green\n" in result.diff
     assert (fp.live(), fp.engine.read("proxy", MAIN)) == before
     assert "main-context" not in lbgen.apply(dry_run=True).diff  # nothing to change
+
+
+def test_maintenance_of_a_tcp_service_takes_no_message():
+    from lbgen.errors import UsageError
+
+    fp = fake_nginx(DEBIAN_NGINX_CONF.format(include="include /etc/nginx/lbgen-main*.conf;"))
+    with pytest.raises(UsageError, match="redis has mode: tcp, whose maintenance refuses new connections"):
+        app(fp).maintenance(True, "redis", message="back soon")
+    assert fp.live() is None
