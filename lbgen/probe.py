@@ -101,7 +101,7 @@ wait
 _LINE = re.compile(r"^(\d+) (?:(\d{3})|ERR (.*))$")
 # `sh -c CONNECT_PROBE sh TIMEOUT HOST PORT [HOST PORT ...]`: the connect check of `mode: tcp` services, from
 # inside the container. Opens and closes a TCP connection to each target concurrently (nothing is sent),
-# with bash's /dev/tcp (the Debian images) or `nc -z` (BusyBox in Alpine images), bounded by TIMEOUT;
+# with bash's /dev/tcp (the Debian images) or BusyBox's nc (Alpine images), bounded by TIMEOUT;
 # prints `INDEX OK` or `INDEX ERR REASON` per target.
 CONNECT_PROBE = r"""
 set -f
@@ -112,7 +112,11 @@ bounded() { if has timeout; then timeout "$t" "$@"; else "$@"; fi; }
 try() {  # HOST PORT -> output, exit 0 when connected
   case $method in
   bash) bounded bash -c 'h=${0#[}; h=${h%]}; exec 3<>"/dev/tcp/$h/$1"' "$1" "$2" 2>&1 ;;
-  nc) w=${t%.*}; [ "${w:-0}" -ge 1 ] 2>/dev/null || w=1; bounded nc -z -w "$w" "$1" "$2" 2>&1 ;;
+  nc) w=${t%.*}; [ "${w:-0}" -ge 1 ] 2>/dev/null || w=1; h=${1#[}; h=${h%]}
+      # `-z` (BusyBox with NC_110_COMPAT, Alpine); the small BusyBox nc (Debian's) has only `-e PROG`.
+      out=$(bounded nc -z -w "$w" "$h" "$2" 2>&1); rc=$?
+      case $out in *"invalid option"*|*"unrecognized option"*) bounded nc -w "$w" "$h" "$2" -e true 2>&1; return $?;; esac
+      printf '%s' "$out"; return $rc ;;
   *) echo "no TCP client in the proxy container (bash or nc)"; return 3 ;;
   esac
 }

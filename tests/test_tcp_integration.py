@@ -150,3 +150,19 @@ def test_a_tcp_service_switches_under_load_with_connect_checks(lab, tmp_path, ki
                                                    f"{lab.prefix}echo-deaf-1: connection refused")
     if kind == "nginx":
         assert checks["main-context"].status == OK and checks["stream-module"].status == OK, checks
+
+
+def test_the_connect_probe_works_with_busybox_alone(lab):
+    """An image without bash (Alpine's): the probe falls back to BusyBox's nc (`-z`, or `-e true` in the
+    small nc Debian's BusyBox has), run here with nothing but BusyBox applets on PATH."""
+    from lbgen.probe import CONNECT_PROBE
+
+    listener = "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 7777)); s.listen(8); time.sleep(60)"
+    box = lab.container(None, "busybox-probe", command=["python3", "-c", listener])
+    setup = "mkdir -p /tmp/bb && for a in sh nc timeout true; do ln -sf /bin/busybox /tmp/bb/$a; done"
+    assert box.exec_run(["sh", "-c", setup]).exit_code == 0
+    lab.wait_for(lambda: box.exec_run(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/7777"]).exit_code == 0,
+                 timeout=10, what="the listener")
+    result = box.exec_run(["/tmp/bb/sh", "-c", CONNECT_PROBE, "sh", "2", "127.0.0.1", "7777", "127.0.0.1", "7778"],
+                          environment={"PATH": "/tmp/bb"})
+    assert sorted(result.output.decode().splitlines()) == ["0 OK", "1 ERR connection refused"]
