@@ -10,7 +10,7 @@ import time
 from typing import Any, Callable, Iterable, Mapping
 
 from lbgen.config import Config
-from lbgen.core import ApplyResult, Core, diff
+from lbgen.core import ApplyResult, Core
 from lbgen.doctor import DoctorReport, diagnose
 from lbgen.engine import Engine
 from lbgen.errors import ConfigError, UsageError
@@ -86,7 +86,7 @@ class Lbgen:
             with timings.phase("render"):
                 rendered = self.core.desired(world)
             return ApplyResult(changed=world.live != rendered.text, generation=rendered.generation,
-                               diff=diff(world.live, rendered.text), dry_run=True, warnings=rendered.warnings,
+                               diff=self.core.diff(world.live, rendered), dry_run=True, warnings=rendered.warnings,
                                notes=world.notes, timings=timings.finish().as_dict())
         with self.core.locked("apply", timings, wait=lock_wait):
             return self.core.converge(timings=timings)

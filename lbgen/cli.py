@@ -72,9 +72,11 @@ def discover(ctx: click.Context, service: str | None, as_json: bool) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
 @click.option("--from-file", "inventory_path", metavar="INVENTORY", type=click.Path(dir_okay=False),
               help="Take backends from a YAML/JSON inventory instead of Docker (never contacts Docker).")
+@click.option("--main", "main", is_flag=True, help="nginx: print the main-context file (proxy.main_config_path: "
+              "worker_shutdown_timeout, the stream {} of TCP services) instead.")
 @click.pass_context
 def render(ctx: click.Context, service: str | None, envs: tuple[str, ...], output: str | None,
-           inventory_path: str | None) -> None:
+           inventory_path: str | None, main: bool) -> None:
     """Print the config that would go live. Changes nothing.
 
     \b
@@ -82,10 +84,12 @@ def render(ctx: click.Context, service: str | None, envs: tuple[str, ...], outpu
       lbgen render > nginx.conf
       lbgen render --env web=green | diff - live.conf
       lbgen render --from-file examples/inventory.yaml      # no Docker needed
+      lbgen render --main                                   # nginx: the stream {} of TCP services
     """
     import dataclasses
 
     from lbgen.app import Lbgen, parse_env_overrides
+    from lbgen.errors import UsageError
 
     config = _config(ctx)
     if service is not None:
@@ -98,13 +102,16 @@ def render(ctx: click.Context, service: str | None, envs: tuple[str, ...], outpu
 
         inventory = FileSource(inventory_path).discover()
     rendered = app.render(overrides, inventory=inventory)
+    if main and rendered.main is None:
+        raise UsageError(f"--main: {config.proxy.kind} has no main-context file (lbgen writes its whole config)")
+    text = rendered.main if main and rendered.main is not None else rendered.text
     if output:
         from pathlib import Path
 
-        Path(output).write_text(rendered.text)
+        Path(output).write_text(text)
         click.echo(f"wrote {output} generation={rendered.generation}", err=True)
     else:
-        click.echo(rendered.text, nl=False)
+        click.echo(text, nl=False)
 
 
 @cli.command()
@@ -258,7 +265,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     Example:
       lbgen status --json | jq '.services.web.active_env'
     """
-    report = _app(ctx).status()
+    app = _app(ctx)
+    report = app.status()
     if as_json:
         _print_json(report.to_dict())
         return
@@ -279,7 +287,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
             what = f"step {a.weight}%" if a.weight < 100 else "after the switch"
             click.echo(f"  ANALYSIS {a.time} of {a.env} {what}: {'pass' if a.passed else 'FAILED, traffic put back'}: "
                        + "; ".join(f.describe() for f in a.figures))
-        if svc.maintenance:
+        tcp = svc.name in app.config.services and app.config.services[svc.name].mode == "tcp"
+        if svc.maintenance and tcp:
+            click.echo(f"  MAINTENANCE since {svc.maintenance.since}: new connections refused")
+        elif svc.maintenance:
             click.echo(f"  MAINTENANCE since {svc.maintenance.since}: 503 {svc.maintenance.message!r} "
                        f"(Retry-After {svc.maintenance.retry_after}s)")
         for row in svc.backends:

@@ -19,6 +19,7 @@ def maintenance(ctx: click.Context, mode: str, service: str | None, message: str
                 lock_wait: str, as_json: bool) -> None:
     """Answer 503 with a message and Retry-After for a service (or every service), backends untouched,
     until `maintenance off`; it survives apply, switch and watch. Returns once the proxy serves it.
+    A TCP service (mode: tcp) refuses new connections instead (no message: there is no HTTP).
 
     \b
     Examples:

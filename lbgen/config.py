@@ -11,6 +11,7 @@ from lbgen import config_values as values
 from lbgen import grammar
 from lbgen.config_values import parse_duration
 from lbgen.config_routes import check_routes
+from lbgen.config_tcp import MODES, check_tcp_keys, check_tcp_ports
 from lbgen.errors import ConfigError
 from lbgen.proxies import KINDS, kind_named
 from lbgen.proxies.base import ProxyKind
@@ -32,6 +33,7 @@ class HealthConfig:
     # None (lbgen sends address:port, HAProxy `localhost`).
     host: str | None = None
     headers: tuple[tuple[str, str], ...] = ()  # `health.headers`, in the order written
+    mode: str = "http"  # the service's mode: `tcp` checks are a TCP connect (path, status, host unused)
 
     def request_headers(self) -> dict[str, str]:
         """The headers a check sends besides the defaults: Host (when known), then `health.headers`."""
@@ -63,6 +65,7 @@ class TlsConfig:
 class ServiceConfig:
     name: str
     listen: int = 80
+    mode: str = "http"  # `tcp`: proxied byte for byte on its own port, checked by a TCP connect (config_tcp)
     hosts: tuple[str, ...] = ()
     algorithm: str = "round_robin"
     hash_key: str | None = None
@@ -219,6 +222,7 @@ class _Parser:
             except ValueError as e:
                 raise self.fail(path, str(e), services_raw, name) from None
             services[name] = self.service(name, raw, path, services_raw)
+        check_tcp_ports(services, services_raw, self.fail)
         check_routes(services, proxy, services_raw, self.fail)
         return Config(
             network=networks[0],
@@ -278,10 +282,13 @@ class _Parser:
         return path
 
     def service(self, name: str, raw: Any, path: str, parent: dict[str, Any]) -> ServiceConfig:
-        data = self.mapping(raw, path, ("listen", "hosts", "algorithm", "hash_key", "default_env", "health",
+        data = self.mapping(raw, path, ("listen", "mode", "hosts", "algorithm", "hash_key", "default_env", "health",
                                         "connect_timeout", "read_timeout", "websocket_timeout", "retries",
                                         "tls", "paths", "strip_prefix", "nginx_snippet", "haproxy_snippet"),
                             (), parent, name)
+        mode = self.field(data, "mode", path, values.choice(MODES), "http")
+        if mode == "tcp":
+            check_tcp_keys(path, data, self.fail)
         algorithm = self.field(data, "algorithm", path, values.choice(grammar.ALGORITHMS), "round_robin")
         hash_key = self.field(data, "hash_key", path, grammar.hash_key)
         if algorithm == "hash" and hash_key is None:
@@ -295,11 +302,12 @@ class _Parser:
         return ServiceConfig(
             name=name,
             listen=self.field(data, "listen", path, values.int_port, 80),
+            mode=mode,
             hosts=tuple(hosts),
             algorithm=algorithm,
             hash_key=hash_key,
             default_env=self.field(data, "default_env", path, grammar.name),
-            health=self.health(data.get("health"), f"{path}.health", data, hosts),
+            health=self.health(data.get("health"), f"{path}.health", data, hosts, mode),
             connect_timeout=self.field(data, "connect_timeout", path, parse_duration, 5.0),
             read_timeout=self.field(data, "read_timeout", path, parse_duration, 60.0),
             websocket_timeout=self.field(data, "websocket_timeout", path, parse_duration, 3600.0),
@@ -326,7 +334,7 @@ class _Parser:
             warn_days=self.field(data, "warn_days", path, values.int_range(1, 365), 14),
         )
 
-    def health(self, raw: Any, path: str, parent: dict[str, Any], hosts: list[str]) -> HealthConfig:
+    def health(self, raw: Any, path: str, parent: dict[str, Any], hosts: list[str], mode: str = "http") -> HealthConfig:
         data = self.mapping(raw, path, ("path", "expect_status", "interval", "timeout", "rise", "fall", "host",
                                         "headers"), (), parent, "health")
         exact = next((h for h in hosts if not h.startswith("*.")), None)
@@ -339,6 +347,7 @@ class _Parser:
             fall=self.field(data, "fall", path, values.int_range(1, 100), 3),
             host=self.field(data, "host", path, grammar.host_header, exact),
             headers=self.health_headers(data, path),
+            mode=mode,
         )
 
     def health_headers(self, data: dict[str, Any], path: str) -> tuple[tuple[str, str], ...]:

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Collection, Iterator, Mapping
 
 from lbgen.config import Config
+from lbgen.config_tcp import tcp_need
 from lbgen.engine import ContainerInfo, Engine
-from lbgen.errors import ContainerNotFound, LockHeld
+from lbgen.errors import ConfigError, ContainerNotFound, LockHeld
 from lbgen.events import EventSink, discard, event, warning
 from lbgen.health import Checker, HttpChecker, HttpGet, http_get
 from lbgen.probe import AUTO, DIRECT, ENGINE, EngineChecker, Probe, can_reach, resolve_mode
@@ -365,6 +366,7 @@ class Core:
             self.check_main_context(main is not None)
             return ApplyResult(False, rendered.generation, warnings=rendered.warnings, notes=world.notes,
                                timings=timings.finish().as_dict())
+        self.require_main_context(main)
         self.proxy.install(rendered.text, rendered.files, world.live, main=main, timings=timings)
         self.proxy.activate(rendered.generation, timings=timings)
         self.check_main_context(main is not None)
@@ -373,12 +375,44 @@ class Core:
 
     def main_context_needed(self) -> tuple[str, ...]:
         """What in lbgen.yaml needs nginx's main-context file (empty: nothing, and then nothing is asked of
-        nginx.conf). TCP services will join drain_timeout here."""
+        nginx.conf): proxy.drain_timeout set, and TCP services."""
         proxy = self.config.proxy
         needs = []
         if proxy.main_config_path is not None and proxy.drain_timeout_set:
             needs.append(f"proxy.drain_timeout ({proxy.drain_timeout:g}s: nginx worker_shutdown_timeout)")
+        if proxy.main_config_path is not None and self.tcp_services():
+            needs.append(tcp_need(self.tcp_services()))
         return tuple(needs)
+
+    def tcp_services(self) -> tuple[str, ...]:
+        return tuple(name for name, svc in self.config.services.items() if svc.mode == "tcp")
+
+    def diff(self, live: str | None, rendered: Rendered) -> str:
+        """A dry run's diff: the config file, and nginx's main-context file when TCP services live there."""
+        text = diff(live, rendered.text)
+        if rendered.main is not None and self.tcp_services() and self.proxy.read_main() != rendered.main:
+            text += diff(self.proxy.read_main(), rendered.main, "live main-context file")
+        return text
+
+    def require_main_context(self, main: str | None) -> None:
+        """nginx serves TCP services only from lbgen's main-context file (its `stream {}`): refuse, before
+        anything changes, to install a config whose TCP services nginx would not serve, because the file
+        cannot be written (`main` None) or nginx.conf does not include it. Asks nginx (`nginx -T`) only
+        when there are TCP services; an answer it cannot give is left to `nginx -t`."""
+        tcp = self.tcp_services()
+        path = self.config.proxy.main_config_path
+        if not tcp or path is None:
+            return
+        if main is None:
+            raise ConfigError(f"{tcp_need(tcp)} needs lbgen's main-context file {path}, which is on a read-only "
+                              f"mount or root filesystem in {self.proxy.name}; set proxy.main_config_path to a "
+                              f"writable place outside conf.d; nothing was changed")
+        if self.proxy.main_included() is False:
+            raise ConfigError(f"{tcp_need(tcp)} is served from {path}, and nginx.conf in {self.proxy.name} does "
+                              f"not include it. Add `{self.proxy.kind.include_directive(path)}` at the top level "
+                              f"of nginx.conf, after any load_module line (README: \"TCP services\"); nothing "
+                              f"was changed")
+        self._warned_main.add("main-context")  # it is included: nothing to warn about in this run
 
     def check_main_context(self, writable: bool) -> None:
         """Warn (once per run) when lbgen.yaml needs the main-context file and nginx does not read it: not
@@ -409,6 +443,7 @@ def _served(live: str | None) -> Mapping[str, str | None] | None:
     return meta.active if meta else None
 
 
-def diff(live: str | None, new: str) -> str:
+def diff(live: str | None, new: str, what: str = "live") -> str:
     """A unified diff of the live config against a rendered one."""
-    return "".join(difflib.unified_diff((live or "").splitlines(True), new.splitlines(True), "live", "rendered"))
+    return "".join(difflib.unified_diff((live or "").splitlines(True), new.splitlines(True), what,
+                                        what.replace("live", "rendered")))

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterator
 
 from lbgen.core import Core
+from lbgen.doctor_stream import stream_module_checks
 from lbgen.probe import ENGINE
 from lbgen.proxies.base import ConfigDump
 from lbgen.engine import ROOT, ContainerInfo
@@ -135,6 +136,7 @@ def _checks(core: Core) -> Iterator[Check]:
         dump = proxy.config_dump()
         if dump is not None:
             yield from _main_context_checks(core, dump)
+            yield from (Check(*v) for v in stream_module_checks(core, dump))
             yield from _stock_site_checks(core, dump)
     yield _exec_user_check(core, info)
     yield _state_check(core)
@@ -228,12 +230,19 @@ def _main_context_checks(core: Core, dump: ConfigDump) -> Iterator[Check]:
         return
     if not needs:
         return
+    # Without the file nginx serves no TCP service (apply refuses them); drain_timeout alone only degrades.
+    severity = CRITICAL if core.tcp_services() else WARNING
     if not proxy.main_writable():
-        yield Check("main-context", WARNING, f"{', '.join(needs)} needs {path}, which is read-only in "
+        yield Check("main-context", severity, f"{', '.join(needs)} needs {path}, which is read-only in "
                     f"{proxy.name}", f"set proxy.main_config_path in {core.config.source} to a writable place "
                     "outside conf.d, and include that from nginx.conf")
     elif dump.includes(path):
         yield Check("main-context", OK, f"nginx.conf includes {path}, which applies {', '.join(needs)}")
+    elif core.tcp_services():
+        yield Check("main-context", CRITICAL, f"{', '.join(needs)} needs nginx to read {path}, and nginx.conf "
+                    "does not include it: nginx does not serve the TCP services (lbgen apply refuses them)",
+                    f"add `{directive}` at the top level of nginx.conf, after any load_module line: mount your "
+                    f"own nginx.conf, or in a Dockerfile: RUN echo '{directive}' >> /etc/nginx/nginx.conf")
     else:
         yield Check("main-context", WARNING, f"{', '.join(needs)} needs nginx to read {path}, and nginx.conf "
                     "does not include it: old workers keep their connections after a reload until those close",
@@ -338,7 +347,7 @@ def _backend_checks(core: Core) -> Iterator[Check]:
                         f"{core.config.network}")
             continue
         results = check_all(found, service.health, core.checker)
-        unreachable = [r for r in results if not r.detail.startswith(("HTTP", "docker health"))]
+        unreachable = [r for r in results if not r.detail.startswith(("HTTP", "docker health", "TCP connect"))]
         envs = sorted({b.env or "-" for b in found})
         summary = f"{len(found)} backends found (envs: {', '.join(envs)})"
         where = _from_where(core)

@@ -1,5 +1,6 @@
-"""HTTP health checks and the health gate: every request lbgen itself sends to a backend or to the proxy's
-status listener goes through `http_get` here (the docker SDK sends its own, to the engine).
+"""HTTP health checks (TCP connects for `mode: tcp` services) and the health gate: every request lbgen itself
+sends to a backend or to the proxy's status listener goes through `http_get` here, every connect check
+through `tcp_connect` (the docker SDK sends its own, to the engine).
 
 Checks run concurrently, each bounded by the service's `timeout`, so a black-holed backend costs one
 timeout, not one per backend. Time is injected (`clock`, `sleep`) so the gate's timeout path is tested
@@ -8,6 +9,7 @@ without waiting.
 from __future__ import annotations
 
 import math
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -69,18 +71,42 @@ def http_get(url: str, timeout: float, headers: Mapping[str, str] | None = None)
         raise ConnectionError(f"{type(e).__name__}") from e
 
 
-class HttpChecker:
-    """Checks backends directly at address:port over HTTP, as the proxy would reach them."""
+def tcp_connect(address: str, port: int, timeout: float) -> None:
+    """Open and close a TCP connection to address:port (nothing is sent); ConnectionError/TimeoutError
+    with a short reason when it is not accepted."""
+    try:
+        with socket.create_connection((address.strip("[]"), port), timeout=timeout):
+            return
+    except socket.timeout as e:
+        raise TimeoutError(f"timeout after {_secs(timeout)}") from e
+    except OSError as e:
+        raise ConnectionError(_reason(e)) from e
 
-    def __init__(self, get: HttpGet = http_get, docker_health: Callable[[Backend], str | None] | None = None):
+
+TCP_OK = "TCP connect ok"  # the detail of a passed connect check
+
+
+class HttpChecker:
+    """Checks backends directly at address:port over HTTP (a TCP connect for a `mode: tcp` service), as the
+    proxy would reach them."""
+
+    def __init__(self, get: HttpGet = http_get, docker_health: Callable[[Backend], str | None] | None = None,
+                 connect: Callable[[str, int, float], None] = tcp_connect):
         self.get = get
         self.docker_health = docker_health
+        self.connect = connect
 
     def check(self, backend: Backend, health: HealthConfig) -> CheckResult:
         if backend.docker_health is not None:
             status = self.docker_health(backend) if self.docker_health else backend.docker_health
             if status != "healthy":
                 return CheckResult(backend, False, f"docker health: {status or 'gone'}")
+        if health.mode == "tcp":
+            try:
+                self.connect(backend.address, backend.port, health.timeout)
+            except (TimeoutError, ConnectionError) as e:
+                return CheckResult(backend, False, str(e))
+            return CheckResult(backend, True, TCP_OK)
         url = f"http://{backend.endpoint}{health.path}"
         headers = health.request_headers()
         try:

@@ -45,6 +45,9 @@ def run_maintenance(core: Core, on: bool, service: str | None = None, *, message
     seconds = DEFAULT_RETRY_AFTER if retry_after is None else max(1, round(retry_after))
     if not on and (message is not None or retry_after is not None):
         raise UsageError("--message and --retry-after are for `maintenance on`")
+    if service is not None and core.config.services[names[0]].mode == "tcp" and (message or retry_after):
+        raise UsageError(f"--message and --retry-after are for HTTP services; {names[0]} has mode: tcp, whose "
+                         f"maintenance refuses new connections")
     with core.lock(f"maintenance {'on' if on else 'off'} {service or 'all'}", wait=lock_wait):
         world = core.read_world(reconcile=True)
         core.proxy.preflight(world.live)
@@ -56,9 +59,11 @@ def run_maintenance(core: Core, on: bool, service: str | None = None, *, message
             else:
                 state.maintenance.pop(name, None)
         rendered = core.desired(world, state=state)
-        changed = world.live != rendered.text
+        main = core.proxy.main_to_write(rendered.main)
+        changed = world.live != rendered.text or (main is not None and core.proxy.read_main() != main)
         if changed:
-            core.proxy.install(rendered.text, rendered.files, world.live)
+            core.require_main_context(main)  # a TCP service's refusal lives in nginx's main-context file
+            core.proxy.install(rendered.text, rendered.files, world.live, main=main)
             core.proxy.activate(rendered.generation)
         who = holder_identity()
         for name in names:

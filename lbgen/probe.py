@@ -1,6 +1,7 @@
 """Checks through the engine, for a lbgen that cannot reach the app network (a CI runner that only has
 DOCKER_HOST): every HTTP GET runs inside the proxy container, which is on that network by definition,
-as one `docker exec` of a small POSIX-sh probe per round; and the rule that picks direct or engine checks.
+as one `docker exec` of a small POSIX-sh probe per round (a TCP connect for `mode: tcp` services); and the
+rule that picks direct or engine checks.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 
 from lbgen.config import CHECK_MODES, HealthConfig
 from lbgen.engine import Engine, ExecResult
-from lbgen.health import CheckResult
+from lbgen.health import TCP_OK, CheckResult
 from lbgen.model import Backend
 
 AUTO, ENGINE, DIRECT = CHECK_MODES
@@ -98,6 +99,46 @@ done
 wait
 """
 _LINE = re.compile(r"^(\d+) (?:(\d{3})|ERR (.*))$")
+# `sh -c CONNECT_PROBE sh TIMEOUT HOST PORT [HOST PORT ...]`: the connect check of `mode: tcp` services, from
+# inside the container. Opens and closes a TCP connection to each target concurrently (nothing is sent),
+# with bash's /dev/tcp (the Debian images) or BusyBox's nc (Alpine images), bounded by TIMEOUT;
+# prints `INDEX OK` or `INDEX ERR REASON` per target.
+CONNECT_PROBE = r"""
+set -f
+t=$1; shift
+has() { command -v "$1" >/dev/null 2>&1; }
+if has bash; then method=bash; elif has nc; then method=nc; else method=none; fi
+bounded() { if has timeout; then timeout "$t" "$@"; else "$@"; fi; }
+try() {  # HOST PORT -> output, exit 0 when connected
+  case $method in
+  bash) bounded bash -c 'h=${0#[}; h=${h%]}; exec 3<>"/dev/tcp/$h/$1"' "$1" "$2" 2>&1 ;;
+  nc) w=${t%.*}; [ "${w:-0}" -ge 1 ] 2>/dev/null || w=1; h=${1#[}; h=${h%]}
+      # `-z` (BusyBox with NC_110_COMPAT, Alpine); the small BusyBox nc (Debian's) has only `-e PROG`.
+      out=$(bounded nc -z -w "$w" "$h" "$2" 2>&1); rc=$?
+      case $out in *"invalid option"*|*"unrecognized option"*) bounded nc -w "$w" "$h" "$2" -e true 2>&1; return $?;; esac
+      printf '%s' "$out"; return $rc ;;
+  *) echo "no TCP client in the proxy container (bash or nc)"; return 3 ;;
+  esac
+}
+i=0
+while [ $# -ge 2 ]; do
+  ( out=$(try "$1" "$2"); rc=$?
+    if [ "$rc" = 0 ]; then printf '%s OK\n' "$i"; exit 0; fi
+    case $rc in
+    124|137|143) r="timeout after ${t}s";;
+    3) r="no TCP client in the proxy container (bash or nc)";;
+    *) case $out in
+       *[Rr]efused*) r="connection refused";; *"o route"*) r="no route to host";;
+       *nreachable*) r="network unreachable";; *[Tt]imed\ out*) r="timeout after ${t}s";;
+       *) r="connection failed";;
+       esac;;
+    esac
+    printf '%s ERR %s\n' "$i" "$r" ) &
+  shift 2; i=$((i + 1))
+done
+wait
+"""
+_CONNECT_LINE = re.compile(r"^(\d+) (?:(OK)|ERR (.*))$")
 
 
 class Probe:
@@ -131,6 +172,21 @@ class Probe:
                 found[int(match.group(1))] = int(match.group(2)) if match.group(2) else match.group(3)
         missing = f"no answer from the probe in {self.container} (exit {result.exit_code})"
         return [found.get(i, missing) for i in range(len(targets))]
+
+    def connect_many(self, targets: Sequence[tuple[str, int]], timeout: float) -> list[str | None]:
+        """One exec for all targets: per target, None when a TCP connection was accepted, else the reason."""
+        if not targets:
+            return []
+        seconds = f"{max(timeout, 0.05):g}"
+        args = [str(part) for target in targets for part in target]
+        result = self.engine.exec(self.container, ["sh", "-c", CONNECT_PROBE, "sh", seconds, *args])
+        found: dict[int, str | None] = {}
+        for line in result.output.splitlines():
+            match = _CONNECT_LINE.match(line.strip())
+            if match:
+                found[int(match.group(1))] = None if match.group(2) else match.group(3)
+        missing = f"no answer from the probe in {self.container} (exit {result.exit_code})"
+        return [found[i] if i in found else missing for i in range(len(targets))]
 
     def get(self, url: str, timeout: float, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
         """lbgen.health.HttpGet, from inside the container: (status, body) or ConnectionError/TimeoutError."""
@@ -169,6 +225,12 @@ class EngineChecker:
                     results[i] = CheckResult(backend, False, f"docker health: {status or 'gone'}")
                     continue
             to_probe.append(i)
+        if health.mode == "tcp":
+            refused = self.probe.connect_many([(_host(backends[i].address), backends[i].port) for i in to_probe],
+                                              health.timeout)
+            for i, reason in zip(to_probe, refused):
+                results[i] = CheckResult(backends[i], reason is None, reason or TCP_OK)
+            return [results[i] for i in range(len(backends))]
         targets = [(_host(backends[i].address), backends[i].port, health.path) for i in to_probe]
         answers = self.probe.get_many(targets, health.timeout, health.request_headers() or None)
         for i, answer in zip(to_probe, answers):

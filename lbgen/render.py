@@ -281,13 +281,17 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
         views.append(ServiceView(name=name, config=service, active_env=pool.active_env, servers=servers,
                                  tls=tls_views.get(name), maintenance=(maintenance or {}).get(name),
                                  log_requests=name in logged))
+    # `mode: tcp` services are the `streams` (their own port each, lbgen.config_tcp); the rest are routed by port,
+    # host and path.
+    http = [v for v in views if v.config.mode != "tcp"]
+    streams = tuple(v for v in views if v.config.mode == "tcp")
     ports = []
-    tls_ports = {v.tls.config.listen for v in views if v.tls is not None}
-    for port in sorted({v.config.listen for v in views} | tls_ports):
+    tls_ports = {v.tls.config.listen for v in http if v.tls is not None}
+    for port in sorted({v.config.listen for v in http} | tls_ports):
         if port in tls_ports:
-            on_port = tuple(v for v in views if v.tls is not None and v.tls.config.listen == port)
+            on_port = tuple(v for v in http if v.tls is not None and v.tls.config.listen == port)
         else:
-            on_port = tuple(v for v in views if v.config.listen == port)
+            on_port = tuple(v for v in http if v.config.listen == port)
         default = next((v for v in on_port if not v.config.hosts), None)
         ports.append(port_view(port, on_port, default, port in tls_ports))
     active = {v.name: v.active_env for v in views}
@@ -299,17 +303,18 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
         "lbgen_version": __version__,
         "config": config,
         "proxy": config.proxy,
-        "services": views,
+        "services": http,  # HTTP services
         "ports": ports,
         "meta_comment": "\n".join([META_PREFIX + json.dumps(meta, sort_keys=True, separators=(",", ":")),
                                     *pool_lines(views), *tls_lines(views, certs)]),
         "options": kind.render_options(proxy_version),
         "tls": bool(tls_ports),
         # nginx: some free text holds a `$`, which nginx_str writes as ${lbgen_dollar}
-        "needs_dollar": any(v.maintenance is not None and "$" in v.maintenance.message for v in views),
+        "needs_dollar": any(v.maintenance is not None and "$" in v.maintenance.message for v in http),
         "status_body": "lbgen generation=" + GENERATION_PLACEHOLDER + named,
         "generation": GENERATION_PLACEHOLDER,
-        "streams": (),  # TCP services for nginx's stream {} (main-context file); none yet
+        # `mode: tcp` services: nginx's stream {} (in the main-context file), HAProxy's tcp frontends/backends
+        "streams": streams,
     }
     env = make_environment(config.templates_dir)
     text = render_template(env, kind.template_name, context)

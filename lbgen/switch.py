@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from lbgen.config import Config
-from lbgen.core import Core, diff
+from lbgen.core import Core
 from lbgen.errors import ConfigError, HealthGateFailed, LbgenError, NoBackends, ReloadFailed, UsageError
 from lbgen.events import event
 from lbgen.health import GateProgress, GateResult, check_all, gate, required_count
@@ -149,7 +149,7 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
         result.generation = rendered.generation
         if dry_run:
             result.outcome = Outcome.DRY_RUN
-            result.diff = diff(world.live, rendered.text)
+            result.diff = core.diff(world.live, rendered)
             timings.update(recorder.finish().as_dict())
             return result
         if world.live == rendered.text and (weight is not None or was_canary is not None):
@@ -178,6 +178,7 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
             except LbgenError as e:
                 result.notes.append(f"{env} is live, but the record could not be written: {e}")
             return result
+        core.require_main_context(core.proxy.main_to_write(rendered.main))
         core.proxy.install(rendered.text, rendered.files, world.live, main=rendered.main, timings=recorder)
 
         try:

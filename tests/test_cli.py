@@ -50,7 +50,7 @@ def test_config_from_environment(tmp_path):
     path.write_text("network: x\nproxy: {kind: nginx, container: e}\nservices: {web: {lsten: 1}}\n")
     result = run("discover", env={"LBGEN_CONFIG": str(path)})
     assert result.exit_code == 3
-    assert result.output == f"Error: {path}:3: services.web.lsten: unknown key (expected one of: listen, hosts, " \
+    assert result.output == f"Error: {path}:3: services.web.lsten: unknown key (expected one of: listen, mode, hosts, " \
                             "algorithm, hash_key, default_env, health, connect_timeout, read_timeout, " \
                             "websocket_timeout, retries, tls, paths, strip_prefix, nginx_snippet, haproxy_snippet)\n"
 

@@ -386,7 +386,7 @@ VALID = yaml.safe_dump(BASE, sort_keys=False)
     ("- just\n- a list\n", "Error: {f}: (top level): expected a mapping, got a list"),
     ("", "Error: {f}: (top level): expected a mapping, got nothing"),
     (VALID.replace("  web:\n    listen: 80", "  web:\n    lisen: 80"),
-     "Error: {f}:11: services.web.lisen: unknown key (expected one of: listen, hosts, algorithm, hash_key, "
+     "Error: {f}:11: services.web.lisen: unknown key (expected one of: listen, mode, hosts, algorithm, hash_key, "
      "default_env, health, connect_timeout, read_timeout, websocket_timeout, retries, tls, paths, strip_prefix, "
      "nginx_snippet, haproxy_snippet)"),
     (VALID.replace("interval: 1s", "interval: 5x"),

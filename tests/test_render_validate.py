@@ -22,6 +22,7 @@ from tlscerts import PrivateCA
 GOLDEN = Path(__file__).parent / "golden"
 NGINX_GOLDEN = sorted(GOLDEN.glob("*.nginx.conf"))
 HAPROXY_GOLDEN = sorted(GOLDEN.glob("*.haproxy.cfg"))
+MAIN_GOLDEN = sorted(GOLDEN.glob("*.nginx-main.conf"))
 
 # What the stock main configs already set in http {}: the official image's nginx.conf and Debian's.
 STOCK_HTTP = """\
@@ -119,6 +120,35 @@ def test_nginx_accepts_golden_config(tmp_path, golden, stock, ca):
         return
     assert result.returncode == 0, f"nginx -t rejected {golden.name}:\n{output}"
     # nginx -t passes with warnings such as "conflicting server name"; those are routing bugs here.
+    assert "[warn]" not in output, f"nginx -t warned about {golden.name}:\n{output}"
+
+
+def stream_module(nginx: str) -> str:
+    """The line that gives nginx its stream module: none when built in, else `load_module` of the dynamic one
+    (Debian's nginx: libnginx-mod-stream, which CI installs)."""
+    output = subprocess.run([nginx, "-V"], capture_output=True, text=True, timeout=30).stderr
+    if "--with-stream " in output + " ":
+        return ""
+    modules = re.search(r"--modules-path=(\S+)", output)
+    path = Path(modules.group(1) if modules else "/usr/lib/nginx/modules") / "ngx_stream_module.so"
+    if not path.exists():
+        pytest.fail(f"nginx has no stream module ({path} is missing): install libnginx-mod-stream", pytrace=False)
+    return f"load_module {path};\n"
+
+
+@pytest.mark.parametrize("golden", MAIN_GOLDEN, ids=lambda p: p.name)
+def test_nginx_accepts_golden_main_context_file(tmp_path, golden):
+    """A main-context golden (`NAME.nginx-main.conf`, stream {} of TCP services) included at the top level,
+    as nginx.conf includes it, after the stream module is loaded; with its http file (`NAME.nginx.conf`)."""
+    nginx = binary("nginx")
+    http = golden.with_name(golden.name.replace(".nginx-main.conf", ".nginx.conf"))
+    main = tmp_path / "nginx.conf"
+    main.write_text(stream_module(nginx) + f"include {golden.resolve()};\n"
+                    + nginx_main_config(tmp_path, http.resolve(), stock=True))
+    result = subprocess.run([nginx, "-t", "-e", str(tmp_path / "error.log"), "-p", str(tmp_path), "-c", str(main)],
+                            capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"nginx -t rejected {golden.name}:\n{output}"
     assert "[warn]" not in output, f"nginx -t warned about {golden.name}:\n{output}"
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the one image lbgen's tests and demo run (proxies and backends alike), without a registry:
-# debootstrap a minimal Debian 12 root with nginx, haproxy, python3, busybox (the Alpine replicas' /bin/sh)
-# and sshd (the ssh:// DOCKER_HOST tests),
+# debootstrap a minimal Debian 12 root with nginx (and its stream module, for TCP services), haproxy, python3,
+# busybox (the Alpine replicas' /bin/sh) and sshd (the ssh:// DOCKER_HOST tests),
 # then `docker import` it.
 # The tag carries a hash of this folder, so a rebuild happens only when the recipe changes.
 # Prints the image tag on stdout.
@@ -17,7 +17,7 @@ fi
 work=$(mktemp -d /var/tmp/lbgen-rootfs.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 echo "building $tag (debootstrap from $mirror; takes a few minutes once)" >&2
-debootstrap --variant=minbase --include=nginx-light,haproxy,python3,busybox,openssh-server \
+debootstrap --variant=minbase --include=nginx-light,libnginx-mod-stream,haproxy,python3,busybox,openssh-server \
   bookworm "$work/root" "$mirror" >&2
 root="$work/root"
 rm -f "$root/etc/nginx/sites-enabled/default"
