@@ -40,6 +40,7 @@ def run_steps(core: Core, env: str, service: str | None, steps: tuple[int, ...],
     when the steps reach 100). Raises AnalysisFailed once the traffic is back on the active env."""
     if not steps:
         raise UsageError("--steps: no steps")
+    _http_only(core, service)
     result: SwitchResult | None = None
     windows: list[Window] = []
     for weight in steps:
@@ -64,6 +65,7 @@ def run_analysed_switch(core: Core, env: str, service: str | None, duration: flo
                         on_window: Callable[[Window], None] | None = None, **switch_options: Any) -> SwitchResult:
     """A full switch to `env`, then `duration` seconds of analysis of `env` (Argo's post-promotion
     analysis); on a breach the previous env is active again (AnalysisFailed)."""
+    _http_only(core, service)
     opened = wall()
     result = run_switch(core, env, service, lock_wait=lock_wait, analysed=True, **switch_options)
     if result.from_env is None or result.from_env == env:
@@ -76,6 +78,15 @@ def run_analysed_switch(core: Core, env: str, service: str | None, duration: flo
     _end_analysis(core, result.service, lock_wait)
     result.analysis = [window.to_dict()]
     return result
+
+
+def _http_only(core: Core, service: str | None) -> None:
+    """Analysis judges HTTP responses: a TCP service has none (a plain `--weight` canary works for it)."""
+    services = core.config.services
+    for name in [service] if service else list(services):
+        if name in services and services[name].mode == "tcp":
+            raise UsageError(f"service {name} is mode: tcp: canary analysis judges HTTP responses "
+                             f"(a --weight canary without analysis works for TCP services)")
 
 
 def analyse(core: Core, service: str, env: str, stable: str, weight: int, duration: float,

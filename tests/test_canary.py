@@ -314,3 +314,17 @@ def test_bad_flags_are_one_error_line_and_exit_2(tmp_path):
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
     help_text = CliRunner().invoke(cli, ["switch", "--help"]).output
     assert "--weight N" in help_text and "--steps 10,25,50,100 --step-time 1m" in help_text
+
+
+def test_analysis_of_a_tcp_service_is_refused_before_anything_changes(tmp_path):
+    from click.testing import CliRunner
+
+    from lbgen.cli import cli
+
+    config = tmp_path / "lbgen.yaml"
+    config.write_text("network: lbnet\nproxy: {kind: haproxy, container: proxy}\n"
+                      "services:\n  db: {default_env: blue, mode: tcp, listen: 6379}\n")
+    for args in (["--steps", "10,100"], ["--analysis", "1m"]):
+        result = CliRunner().invoke(cli, ["-c", str(config), "switch", "--env", "green", *args])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("Error: service db is mode: tcp: canary analysis judges HTTP responses")
