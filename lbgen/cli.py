@@ -135,7 +135,7 @@ def apply(ctx: click.Context, dry_run: bool, lock_timeout: float, as_json: bool)
         click.echo("no change" if not result.changed else f"would apply generation={result.generation}", err=True)
     elif result.changed:
         took = result.timings.get("total", 0.0)
-        click.echo(f"applied generation={result.generation} took={took:.2f}s")
+        click.echo(f"applied generation={result.generation} via={result.via or 'reload'} took={took:.2f}s")
     else:
         click.echo(f"unchanged generation={result.generation}")
 
@@ -249,7 +249,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     proxy = report.proxy
     sync = "in sync" if proxy.in_sync else "OUT OF SYNC (run lbgen apply)"
     click.echo(f"proxy {proxy.container} ({proxy.kind}): serving generation "
-               f"{proxy.served_generation or '?'}, config {sync}")
+               f"{proxy.served_generation or '?'}{' (runtime API)' if proxy.served_via == 'runtime' else ''}, "
+               f"config {sync}")
     for svc in report.services:
         last = svc.last_switch
         when = f", last switch {last.time} {last.from_env}->{last.to_env}" if last else ""
