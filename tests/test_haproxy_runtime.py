@@ -167,7 +167,7 @@ def test_scale_up_and_down_go_through_the_runtime_api_without_a_reload():
     status = proxy.app().status()
     assert status.proxy.served_generation == meta.generation and status.proxy.in_sync
 
-    proxy.engine.remove("web-1")
+    proxy.engine.remove_container("web-1")
     result = proxy.app().apply()
     assert (result.via, proxy.reloaded) == ("runtime", 1) and proxy.in_sync()
     assert "server web-1 127.0.0.1:1 weight 1 disabled  # vacant" in proxy.text()
@@ -221,3 +221,28 @@ def test_health_ejection_and_readmission_need_no_reload():
         app.health(apply=True)
     assert "server web-2 " + address + ":8080 weight 1  # env=blue" in proxy.text() and proxy.in_sync()
     assert proxy.reloaded == 1
+
+
+# --- lbgen.yaml -----------------------------------------------------------------------------------------
+
+def test_spare_servers_and_runtime_port_are_haproxy_keys_checked_against_the_services():
+    import pytest
+
+    from lbgen.config import parse_config
+    from lbgen.errors import ConfigError
+
+    config = parse_config(CONFIG)
+    assert (config.proxy.spare_servers, config.proxy.runtime_port) == (2, 9181)
+    default = parse_config(CONFIG.replace(", spare_servers: 2", ""))
+    assert default.proxy.spare_servers == 16
+    assert parse_config(CONFIG.replace("kind: haproxy, ", "kind: nginx, ").replace(", spare_servers: 2", "")
+                        ).proxy.spare_servers == 0
+    with pytest.raises(ConfigError, match="proxy.spare_servers: only HAProxy"):
+        parse_config(CONFIG.replace("kind: haproxy, ", "kind: nginx, "))
+    with pytest.raises(ConfigError, match="services.web.listen: port 9181 is proxy.runtime_port"):
+        parse_config(CONFIG.replace("  web:\n", "  web:\n    listen: 9181\n"))
+    with pytest.raises(ConfigError, match="proxy.runtime_port: 9180 is proxy.status_port"):
+        parse_config(CONFIG.replace("spare_servers: 2", "runtime_port: 9180"))
+    # No runtime API: no admin socket on loopback, no spares; the port is free for a service.
+    off = parse_config(CONFIG.replace("spare_servers: 2", "spare_servers: 0").replace("  web:\n", "  web:\n    listen: 9181\n"))
+    assert off.proxy.spare_servers == 0
