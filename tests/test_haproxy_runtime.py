@@ -246,3 +246,20 @@ def test_spare_servers_and_runtime_port_are_haproxy_keys_checked_against_the_ser
     # No runtime API: no admin socket on loopback, no spares; the port is free for a service.
     off = parse_config(CONFIG.replace("spare_servers: 2", "spare_servers: 0").replace("  web:\n", "  web:\n    listen: 9181\n"))
     assert off.proxy.spare_servers == 0
+
+
+def test_a_reload_cut_short_after_a_runtime_change_puts_the_runtime_born_file_back():
+    import re
+
+    proxy = started()
+    proxy.backend("web-3", "blue")
+    assert proxy.app().apply().via == "runtime"
+    runtime_born = proxy.text()
+    # A killed lbgen: a structural change (a new health setting, a reload-born file: no base) was swapped
+    # in, the reload never sent. The proxy still serves the runtime-born file's base.
+    swapped = re.sub(r"^# lbgen-meta: .*$", '# lbgen-meta: {"generation":"ffffffffffff","v":2}',
+                     runtime_born.replace("rise 2 fall 2", "rise 2 fall 3"), count=1, flags=re.M)
+    files = proxy.engine.files[proxy.info.id]
+    files[proxy.path + ".lbgen-prev"], files[proxy.path] = runtime_born.encode(), swapped.encode()
+    live, note = proxy.app().core.proxy.reconcile()
+    assert live == runtime_born and "had not taken effect" in note and proxy.reloaded == 1

@@ -443,7 +443,8 @@ class Proxy:
             return live, f"the runtime state of generation {live_meta.generation} could not be checked ({why}); reloaded"
         prev = self.engine.read_file(self.ref(), self.path + ".lbgen-prev")
         prev_meta = parse_meta(prev.decode("utf-8", errors="replace")) if prev is not None else None
-        if prev_meta and prev_meta.generation == served.generation:
+        # The previous file went live by a reload (its generation) or through the runtime API (its base).
+        if prev_meta and served.generation in (prev_meta.generation, prev_meta.base):
             self.restore()
             return self.read_live(), ("an interrupted switch had not taken effect; restored the previous "
                                       f"config (generation {served.generation})")
