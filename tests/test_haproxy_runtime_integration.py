@@ -1,7 +1,8 @@
 """HAProxy without reloads, on real HAProxy (the test image, and the replica of the official image: non-root,
 no socat, no curl): scale up, scale down, a health ejection and its re-admission go through the runtime API
 (the worker's pid stays: no reload) and traffic follows; the file matches the runtime state, so a restarted
-proxy serves the same set; a change the runtime API cannot make still reloads. One scenario per image,
+proxy serves the same set; a change the runtime API cannot make still reloads. The socket is reached with
+bash's /dev/tcp, and with BusyBox nc where there is no bash. One scenario per image,
 driven through every step."""
 from __future__ import annotations
 
@@ -93,6 +94,13 @@ def test_backends_join_and_leave_without_a_reload(lab, tmp_path, image):
     s.lab.wait_for(lambda: _status(s) == generation, timeout=15, what="the restarted proxy")
     assert in_sync(s) and hosts_served(s) == ids(s.backends["blue"])
     assert not s.app().apply().changed
+
+    if image == "test":
+        # Without bash (the Alpine images), BusyBox nc reaches the same socket: the script's other branch.
+        s.proxy.exec_run(["sh", "-c", "mkdir -p /tmp/nb && for t in busybox nc sh; do ln -sf /usr/bin/busybox /tmp/nb/$t; done"])
+        out = s.proxy.exec_run(["/tmp/nb/sh", "-c", hr.RUNTIME_SCRIPT, "sh", "9181", hr.SHOW_STATE],
+                               environment={"PATH": "/tmp/nb"})
+        assert out.exit_code == 0 and hr.parse_state(out.output.decode()) == runtime(s).state()
 
     # What the runtime API cannot change (a health setting) still reloads, and compacts the slots.
     pid = runtime(s).pid()
