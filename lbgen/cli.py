@@ -110,14 +110,17 @@ def render(ctx: click.Context, service: str | None, envs: tuple[str, ...], outpu
 @click.option("--dry-run", is_flag=True, help="Print a unified diff of live vs rendered; change nothing.")
 @click.option("--lock-timeout", type=DURATION, default="30s", envvar="LBGEN_LOCK_TIMEOUT", show_default=True,
               help="How long to wait for another lbgen's lock.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: changed, generation, timings "
-              "(seconds per phase and total), notes, warnings (with --dry-run also the diff).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: changed, generation, via "
+              "(reload or runtime), timings (seconds per phase and total), notes, warnings (with --dry-run also "
+              "the diff).")
 @_checks_option
 @click.pass_context
 def apply(ctx: click.Context, dry_run: bool, lock_timeout: float, as_json: bool) -> None:
     """Discover, render, validate with the proxy's own binary, and hot-reload.
 
-    A byte-identical config is left alone (no write, no reload). An invalid config never goes live.
+    A byte-identical config is left alone (no write, no reload). An invalid config never goes live. On
+    HAProxy a change of backends' servers only goes live through its runtime API, without a reload
+    (via=runtime).
 
     \b
     Example:
