@@ -20,7 +20,7 @@ from lbgen.probe import AUTO, DIRECT, ENGINE, EngineChecker, Probe, can_reach, r
 from lbgen.model import Backend, Inventory, Maintenance
 from lbgen.proxies.base import PreviousSlot
 from lbgen.proxies.driver import Proxy
-from lbgen.render import Rendered, parse_meta, render, with_base
+from lbgen.render import LiveMeta, Rendered, parse_meta, render, with_base
 from lbgen.routing import build_pools
 from lbgen.sources import Source
 from lbgen.state import Origin, ProxyLock, State, StateStore
@@ -340,9 +340,15 @@ class Core:
             live = parse_meta(world.live or "")
             if live is not None and kind.runtime_plan(world.live, kept.text) is not None:
                 self.render_warnings(kept)
-                base = live.base if kept.generation == live.generation else (live.base or live.generation)
-                return with_base(kept, base)
+                return with_base(kept, live.base if kept.generation == live.generation else self._base(live))
         return self.render_for(*args, **options)
+
+    def _base(self, live: LiveMeta) -> str:
+        """The generation a runtime change on top of `live` is made on: the one the proxy loaded, as its
+        status listener says: `live`'s base while no reload happened since, else `live` itself (a reload
+        or a restart loaded it)."""
+        served = self.proxy.served().generation
+        return live.base if live.base is not None and served == live.base else live.generation
 
     def proxy_version(self) -> tuple[int, ...] | None:
         """The running proxy's version when the template needs it (TLS syntax), else None unasked."""

@@ -263,3 +263,18 @@ def test_a_reload_cut_short_after_a_runtime_change_puts_the_runtime_born_file_ba
     files[proxy.path + ".lbgen-prev"], files[proxy.path] = runtime_born.encode(), swapped.encode()
     live, note = proxy.app().core.proxy.reconcile()
     assert live == runtime_born and "had not taken effect" in note and proxy.reloaded == 1
+
+
+def test_after_a_restart_the_next_runtime_change_is_made_on_the_restarted_generation():
+    proxy = started()
+    proxy.backend("web-3", "blue")
+    assert proxy.app().apply().via == "runtime"
+    runtime_born = parse_meta(proxy.text())
+    proxy._reload(proxy.engine, None, "USR2")  # a restart: HAProxy loads the runtime-born file
+    assert proxy.serving == runtime_born.generation
+    proxy.backend("web-4", "blue")
+    assert proxy.app().apply().via == "runtime"
+    assert parse_meta(proxy.text()).base == runtime_born.generation
+    result = proxy.app().apply()  # reconcile keeps it (it must not put the runtime-born file back)
+    assert not result.changed and "holds=web-4" in proxy.text() and proxy.in_sync()
+    assert proxy.app().status().proxy.served_via == "runtime"
