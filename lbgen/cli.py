@@ -118,14 +118,17 @@ def render(ctx: click.Context, service: str | None, envs: tuple[str, ...], outpu
 @click.option("--dry-run", is_flag=True, help="Print a unified diff of live vs rendered; change nothing.")
 @click.option("--lock-timeout", type=DURATION, default="30s", envvar="LBGEN_LOCK_TIMEOUT", show_default=True,
               help="How long to wait for another lbgen's lock.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: changed, generation, timings "
-              "(seconds per phase and total), notes, warnings (with --dry-run also the diff).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: changed, generation, via "
+              "(reload or runtime), timings (seconds per phase and total), notes, warnings (with --dry-run also "
+              "the diff).")
 @_checks_option
 @click.pass_context
 def apply(ctx: click.Context, dry_run: bool, lock_timeout: float, as_json: bool) -> None:
     """Discover, render, validate with the proxy's own binary, and hot-reload.
 
-    A byte-identical config is left alone (no write, no reload). An invalid config never goes live.
+    A byte-identical config is left alone (no write, no reload). An invalid config never goes live. On
+    HAProxy a change of backends' servers only goes live through its runtime API, without a reload
+    (via=runtime).
 
     \b
     Example:
@@ -143,7 +146,7 @@ def apply(ctx: click.Context, dry_run: bool, lock_timeout: float, as_json: bool)
         click.echo("no change" if not result.changed else f"would apply generation={result.generation}", err=True)
     elif result.changed:
         took = result.timings.get("total", 0.0)
-        click.echo(f"applied generation={result.generation} took={took:.2f}s")
+        click.echo(f"applied generation={result.generation} via={result.via or 'reload'} took={took:.2f}s")
     else:
         click.echo(f"unchanged generation={result.generation}")
 
@@ -273,7 +276,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     proxy = report.proxy
     sync = "in sync" if proxy.in_sync else "OUT OF SYNC (run lbgen apply)"
     click.echo(f"proxy {proxy.container} ({proxy.kind}): serving generation "
-               f"{proxy.served_generation or '?'}, config {sync}")
+               f"{proxy.served_generation or '?'}{' (runtime API)' if proxy.served_via == 'runtime' else ''}, "
+               f"config {sync}")
     for svc in report.services:
         last = svc.last_switch
         when = f", last switch {last.time} {last.from_env}->{last.to_env}" if last else ""

@@ -105,6 +105,10 @@ class ProxyConfig:
     # The engine that runs the proxy container (exec, files, the lock), when it is not the engine lbgen
     # discovers on (e.g. a Swarm manager); a DOCKER_HOST-style URL. None: the same engine.
     docker_host: str | None = None
+    # HAProxy only: spare server slots per backend, filled through the runtime API when a backend joins
+    # (0: no runtime API, every change reloads), and the loopback port of the admin socket lbgen uses.
+    spare_servers: int = 0
+    runtime_port: int = 9181
 
 
 @dataclass(frozen=True)
@@ -250,7 +254,8 @@ class _Parser:
 
     def proxy(self, raw: Any, parent: dict[str, Any]) -> ProxyConfig:
         data = self.mapping(raw, "proxy", ("kind", "container", "config_path", "status_port", "state_dir",
-                                             "drain_timeout", "docker_host", "main_config_path"),
+                                             "drain_timeout", "docker_host", "main_config_path", "spare_servers",
+                                             "runtime_port"),
                             ("kind", "container"), parent, "proxy")
         kind = self.field(data, "kind", "proxy", values.choice(tuple(KINDS)))
         return ProxyConfig(
@@ -264,7 +269,23 @@ class _Parser:
             drain_timeout_set="drain_timeout" in data,
             docker_host=self.field(data, "docker_host", "proxy", values.docker_host),
             main_config_path=self.main_config_path(data, kind_named(kind)),
+            spare_servers=self.runtime_field(data, kind, "spare_servers", values.int_range(0, 1000), 16),
+            runtime_port=self.runtime_field(data, kind, "runtime_port", grammar.port, 9181),
         )
+
+    def runtime_field(self, data: dict[str, Any], kind: str, key: str, check: Callable[[Any], Any],
+                      default: int) -> int:
+        """proxy.spare_servers / proxy.runtime_port: HAProxy's runtime API; refused for another kind."""
+        if kind != "haproxy":
+            if key in data:
+                raise self.fail(f"proxy.{key}", f"only HAProxy changes servers through a runtime API; {kind} "
+                                f"reloads; remove the key", data, key)
+            return 0 if key == "spare_servers" else default
+        value: int = self.field(data, key, "proxy", check, default)
+        if key == "runtime_port" and value == data.get("status_port", 9180):
+            raise self.fail("proxy.runtime_port", f"{value} is proxy.status_port too; pick another port",
+                            data, key)
+        return value
 
     def main_config_path(self, data: dict[str, Any], kind: ProxyKind) -> str | None:
         """proxy.main_config_path: the kind's default, or the path given; refused for a kind without one."""

@@ -127,6 +127,9 @@ def check_routes(services: Mapping[str, ServiceConfig], proxy: ProxyConfig, raw:
         for port, where, parent, key in listens:
             if port == proxy.status_port:
                 raise fail(where, f"port {port} is proxy.status_port, which lbgen keeps for itself", parent, key)
+            if proxy.spare_servers and port == proxy.runtime_port:
+                raise fail(where, f"port {port} is proxy.runtime_port (HAProxy's admin socket on loopback), "
+                           f"which lbgen keeps for itself", parent, key)
             for host in svc.hosts or ("",):
                 if svc.tls is not None and port == svc.tls.listen:
                     _check_cert(svc, port, host, certs, svc_raw, fail)

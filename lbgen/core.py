@@ -19,8 +19,9 @@ from lbgen.events import EventSink, discard, event, warning
 from lbgen.health import Checker, HttpChecker, HttpGet, http_get
 from lbgen.probe import AUTO, DIRECT, ENGINE, EngineChecker, Probe, can_reach, resolve_mode
 from lbgen.model import Backend, Canary, Inventory, Maintenance
+from lbgen.proxies.base import PreviousSlot
 from lbgen.proxies.driver import Proxy
-from lbgen.render import Rendered, parse_meta, render
+from lbgen.render import LiveMeta, Rendered, parse_meta, render, with_base
 from lbgen.routing import build_pools
 from lbgen.sources import Source
 from lbgen.state import Origin, ProxyLock, State, StateStore
@@ -51,11 +52,12 @@ class World:
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """What one converge did: `changed` (the proxy reloaded with `generation`), or not. `timings`: seconds
-    per phase (lbgen.timings.PHASES) and `total`."""
+    """What one converge did: `changed` (the proxy serves `generation`, made live `via` a reload or HAProxy's
+    runtime API), or not. `timings`: seconds per phase (lbgen.timings.PHASES) and `total`."""
 
     changed: bool
     generation: str
+    via: str = ""  # how a change went live: "reload", or "runtime" (HAProxy's runtime API, no reload)
     diff: str = ""
     dry_run: bool = False
     warnings: tuple[str, ...] = ()
@@ -65,7 +67,7 @@ class ApplyResult:
     def to_dict(self) -> dict[str, Any]:
         """The `lbgen apply --json` object."""
         data: dict[str, Any] = {
-            "changed": self.changed, "generation": self.generation,
+            "changed": self.changed, "generation": self.generation, "via": self.via or None,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "notes": list(self.notes), "warnings": list(self.warnings),
         }
@@ -328,8 +330,27 @@ class Core:
         the health counts in `state` (default: the world's) have ejected."""
         active = {**world.active, **(overrides or {})}
         state = state or world.state
-        return self.render_for(world.inventory, active, state.ejected_ids(), proxy_version=self.proxy_version(),
-                               maintenance=state.maintenance, canary=state.canary, logged=state.logged())
+        args = (world.inventory, active, state.ejected_ids())
+        options: dict[str, Any] = {"proxy_version": self.proxy_version(), "maintenance": state.maintenance,
+                                   "canary": state.canary, "logged": state.logged()}
+        kind = self.proxy.kind
+        layout = kind.layout(world.live)
+        if layout is not None:
+            # Keep the live server slots where a change fits in them (HAProxy's runtime API makes it live
+            # without a reload); anything else renders a fresh layout, which a reload makes live.
+            kept = self.render_for(*args, **options, layout=layout, log=False)
+            live = parse_meta(world.live or "")
+            if live is not None and kind.runtime_plan(world.live, kept.text) is not None:
+                self.render_warnings(kept)
+                return with_base(kept, live.base if kept.generation == live.generation else self._base(live))
+        return self.render_for(*args, **options)
+
+    def _base(self, live: LiveMeta) -> str:
+        """The generation a runtime change on top of `live` is made on: the one the proxy loaded, as its
+        status listener says: `live`'s base while no reload happened since, else `live` itself (a reload
+        or a restart loaded it)."""
+        served = self.proxy.served().generation
+        return live.base if live.base is not None and served == live.base else live.generation
 
     def proxy_version(self) -> tuple[int, ...] | None:
         """The running proxy's version when the template needs it (TLS syntax), else None unasked."""
@@ -340,14 +361,20 @@ class Core:
     def render_for(self, inventory: Inventory, active: Mapping[str, str | None],
                    ejected: Collection[str] = (), proxy_version: tuple[int, ...] | None = None,
                    maintenance: Mapping[str, Maintenance] | None = None,
-                   canary: Mapping[str, Canary] | None = None, logged: Collection[str] = ()) -> Rendered:
+                   canary: Mapping[str, Canary] | None = None, logged: Collection[str] = (),
+                   layout: Mapping[str, tuple[PreviousSlot, ...]] | None = None, log: bool = True) -> Rendered:
         """Render (reading and checking the TLS certificates lbgen.yaml names) and log its warnings. A
-        service with a `canary` routes to both envs, weighted, and logs each request for the analysis."""
+        service with a `canary` routes to both envs, weighted, and logs each request for the analysis;
+        `layout` keeps HAProxy's live server slots (runtime API)."""
         rendered = render(self.config, build_pools(self.config, inventory, active, ejected, canary),
-                          proxy_version=proxy_version, maintenance=maintenance, logged=logged)
+                          proxy_version=proxy_version, maintenance=maintenance, logged=logged, layout=layout)
+        if log:
+            self.render_warnings(rendered)
+        return rendered
+
+    def render_warnings(self, rendered: Rendered) -> None:
         for message in rendered.warnings:
             self.log(warning(message))
-        return rendered
 
     # --- changing ------------------------------------------------------------------------------------
 
@@ -367,11 +394,13 @@ class Core:
             return ApplyResult(False, rendered.generation, warnings=rendered.warnings, notes=world.notes,
                                timings=timings.finish().as_dict())
         self.require_main_context(main)
+        # Only server slots differ (HAProxy): the runtime API makes it live, no reload; else a reload.
+        plan = self.proxy.kind.runtime_plan(world.live, rendered.text) if main is None else None
         self.proxy.install(rendered.text, rendered.files, world.live, main=main, timings=timings)
-        self.proxy.activate(rendered.generation, timings=timings)
+        via, note = self.proxy.go_live(rendered.text, rendered.generation, plan, timings=timings)
         self.check_main_context(main is not None)
-        return ApplyResult(True, rendered.generation, warnings=rendered.warnings, notes=world.notes,
-                           timings=timings.finish().as_dict())
+        return ApplyResult(True, rendered.generation, via=via, warnings=rendered.warnings,
+                           notes=world.notes + ((note,) if note else ()), timings=timings.finish().as_dict())
 
     def main_context_needed(self) -> tuple[str, ...]:
         """What in lbgen.yaml needs nginx's main-context file (empty: nothing, and then nothing is asked of

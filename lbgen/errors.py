@@ -99,6 +99,11 @@ class ProxyError(ReloadFailed):
     """The proxy cannot be driven safely (not in master-worker mode, read-only filesystem, ...)."""
 
 
+class RuntimeApiError(ProxyError):
+    """HAProxy's runtime API could not be reached, or the worker's servers differ from the file after a
+    runtime change; the caller reloads instead (never seen by a user as an exit)."""
+
+
 class LockHeld(LbgenError):
     exit_code = ExitCode.LOCK
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Collection, Mapping, Sequence
 
 from lbgen import __version__
@@ -16,6 +16,7 @@ from lbgen.config_routes import HostTable, grouped, host_tables
 from lbgen.errors import ConfigError
 from lbgen.model import Backend, Maintenance, Pool
 from lbgen.proxies import kind_named
+from lbgen.proxies.base import PreviousSlot, Slot
 from lbgen.templating import make_environment, render_template
 
 GENERATION_PLACEHOLDER = "LBGEN_GENERATION_PLACEHOLDER"
@@ -90,6 +91,8 @@ class ServiceView:
     # A canary is analysed: nginx logs each request as one JSON line to its stdout (lbgen.analysis reads it
     # back through the engine); HAProxy's log line goes there anyway.
     log_requests: bool = False
+    # HAProxy: the server lines, spares and slots vacated since the last reload included (runtime API)
+    slots: tuple[Slot, ...] = ()
 
     @property
     def upstream(self) -> str:
@@ -185,6 +188,9 @@ class LiveMeta:
     # (written by an older lbgen)
     routed: dict[str, frozenset[str]] | None = None
     tls: tuple[ServedCert, ...] = ()  # the certificates it serves
+    # Set when this config went live through HAProxy's runtime API: the generation the proxy last loaded
+    # (by a reload), from which it differs only in server slots. None: it went live by a reload.
+    base: str | None = None
 
 
 def parse_meta(text: str) -> LiveMeta | None:
@@ -207,7 +213,17 @@ def parse_meta(text: str) -> LiveMeta | None:
         service, env, *names = line.split()
         active.setdefault(service, None if env == "-" else env)
         routed.setdefault(service, set()).update(names)
-    return LiveMeta(generation, active, {k: frozenset(v) for k, v in routed.items()}, tls)
+    base = data.get("base")
+    return LiveMeta(generation, active, {k: frozenset(v) for k, v in routed.items()}, tls,
+                    str(base) if base is not None else None)
+
+
+def with_base(rendered: Rendered, base: str | None) -> Rendered:
+    """`rendered` with `"base"` in its meta line (see LiveMeta.base); its generation, a hash of the text
+    without it, stays."""
+    meta = {"generation": rendered.generation, "v": 2, **({"base": base} if base else {})}
+    line = META_PREFIX + json.dumps(meta, sort_keys=True, separators=(",", ":"))
+    return replace(rendered, text=META_RE.sub(lambda _: line, rendered.text, count=1))
 
 
 def pool_lines(services: Sequence[ServiceView]) -> list[str]:
@@ -260,12 +276,15 @@ def tls_lines(views: Sequence[ServiceView], certs: Mapping[str, CertPair]) -> li
 
 def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] | None = None,
            proxy_version: tuple[int, ...] | None = None,
-           maintenance: Mapping[str, Maintenance] | None = None, logged: Collection[str] = ()) -> Rendered:
+           maintenance: Mapping[str, Maintenance] | None = None, logged: Collection[str] = (),
+           layout: Mapping[str, tuple[PreviousSlot, ...]] | None = None) -> Rendered:
     """Render the config for `config.proxy.kind` (and nginx's main-context file, `Rendered.main`); identical
     input gives byte-identical output. `certs` (default: read and checked from the files lbgen.yaml names)
     are the TLS services' certificates; `proxy_version` picks version-dependent syntax (None: syntax every
     supported version accepts); `maintenance` names the services in maintenance mode (State.maintenance);
-    `logged`, the services whose requests the proxy logs for an analysis (those with a canary)."""
+    `logged`, the services whose requests the proxy logs for an analysis (those with a canary); `layout`
+    (HAProxy, runtime API) is the live config's server slots per service, kept where they can hold the
+    servers (ProxyKind.slots), else a fresh layout with `proxy.spare_servers` spares."""
     kind = kind_named(config.proxy.kind)
     if certs is None:
         certs = load_certs(config)
@@ -276,11 +295,15 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
     for name, service in config.services.items():
         pool = by_name.get(name) or Pool(service=name, active_env=None)
         servers, left_out = kind.servers(service.algorithm, pool)
+        spares = config.proxy.spare_servers
+        slots = kind.slots(servers, layout.get(name) if layout is not None else None, spares)
+        if slots is None:
+            slots = kind.slots(servers, None, spares) or ()
         warnings.extend(left_out)
         warnings.extend(_uncovered(name, service, certs.get(name)))
         views.append(ServiceView(name=name, config=service, active_env=pool.active_env, servers=servers,
                                  tls=tls_views.get(name), maintenance=(maintenance or {}).get(name),
-                                 log_requests=name in logged))
+                                 log_requests=name in logged, slots=slots))
     # `mode: tcp` services are the `streams` (their own port each, lbgen.config_tcp); the rest are routed by port,
     # host and path.
     http = [v for v in views if v.config.mode != "tcp"]

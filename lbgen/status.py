@@ -55,14 +55,18 @@ class ProxyStatus:
     container: str
     kind: str
     live_generation: str | None
+    # The generation the proxy serves: the one its status listener names (loaded by a reload), or the
+    # file's when the changes since went live through HAProxy's runtime API and its servers match the file
+    # (served_via "runtime"; docs/haproxy-runtime.md).
     served_generation: str | None
     in_sync: bool
     rendered_generation: str
+    served_via: str = "reload"
 
     def to_dict(self) -> dict[str, Any]:
         return {"container": self.container, "kind": self.kind, "live_generation": self.live_generation,
-                "served_generation": self.served_generation, "in_sync": self.in_sync,
-                "rendered_generation": self.rendered_generation}
+                "served_generation": self.served_generation, "served_via": self.served_via,
+                "in_sync": self.in_sync, "rendered_generation": self.rendered_generation}
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def build_status(core: Core) -> StatusReport:
         routed = {(svc, name) for svc, names in live_meta.routed.items() for name in names}
     else:
         routed = {(pool.service, b.name) for pool in pools for b in pool.servers}
-    served = core.proxy.served()
+    served = core.proxy.serving(world.live)
     services = []
     for name, svc in core.config.services.items():
         results = check_all(world.inventory.for_service(name), svc.health, core.checker)
@@ -104,5 +108,5 @@ def build_status(core: Core) -> StatusReport:
     proxy = ProxyStatus(container=core.config.proxy.container, kind=core.config.proxy.kind,
                         live_generation=live_meta.generation if live_meta else None,
                         served_generation=served.generation, in_sync=world.live == rendered.text,
-                        rendered_generation=rendered.generation)
+                        rendered_generation=rendered.generation, served_via=served.via)
     return StatusReport(proxy, tuple(services))

@@ -13,6 +13,7 @@ from lbgen.config import parse_config
 from lbgen.engine import ExecResult
 from lbgen.errors import ContainerNotFound
 from lbgen.holder import Holder
+from lbgen.proxies import haproxy_runtime
 from lbgen.render import parse_meta
 
 CONFIG = """\
@@ -37,6 +38,11 @@ class FakeProxy:
         self.validate: Callable[[bytes], tuple[bool, str]] = lambda data: (True, "")
         self.health: dict[str, int] = {}  # backend address -> status its /health answers
         self.engine.exec_handlers["sh"] = self._sh
+        self.reloaded = 0  # reload signals that took effect
+        self.runtime_up = True  # HAProxy's admin socket answers
+        self.runtime_lines: list[str] = []  # every command line sent to it
+        # (backend, server) -> [address, port, weight, maint]: the worker's servers (HAProxy)
+        self.runtime_servers: dict[tuple[str, str], list] = {}
         for sig in ("HUP", "USR2"):
             self.engine.signal_handlers[sig] = self._reload
 
@@ -83,14 +89,45 @@ class FakeProxy:
 
     def _reload(self, engine: FakeEngine, container, sig: str) -> None:
         if self.reload_takes_effect:
-            meta = parse_meta((self.live() or b"").decode())
+            text = (self.live() or b"").decode()
+            meta = parse_meta(text)
             self.serving = meta.generation if meta else None
+            self.reloaded += 1
+            self.runtime_servers = {key: [line.address, line.port, line.weight, line.disabled]
+                                    for key, line in haproxy_runtime.parse(text).servers.items()}
+
+    def _runtime(self, lines: list[str]) -> ExecResult:
+        """HAProxy's admin socket: the commands lbgen sends, applied to runtime_servers."""
+        if not self.runtime_up:
+            return ExecResult(4, "bash: connect: Connection refused")
+        out = []
+        for line in lines:
+            self.runtime_lines.append(line)
+            for command in line.split("; "):
+                words = command.split()
+                if command == haproxy_runtime.SHOW_STATE:
+                    out.append("1\n# be_id be_name srv_id srv_name srv_addr ...")
+                    out += [f"3 {be} {i} {srv} {a} 2 {1 if m else 0} {w} {w} 0 0 0 0 0 0 0 0 - {p} - 0 0 - - 0"
+                            for i, ((be, srv), (a, p, w, m)) in enumerate(self.runtime_servers.items(), 1)]
+                    continue
+                server = self.runtime_servers.get(tuple(words[2].split("/", 1)) if len(words) > 2 else ())
+                if server is None:
+                    out.append("No such server.")
+                elif words[:2] == ["set", "server"] and words[3] == "addr":
+                    server[0], server[1] = words[4], int(words[6])
+                elif words[:2] == ["set", "weight"]:
+                    server[2] = int(words[3])
+                elif words[:2] == ["set", "server"] and words[3] == "state":
+                    server[3] = words[4] == "maint"
+        return ExecResult(0, "\n".join(out) + "\n")
 
     def _sh(self, engine: FakeEngine, container, argv: list[str]) -> ExecResult:
         """Run the real script over temp dirs holding this container's files of the directories its path
         arguments are in (the config's, and nginx's main-context file's)."""
         files = engine.files.setdefault(container.id, {})
         script = argv[2]
+        if script == haproxy_runtime.RUNTIME_SCRIPT:
+            return self._runtime(argv[5:])
         install = len(argv) > 7  # the install script (the restore script takes PATH SWAP only)
         path_args = [a for a in argv[4:] if a.startswith("/")]
         directories = sorted({str(Path(a).parent) for a in path_args}, key=len, reverse=True)

@@ -23,6 +23,7 @@ from fakeproxy import FakeProxy
 import lbgen
 from lbgen import probe as probe_module
 from lbgen.proxies import driver as proxy_module
+from lbgen.proxies import haproxy_runtime
 from lbgen import doctor as doctor_module
 from lbgen.proxies import kind_named
 from lbgen.app import Lbgen
@@ -35,9 +36,9 @@ LBGEN = Path(lbgen.__file__).resolve().parent
 SOURCES = sorted(LBGEN.rglob("*.py"))
 SCRIPTS = {"INSTALL_SCRIPT": proxy_module.INSTALL_SCRIPT, "RESTORE_SCRIPT": proxy_module.RESTORE_SCRIPT,
            "PROBE": probe_module.PROBE, "PROBE_SCRIPT": doctor_module.PROBE_SCRIPT,
-           "CONNECT_PROBE": probe_module.CONNECT_PROBE}
-SCRIPT_HOMES = {"INSTALL_SCRIPT": "proxies/driver.py", "RESTORE_SCRIPT": "proxies/driver.py", "PROBE": "probe.py",
-                "PROBE_SCRIPT": "doctor.py", "CONNECT_PROBE": "probe.py"}
+           "CONNECT_PROBE": probe_module.CONNECT_PROBE, "RUNTIME_SCRIPT": haproxy_runtime.RUNTIME_SCRIPT}
+SCRIPT_HOMES = {"INSTALL_SCRIPT": "proxies/scripts.py", "RESTORE_SCRIPT": "proxies/scripts.py", "PROBE": "probe.py",
+                "PROBE_SCRIPT": "doctor.py", "CONNECT_PROBE": "probe.py", "RUNTIME_SCRIPT": "proxies/haproxy_runtime.py"}
 SHELLS = {"sh", "bash", "dash", "ash", "zsh", "/bin/sh", "/bin/bash", "/usr/bin/env", "env", "busybox"}
 SECRET = "hunter2-9f8e7d"
 
@@ -154,7 +155,7 @@ def test_the_only_shell_runs_a_constant_script_with_values_as_positional_argumen
         assert isinstance(items[2], ast.Name) and items[2].id in SCRIPTS, f"{at}: sh -c {ast.unparse(items[2])}"
         assert isinstance(items[3], ast.Constant) and items[3].value == "sh", f"{at}: $0 must be a constant"
     assert sorted(shells) == ["CONNECT_PROBE", "INSTALL_SCRIPT", "PROBE", "PROBE_SCRIPT", "RESTORE_SCRIPT",
-                              "RESTORE_SCRIPT"]
+                              "RESTORE_SCRIPT", "RUNTIME_SCRIPT"]
     # The scripts are constant text in their modules (not built at run time).
     for name, home in SCRIPT_HOMES.items():
         tree = ast.parse((LBGEN / home).read_text())

@@ -105,7 +105,7 @@ def test_apply_json_is_one_object_and_the_text_line_is_unchanged(monkeypatch, tm
     out = CliRunner().invoke(cli_module.cli, ["-c", str(config), "apply", "--json"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
-    assert set(data) == {"changed", "generation", "timings", "notes", "warnings"}
+    assert set(data) == {"changed", "generation", "via", "timings", "notes", "warnings"}
     assert data["changed"] is True and set(data["timings"]) == set(CHANGE)  # keys sorted
     text = CliRunner().invoke(cli_module.cli, ["-c", str(config), "apply"])
     assert text.exit_code == 0 and text.stdout.startswith("unchanged generation=")

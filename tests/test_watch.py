@@ -125,7 +125,7 @@ PHASE_FIELDS = r"(?: (?:lock|reconcile|discover|gate|render|deliver|validate|rel
 
 def strip_took(line: str) -> str:
     line = re.sub(PHASE_FIELDS + r" took=[0-9.]+s", "", line)
-    return re.sub(r" generation=[0-9a-f]{12}", "", line)
+    return re.sub(r" generation=[0-9a-f]{12} via=(?:reload|runtime)", "", line)
 
 
 # --- events -> apply ------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_startup_syncs_the_proxy_and_follows_the_labelled_events(world):
         "event=apply service=web reason=startup backends=3",
         "event=apply service=api reason=startup backends=1",
     ]
-    assert re.fullmatch(r"event=apply service=web reason=startup backends=3 generation=[0-9a-f]{12} lock=\S+ "
+    assert re.fullmatch(r"event=apply service=web reason=startup backends=3 generation=[0-9a-f]{12} via=reload lock=\S+ "
                         r"reconcile=\S+ discover=\S+ render=\S+ deliver=\S+ validate=\S+ reload=\S+ verify=\S+ "
                         r"took=\d+\.\d\ds", world.lines("apply")[0])
     assert world.engine.opened.wait(2)

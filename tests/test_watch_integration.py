@@ -185,8 +185,9 @@ def test_events_lead_to_applies_and_a_stopping_backend_leaves_first(lab, tmp_pat
                              "the apply that routes the new backend")
         assert re.fullmatch(r"event=apply service=web reason=[a-z,_-]*(?:container-start|network-connect)[a-z,_-]* "
                             r"backends=2 "
-                            r"generation=\w{12} lock=\S+ reconcile=\S+ discover=\S+ render=\S+ deliver=\S+ "
-                            r"validate=\S+ reload=\S+ verify=\S+ took=\d+\.\d\ds", line)
+                            r"generation=\w{12} via=(?:reload|runtime) lock=\S+ reconcile=\S+ discover=\S+ "
+                            r"render=\S+ deliver=\S+ validate=\S+ (?:runtime=\S+|reload=\S+ verify=\S+) "
+                            r"took=\d+\.\d\ds", line)
         print(f"\n[{kind}] docker run -> first response through the proxy: {took:.2f}s; apply: {line}")
 
         # docker stop: with DRAIN=5 it keeps running 5s after SIGTERM; it must leave the pool before that.

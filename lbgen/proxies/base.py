@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from lbgen.engine import ContainerInfo, Engine, ExecResult
@@ -19,6 +20,28 @@ if TYPE_CHECKING:
 # the new file on its own before the swap; INPLACE swaps first, checks the whole proxy config, swaps back.
 CANDIDATE = "candidate"
 INPLACE = "inplace"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One server line of a backend: the backend it holds, or none (a spare, or vacated by one that left)."""
+
+    name: str  # the proxy's server name: the backend's own name, or a spare's (lbgen-spare-N)
+    backend: Backend | None
+    backup: bool = False
+
+    @property
+    def spare(self) -> bool:
+        return self.backend is None and self.name.startswith("lbgen-spare-")
+
+
+@dataclass(frozen=True)
+class PreviousSlot:
+    """A slot as the live config has it: its name and the backend (by name) it holds, if any."""
+
+    name: str
+    holds: str | None
+    backup: bool = False
 
 
 class ProxyKind:
@@ -87,6 +110,26 @@ class ProxyKind:
         """The servers to render for a pool balanced with `algorithm`, primaries first, then backups; and
         warnings about any left out. By default all of them."""
         return pool.primary + pool.backups, ()
+
+    def layout(self, live: str | None) -> Mapping[str, tuple[PreviousSlot, ...]] | None:
+        """Per service, the server slots of the live config that changes through the runtime API keep;
+        None when this kind (or the live config) changes servers only by a reload."""
+        return None
+
+    def slots(self, servers: Sequence[Backend], previous: Sequence[PreviousSlot] | None,
+              spares: int) -> tuple[Slot, ...] | None:
+        """The server slots to render for a service; None when `previous` cannot hold `servers` (a fresh
+        layout is rendered then). By default one per server, named after it."""
+        return tuple(Slot(b.name, b, b.backup) for b in servers)
+
+    def runtime(self, engine: Engine, container: str, text: str | None) -> Any:
+        """The runtime API of the proxy serving `text` in `container` (make_live, mismatched, sync), or None
+        when there is none."""
+        return None
+
+    def runtime_plan(self, live: str | None, new: str) -> Any:
+        """How to make `new` live without a reload (a kind's own plan object), or None: reload."""
+        return None
 
     def __repr__(self) -> str:
         return f"<proxy kind {self.name}>"

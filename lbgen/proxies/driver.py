@@ -17,52 +17,15 @@ from typing import Callable, Iterable, Sequence
 from lbgen.config import ProxyConfig
 from lbgen.engine import ROOT, ContainerInfo, Engine, FileSpec, Mount, network_named
 from lbgen.errors import (ConfigReadOnly, ConfigWriteFailed, ContainerNotFound, DockerUnavailable, ProxyError,
-                          ProxyRejectedConfig, ReloadFailed)
+                          ProxyRejectedConfig, ReloadFailed, RuntimeApiError)
 from lbgen.health import HttpGet
 from lbgen.proxies import kind_named
 from lbgen.proxies.base import ConfigDump, first_error
+from lbgen.proxies.passwd import lookup
+from lbgen.proxies.scripts import INSTALL_SCRIPT, RESTORE_SCRIPT
 from lbgen.render import TLS_RE, TlsFile, parse_meta
 from lbgen.timings import Timings, phase
 
-# Runs inside the proxy container, as root, as `sh -c INSTALL_SCRIPT sh PATH MODE SWAP [--also PATH2 SWAP2]
-# VALIDATOR...`: every value is a positional argument, never part of the script text. MODE (the kind's
-# validate_mode) `candidate` validates the new file on its own before the swap (HAProxy owns its whole
-# config); `inplace` swaps first and validates the whole proxy config, swapping back on failure (nginx
-# validates conf.d files only through nginx.conf). SWAP `rename` moves the new file over the old one
-# (atomic); `overwrite` writes the new content over the old file, keeping its inode, for a config that is
-# itself a bind-mounted file (a rename over a mount point fails with EBUSY, and would not reach the host's
-# file anyway). `--also` (inplace only) installs a second file in the same step, nginx's main-context file:
-# both are swapped in, validated together, and both swapped back when the proxy refuses them. Plain POSIX
-# sh: it runs under dash (Debian images) and BusyBox sh (Alpine images) alike.
-INSTALL_SCRIPT = r"""
-path=$1; mode=$2; swap=$3; shift 3
-path2=""; swap2=""
-if [ "$1" = --also ]; then path2=$2; swap2=$3; shift 3; fi
-put() { if [ "$3" = overwrite ]; then cat "$1" > "$2" && rm -f "$1"; else mv -f "$1" "$2"; fi; }
-unput() { if [ -e "$1.lbgen-prev" ]; then put "$1.lbgen-prev" "$1" "$2"; elif [ "$2" = overwrite ]; then : > "$1"; else rm -f "$1"; fi; }
-stage() { if [ -e "$1" ]; then cp -p "$1" "$1.lbgen-prev" || return 1; fi; put "$1.lbgen-new" "$1" "$2"; }
-rm -f "$path.lbgen-prev"
-if [ -n "$path2" ]; then rm -f "$path2.lbgen-prev"; fi
-if [ "$mode" = candidate ]; then
-  if ! out=$("$@" "$path.lbgen-new" 2>&1); then rm -f "$path.lbgen-new"; printf '%s\n' "$out"; exit 3; fi
-  stage "$path" "$swap" || exit 4
-else
-  stage "$path" "$swap" || exit 4
-  if [ -n "$path2" ] && ! stage "$path2" "$swap2"; then unput "$path" "$swap"; exit 4; fi
-  if ! out=$("$@" 2>&1); then
-    unput "$path" "$swap"
-    if [ -n "$path2" ]; then unput "$path2" "$swap2"; fi
-    printf '%s\n' "$out"; exit 3
-  fi
-fi
-"""
-# `sh -c RESTORE_SCRIPT sh PATH SWAP`: put the previous config back (or remove a first-ever config).
-RESTORE_SCRIPT = r"""
-path=$1; swap=$2; prev="$path.lbgen-prev"
-if [ -e "$prev" ]; then
-  if [ "$swap" = overwrite ]; then cat "$prev" > "$path" && rm -f "$prev"; else mv -f "$prev" "$path"; fi
-elif [ "$swap" = overwrite ]; then : > "$path"; else rm -f "$path"; fi
-"""
 RENAME = "rename"
 OVERWRITE = "overwrite"
 
@@ -73,6 +36,9 @@ class Served:
 
     generation: str | None
     body: str
+    # how that generation went live: "reload" (the listener says it), or "runtime" (the listener says the
+    # generation it was reloaded with, and the worker's runtime state matches the file's servers)
+    via: str = "reload"
 
 
 class Proxy:
@@ -295,9 +261,9 @@ class Proxy:
         """uid and gid of the user the proxy container runs as (its config's User; names looked up in its
         /etc/passwd and /etc/group)."""
         user, _, group = self.info().user.partition(":")
-        uid, gid = _lookup(self.engine, self.ref(), "/etc/passwd", user or "0")
+        uid, gid = lookup(self.engine, self.ref(), "/etc/passwd", user or "0")
         if group:
-            gid = _lookup(self.engine, self.ref(), "/etc/group", group)[0]
+            gid = lookup(self.engine, self.ref(), "/etc/group", group)[0]
         return uid, gid
 
     def _remove(self, paths: set[str]) -> None:
@@ -388,6 +354,39 @@ class Proxy:
             main_swap = self.swap_mode(self.main_path)
             self.engine.exec(self.ref(), ["sh", "-c", RESTORE_SCRIPT, "sh", self.main_path, main_swap], user=ROOT)
 
+    def go_live(self, text: str, generation: str, plan: object | None,
+                timings: Timings | None = None) -> tuple[str, str | None]:
+        """Make an installed config live: through the kind's runtime API when `plan` (ProxyKind.runtime_plan)
+        says it can, else (or when that fails: the note says why) by reload + verify. Returns (how:
+        "runtime" or "reload", a note or None)."""
+        note = None
+        runtime = self.kind.runtime(self.engine, self.ref(), text) if plan is not None else None
+        if runtime is not None:
+            try:
+                with phase(timings, "runtime"):
+                    runtime.make_live(plan, text)
+                return "runtime", None
+            except RuntimeApiError as e:
+                note = f"{e}; reloaded instead"
+        self.activate(generation, timings)
+        return "reload", note
+
+    def serving(self, live: str | None) -> Served:
+        """What the proxy serves of `live`: the listener's generation, or the file's when the listener
+        says the generation the file's changes were made on (its base) and the worker's runtime state
+        matches the file."""
+        served = self.served()
+        meta = parse_meta(live or "")
+        if meta is None or meta.base is None or served.generation != meta.base:
+            return served
+        runtime = self.kind.runtime(self.engine, self.ref(), live)
+        try:
+            if runtime is not None and not runtime.mismatched(live):
+                return Served(meta.generation, served.body, via="runtime")
+        except RuntimeApiError:
+            pass
+        return served
+
     def activate(self, generation: str, timings: Timings | None = None) -> None:
         """reload + verify after install(); restores the previous config on failure."""
         try:
@@ -426,9 +425,26 @@ class Proxy:
         served = self.served()
         if served.generation is None or served.generation == live_meta.generation:
             return live, None
+        if live_meta.base is not None and served.generation == live_meta.base:
+            # The file went live through the runtime API: the worker must have its servers, nothing else
+            # differs. Finish a runtime change cut short (roll forward); reload only when that fails.
+            runtime = self.kind.runtime(self.engine, self.ref(), live)
+            try:
+                fixed = runtime.sync(live or "") if runtime is not None else None
+            except RuntimeApiError as e:
+                fixed, why = None, str(e)
+            else:
+                why = "no runtime API"
+            if fixed is not None:
+                return live, (f"the proxy lacked {fixed} server change(s) of generation {live_meta.generation} "
+                              f"(an interrupted runtime change); made them" if fixed else None)
+            self.reload()
+            self.wait_serving(live_meta.generation)
+            return live, f"the runtime state of generation {live_meta.generation} could not be checked ({why}); reloaded"
         prev = self.engine.read_file(self.ref(), self.path + ".lbgen-prev")
         prev_meta = parse_meta(prev.decode("utf-8", errors="replace")) if prev is not None else None
-        if prev_meta and prev_meta.generation == served.generation:
+        # The previous file went live by a reload (its generation) or through the runtime API (its base).
+        if prev_meta and served.generation in (prev_meta.generation, prev_meta.base):
             self.restore()
             return self.read_live(), ("an interrupted switch had not taken effect; restored the previous "
                                       f"config (generation {served.generation})")
@@ -444,28 +460,3 @@ def _tls_paths(config_text: str | None, tls_dir: str) -> set[str]:
     for _, name, _ in TLS_RE.findall(config_text or ""):
         paths |= {f"{tls_dir}/{name}", f"{tls_dir}/{name}.key"}
     return paths
-
-
-def _lookup(engine: Engine, container: str, table: str, name: str) -> tuple[int, int]:
-    """A user (/etc/passwd: uid, gid) or group (/etc/group: gid, gid) by name or number."""
-    if name.isdigit():
-        return int(name), int(name) if table == "/etc/group" else _primary_gid(engine, container, int(name))
-    data = engine.read_file(container, table) or b""
-    for line in data.decode("utf-8", errors="replace").splitlines():
-        fields = line.split(":")
-        if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
-            gid = fields[3] if table == "/etc/passwd" and len(fields) > 3 and fields[3].isdigit() else fields[2]
-            return int(fields[2]), int(gid)
-    raise ProxyError(f"proxy container {container} runs as {name!r}, which its {table} does not name; "
-                     f"lbgen cannot give it its TLS key; the previous config is still live")
-
-
-def _primary_gid(engine: Engine, container: str, uid: int) -> int:
-    if uid == 0:
-        return 0
-    data = engine.read_file(container, "/etc/passwd") or b""
-    for line in data.decode("utf-8", errors="replace").splitlines():
-        fields = line.split(":")
-        if len(fields) >= 4 and fields[2] == str(uid) and fields[3].isdigit():
-            return int(fields[3])
-    return uid

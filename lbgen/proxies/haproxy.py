@@ -1,13 +1,20 @@
 """HAProxy as a proxy kind: lbgen's file is the whole config, checked on its own (`haproxy -c -f`) before
-the swap; reloads only in master-worker mode, by USR2 to the master as PID 1.
-Imports lbgen.proxies.base, lbgen.errors and lbgen.engine only."""
+the swap; reloads only in master-worker mode, by USR2 to the master as PID 1; server slots change through the runtime
+API (lbgen.proxies.haproxy_runtime) without a reload.
+Imports lbgen.proxies.base, lbgen.proxies.haproxy_runtime, lbgen.errors and lbgen.engine only."""
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from lbgen.engine import ROOT, ContainerInfo, Engine, ExecResult
 from lbgen.errors import ProxyError
-from lbgen.proxies.base import CANDIDATE, ProxyKind
+from lbgen.proxies import haproxy_runtime
+from lbgen.proxies.base import CANDIDATE, PreviousSlot, ProxyKind, Slot
+from lbgen.proxies.haproxy_runtime import RuntimeApi, RuntimePlan
+
+if TYPE_CHECKING:
+    from lbgen.model import Backend
 
 
 class HAProxy(ProxyKind):
@@ -55,6 +62,19 @@ class HAProxy(ProxyKind):
             raise ProxyError(f"PID 1 of proxy container {info.name} is not the HAProxy master "
                              f"({' '.join(info.command[:3])}); lbgen reloads HAProxy by signalling its master")
         engine.signal(info.name, self.reload_signal)
+
+    def layout(self, live: str | None) -> Mapping[str, tuple[PreviousSlot, ...]] | None:
+        return haproxy_runtime.layout(live)
+
+    def slots(self, servers: Sequence[Backend], previous: Sequence[PreviousSlot] | None,
+              spares: int) -> tuple[Slot, ...] | None:
+        return haproxy_runtime.assign_slots(servers, previous, spares)
+
+    def runtime(self, engine: Engine, container: str, text: str | None) -> RuntimeApi | None:
+        return haproxy_runtime.runtime_for(engine, container, text)
+
+    def runtime_plan(self, live: str | None, new: str) -> RuntimePlan | None:
+        return haproxy_runtime.plan(live, new)
 
 
 HAPROXY = HAProxy()

@@ -362,7 +362,8 @@ class Watcher:
         if result.changed:
             for p in changed or pools:
                 self.log("apply", service=p.service, reason=reason, backends=len(p.servers),
-                         generation=result.generation, **(timings.fields() if timings else {}), took=_secs(took))
+                         generation=result.generation, via=result.via or "reload",
+                         **(timings.fields() if timings else {}), took=_secs(took))
         elif reason.split(",")[0] in NOTEWORTHY:
             self.log("unchanged", reason=reason, generation=result.generation, took=_secs(took))
         self.metrics.applied(result.changed, {p.service: len(p.servers) for p in pools}, took, self.wall())
