@@ -16,7 +16,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from lbgen.engine import Engine
 from lbgen.errors import UsageError
@@ -162,15 +162,23 @@ def parse_stamp(stamp: str) -> float | None:
 class LogReader:
     """Reads the samples of one service from the proxy container's log through the engine."""
 
-    def __init__(self, engine: Engine, container: str, kind: str, service: str, env_of: Mapping[str, str]) -> None:
+    def __init__(self, engine: Engine, container: str, kind: str, service: str, env_of: Mapping[str, str],
+                 slots: Callable[[], Mapping[str, str]] | None = None) -> None:
+        """`slots` (HAProxy): the live config's server slot names -> the backend each holds; a backend a
+        runtime change put in a spare slot is logged under the slot's name (lbgen-spare-N)."""
         self.engine = engine
         self.container = container
         self.kind = kind
         self.service = service
         self.env_of = dict(env_of)
+        self.slots = slots
 
     def read(self, since: float, until: float) -> list[Sample]:
         """The samples stamped in [since, until)."""
+        if self.slots is not None:
+            for slot, backend in self.slots().items():
+                if backend in self.env_of:
+                    self.env_of[slot] = self.env_of[backend]
         text = self.engine.logs(self.container, math.floor(since), math.ceil(until) + 1)
         out = []
         for line in text.splitlines():

@@ -80,6 +80,12 @@ def run_analysed_switch(core: Core, env: str, service: str | None, duration: flo
     return result
 
 
+def _slot_names(core: Core, service: str) -> dict[str, str]:
+    """HAProxy's server slot names in the live config -> the backend each holds (empty for nginx)."""
+    layout = core.proxy.kind.layout(core.proxy.read_live()) or {}
+    return {slot.name: slot.holds for slot in layout.get(service, ()) if slot.holds is not None}
+
+
 def _http_only(core: Core, service: str | None) -> None:
     """Analysis judges HTTP responses: a TCP service has none (a plain `--weight` canary works for it)."""
     services = core.config.services
@@ -97,7 +103,7 @@ def analyse(core: Core, service: str, env: str, stable: str, weight: int, durati
     AnalysisFailed."""
     backends = core.read_world().inventory.for_service(service)
     reader = LogReader(core.proxy_engine, core.proxy.ref(), core.config.proxy.kind, service,
-                       env_map(backends, stable))
+                       env_map(backends, stable), slots=lambda: _slot_names(core, service))
     started = wall()
     deadline = started + duration
     samples: list[Sample] = []

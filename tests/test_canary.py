@@ -328,3 +328,18 @@ def test_analysis_of_a_tcp_service_is_refused_before_anything_changes(tmp_path):
         result = CliRunner().invoke(cli, ["-c", str(config), "switch", "--env", "green", *args])
         assert result.exit_code == 2, result.output
         assert result.output.startswith("Error: service db is mode: tcp: canary analysis judges HTTP responses")
+
+
+def test_a_haproxy_spare_slot_is_attributed_to_the_backend_it_holds():
+    """A backend the runtime API put in a spare slot is logged as lbgen-spare-N: the live layout names it."""
+    from fakes import FakeEngine
+
+    engine = FakeEngine()
+    engine.add_proxy("proxy", "haproxy")
+    line = ("172.30.0.1:40000 [02/Dec/2026:19:00:00.990] port_80 lbgen_web/lbgen-spare-3 0/0/0/3/4 500 120 - - ---- "
+            "1/1/0/0/0 0/0 \"GET / HTTP/1.1\"")
+    engine.log_lines["proxy"] = [(T0 + 0.5, line)]
+    env_of = env_map([backend("web-green-1", "green")], "blue")
+    assert LogReader(engine, "proxy", "haproxy", "web", env_of).read(T0, T0 + 1) == []
+    reader = LogReader(engine, "proxy", "haproxy", "web", env_of, slots=lambda: {"lbgen-spare-3": "web-green-1"})
+    assert [(s.env, s.status) for s in reader.read(T0, T0 + 1)] == [("green", 500)]
