@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Collection, Iterator, Mapping
 
 from lbgen.config import Config
-from lbgen.config_tcp import tcp_need
 from lbgen.engine import ContainerInfo, Engine
-from lbgen.errors import ConfigError, ContainerNotFound, LockHeld
+from lbgen.errors import ContainerNotFound, LockHeld
 from lbgen.events import EventSink, discard, event, warning
+from lbgen.main_context import MainContext
 from lbgen.health import Checker, HttpChecker, HttpGet, http_get
 from lbgen.probe import AUTO, DIRECT, ENGINE, EngineChecker, Probe, can_reach, resolve_mode
 from lbgen.model import Backend, Canary, Inventory, Maintenance
@@ -99,7 +99,7 @@ class Core:
         self.sleep = sleep
         self.log = log
         self._warned: set[tuple[str, str | None]] = set()
-        self._warned_main: set[str] = set()
+        self._main_context: MainContext | None = None
         self.check_mode_reason = ""  # why check_mode is what it is (doctor says it)
 
     @property
@@ -402,19 +402,24 @@ class Core:
         return ApplyResult(True, rendered.generation, via=via, warnings=rendered.warnings,
                            notes=world.notes + ((note,) if note else ()), timings=timings.finish().as_dict())
 
+    @property
+    def main_context(self) -> MainContext:
+        """What lbgen.yaml asks of nginx's main-context file, and the checks that nginx reads it."""
+        if self._main_context is None:
+            self._main_context = MainContext(self.config, lambda: self.proxy, lambda e: self.log(e))
+        return self._main_context
+
     def main_context_needed(self) -> tuple[str, ...]:
-        """What in lbgen.yaml needs nginx's main-context file (empty: nothing, and then nothing is asked of
-        nginx.conf): proxy.drain_timeout set, and TCP services."""
-        proxy = self.config.proxy
-        needs = []
-        if proxy.main_config_path is not None and proxy.drain_timeout_set:
-            needs.append(f"proxy.drain_timeout ({proxy.drain_timeout:g}s: nginx worker_shutdown_timeout)")
-        if proxy.main_config_path is not None and self.tcp_services():
-            needs.append(tcp_need(self.tcp_services()))
-        return tuple(needs)
+        return self.main_context.needed()
 
     def tcp_services(self) -> tuple[str, ...]:
-        return tuple(name for name, svc in self.config.services.items() if svc.mode == "tcp")
+        return self.main_context.tcp_services()
+
+    def require_main_context(self, main: str | None) -> None:
+        self.main_context.require(main)
+
+    def check_main_context(self, writable: bool) -> None:
+        self.main_context.check(writable)
 
     def diff(self, live: str | None, rendered: Rendered) -> str:
         """A dry run's diff: the config file, and nginx's main-context file when TCP services live there."""
@@ -422,49 +427,6 @@ class Core:
         if rendered.main is not None and self.tcp_services() and self.proxy.read_main() != rendered.main:
             text += diff(self.proxy.read_main(), rendered.main, "live main-context file")
         return text
-
-    def require_main_context(self, main: str | None) -> None:
-        """nginx serves TCP services only from lbgen's main-context file (its `stream {}`): refuse, before
-        anything changes, to install a config whose TCP services nginx would not serve, because the file
-        cannot be written (`main` None) or nginx.conf does not include it. Asks nginx (`nginx -T`) only
-        when there are TCP services; an answer it cannot give is left to `nginx -t`."""
-        tcp = self.tcp_services()
-        path = self.config.proxy.main_config_path
-        if not tcp or path is None:
-            return
-        if main is None:
-            raise ConfigError(f"{tcp_need(tcp)} needs lbgen's main-context file {path}, which is on a read-only "
-                              f"mount or root filesystem in {self.proxy.name}; set proxy.main_config_path to a "
-                              f"writable place outside conf.d; nothing was changed")
-        if self.proxy.main_included() is False:
-            raise ConfigError(f"{tcp_need(tcp)} is served from {path}, and nginx.conf in {self.proxy.name} does "
-                              f"not include it. Add `{self.proxy.kind.include_directive(path)}` at the top level "
-                              f"of nginx.conf, after any load_module line (README: \"TCP services\"); nothing "
-                              f"was changed")
-        self._warned_main.add("main-context")  # it is included: nothing to warn about in this run
-
-    def check_main_context(self, writable: bool) -> None:
-        """Warn (once per run) when lbgen.yaml needs the main-context file and nginx does not read it: not
-        included from nginx.conf, or not writable. Asks nginx (`nginx -T`) only when something needs it."""
-        needs = self.main_context_needed()
-        if not needs or "main-context" in self._warned_main:
-            return
-        self._warned_main.add("main-context")
-        path = self.config.proxy.main_config_path
-        if not writable:
-            self.log(warning(f"{', '.join(needs)} needs lbgen's main-context file {path}, which is on a read-only "
-                             f"mount or root filesystem in {self.proxy.name}; it is not applied. Set "
-                             f"proxy.main_config_path to a writable place outside conf.d"))
-            return
-        if self.proxy.main_included() is False:
-            self.log(warning(main_not_included(self.proxy.kind.include_directive(path or ""), path or "", needs)))
-
-
-def main_not_included(directive: str, path: str, needs: tuple[str, ...]) -> str:
-    """What to say when nginx does not read lbgen's main-context file although lbgen.yaml needs it."""
-    return (f"{', '.join(needs)} needs nginx to read {path}, and its nginx.conf does not include it: "
-            f"old nginx workers keep their connections after a reload until those close. Add "
-            f"`{directive}` at the top level of nginx.conf, outside http {{}} (README: \"nginx's main context\")")
 
 
 def _served(live: str | None) -> Mapping[str, str | None] | None:

@@ -19,7 +19,7 @@ LAYERS: dict[str, int] = {
     "lbgen.proxies.scripts": 1, "lbgen.proxies.passwd": 1, "lbgen.canary": 1,
     "lbgen.config": 2, "lbgen.config_routes": 2, "lbgen.config_values": 2, "lbgen.config_tcp": 2,
     "lbgen.docker_engine": 3, "lbgen.docker_convert": 3, "lbgen.sources": 3, "lbgen.proxies.driver": 3, "lbgen.render": 3,
-    "lbgen.templating": 3,
+    "lbgen.templating": 3, "lbgen.main_context": 3,
     "lbgen.routing": 3, "lbgen.drift": 3, "lbgen.expiry": 3, "lbgen.health": 3, "lbgen.probe": 3, "lbgen.ssh_transport": 3,
     "lbgen.state": 3, "lbgen.holder": 3, "lbgen.templates": 3, "lbgen.analysis": 3,
     "lbgen.core": 4,
