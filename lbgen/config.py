@@ -270,7 +270,9 @@ class _Parser:
             docker_host=self.field(data, "docker_host", "proxy", values.docker_host),
             main_config_path=self.main_config_path(data, kind_named(kind)),
             spare_servers=self.runtime_field(data, kind, "spare_servers", values.int_range(0, 1000), 16),
-            runtime_port=self.runtime_field(data, kind, "runtime_port", grammar.port, 9181),
+            # 9181 by default, or 9182 where status_port took 9181
+            runtime_port=self.runtime_field(data, kind, "runtime_port", grammar.port,
+                                            9182 if data.get("status_port") == 9181 else 9181),
         )
 
     def runtime_field(self, data: dict[str, Any], kind: str, key: str, check: Callable[[Any], Any],

@@ -243,6 +243,8 @@ def test_spare_servers_and_runtime_port_are_haproxy_keys_checked_against_the_ser
         parse_config(CONFIG.replace("  web:\n", "  web:\n    listen: 9181\n"))
     with pytest.raises(ConfigError, match="proxy.runtime_port: 9180 is proxy.status_port"):
         parse_config(CONFIG.replace("spare_servers: 2", "runtime_port: 9180"))
+    # A status_port of 9181 moves the default runtime port out of its way (an explicit one must differ).
+    assert parse_config(CONFIG.replace("spare_servers: 2", "status_port: 9181")).proxy.runtime_port == 9182
     # No runtime API: no admin socket on loopback, no spares; the port is free for a service.
     off = parse_config(CONFIG.replace("spare_servers: 2", "spare_servers: 0").replace("  web:\n", "  web:\n    listen: 9181\n"))
     assert off.proxy.spare_servers == 0
