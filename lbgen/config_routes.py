@@ -58,26 +58,32 @@ def specificity(pattern: str) -> tuple[int, int]:
 
 def host_tables(services: Sequence[ServiceConfig]) -> list[HostTable]:
     """One table per host pattern named on the port, in the order a first-match proxy must try them:
-    exact names (config order), wildcards longest first, then the default."""
-    patterns: list[str] = []
-    for svc in services:
-        patterns += [h for h in svc.hosts if h not in patterns]
+    exact names (config order), wildcards longest first, then the default.
+
+    For each table only the services whose patterns cover its host are looked at (the host itself, the
+    wildcards above it, the default), in config order: linear in the host names, not their square."""
+    by_pattern: dict[str, list[tuple[int, ServiceConfig, str]]] = {}
+    for i, svc in enumerate(services):
+        for pattern in svc.hosts or ("",):
+            by_pattern.setdefault(pattern, []).append((i, svc, pattern))
+    patterns = [p for p in by_pattern if p]
     exact = [h for h in patterns if not h.startswith("*.")]
     wild = sorted((h for h in patterns if h.startswith("*.")), key=len, reverse=True)
     tables = []
     for key in [*exact, *wild, ""]:
+        candidates = list(by_pattern.get(key, ())) if key else []
+        candidates += [c for w in wild if w != key and covers(w, key) for c in by_pattern[w]]
+        candidates += by_pattern.get("", ())
+        candidates.sort(key=lambda c: c[0])  # config order (stable: a service's own patterns stay together)
         best: dict[str, tuple[tuple[int, int], str]] = {}
         owner = None
-        for svc in services:
-            for pattern in svc.hosts or ("",):
-                if not covers(pattern, key):
-                    continue
-                if pattern == key and owner is None:
-                    owner = svc.name
-                for path in svc.paths:
-                    current = best.get(path)
-                    if current is None or specificity(pattern) > current[0]:
-                        best[path] = (specificity(pattern), svc.name)
+        for _, svc, pattern in candidates:
+            if pattern == key and owner is None:
+                owner = svc.name
+            for path in svc.paths:
+                current = best.get(path)
+                if current is None or specificity(pattern) > current[0]:
+                    best[path] = (specificity(pattern), svc.name)
         routes = tuple(Route(p, s) for p, (_, s) in sorted(best.items(), key=lambda i: (-len(i[0]), i[0])))
         tables.append(HostTable((key,) if key else (), routes, owner))
     return tables
@@ -87,13 +93,15 @@ def grouped(tables: Iterable[HostTable]) -> list[HostTable]:
     """Host tables with the same routes and owner merged into one (nginx: one server {} with several
     names; it orders names itself). The default stays on its own, last."""
     out: list[HostTable] = []
+    where: dict[tuple[tuple[Route, ...], str | None], int] = {}
     default = None
     for table in tables:
         if not table.hosts:
             default = table
             continue
-        same = next((i for i, t in enumerate(out) if (t.routes, t.owner) == (table.routes, table.owner)), None)
+        same = where.get((table.routes, table.owner))
         if same is None:
+            where[(table.routes, table.owner)] = len(out)
             out.append(table)
         else:
             out[same] = HostTable(out[same].hosts + table.hosts, table.routes, table.owner)

@@ -131,3 +131,44 @@ def test_snippets_with_nested_blocks_quotes_and_comments_are_accepted():
 def test_a_bad_snippet_is_a_config_error_with_its_key_path():
     message = error("  web:\n    nginx_snippet: 'client_max_body_size 1m; }'\n")
     assert message.startswith("lbgen.yaml:7: services.web.nginx_snippet: a } closes a block")
+
+
+def _host_tables_by_brute_force(services):
+    """The route tables by the definition: every service looked at for every host (the square of them)."""
+    from lbgen.config_routes import covers, specificity
+
+    patterns = []
+    for svc in services:
+        patterns += [h for h in svc.hosts if h not in patterns]
+    keys = [h for h in patterns if not h.startswith("*.")]
+    keys += sorted((h for h in patterns if h.startswith("*.")), key=len, reverse=True) + [""]
+    out = []
+    for key in keys:
+        best, owner = {}, None
+        for svc in services:
+            for pattern in svc.hosts or ("",):
+                if covers(pattern, key):
+                    owner = svc.name if pattern == key and owner is None else owner
+                    for path in svc.paths:
+                        if path not in best or specificity(pattern) > best[path][0]:
+                            best[path] = (specificity(pattern), svc.name)
+        routes = tuple(Route(p, s) for p, (_, s) in sorted(best.items(), key=lambda i: (-len(i[0]), i[0])))
+        out.append(((key,) if key else (), routes, owner))
+    return out
+
+
+def test_host_tables_look_only_at_the_services_covering_each_host_with_the_same_result():
+    """host_tables indexes services by host pattern (linear in the host names); it must agree with the
+    definition on every mix of exact names, nested wildcards, defaults and overlapping paths."""
+    import random
+    from types import SimpleNamespace
+
+    hosts = ["a.com", "b.a.com", "*.a.com", "*.com", "x.b.a.com", "*.b.a.com", "c.org", "*.org"]
+    paths = ["/", "/api", "/api/v1", "/s"]
+    rnd = random.Random(20261202)
+    for _ in range(2000):
+        services = [SimpleNamespace(name=f"s{i}", hosts=tuple(rnd.sample(hosts, rnd.randint(0, 3))),
+                                    paths=tuple(rnd.sample(paths, rnd.randint(1, 3))))
+                    for i in range(rnd.randint(1, 6))]
+        got = [(t.hosts, t.routes, t.owner) for t in host_tables(services)]
+        assert got == _host_tables_by_brute_force(services), services
