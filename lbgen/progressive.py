@@ -103,7 +103,8 @@ def analyse(core: Core, service: str, env: str, stable: str, weight: int, durati
     AnalysisFailed."""
     backends = core.read_world().inventory.for_service(service)
     reader = LogReader(core.proxy_engine, core.proxy.ref(), core.config.proxy.kind, service,
-                       env_map(backends, stable), slots=lambda: _slot_names(core, service))
+                       env_map(backends, stable),
+                       slots=(lambda: _slot_names(core, service)) if core.config.proxy.spare_servers else None)
     started = wall()
     deadline = started + duration
     samples: list[Sample] = []

@@ -12,13 +12,15 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from lbgen.engine import Engine
 from lbgen.model import AnalysisRecord, Canary, HealthCount, HistoryEntry, Maintenance, Outcome
 from lbgen.errors import ContainerNotFound, LockHeld
 from lbgen.holder import IMAGE, LABEL, Holder, image_rootfs
 from lbgen.events import EventSink, event
+
+T = TypeVar("T")
 
 HISTORY_LIMIT = 200
 STATE_FILE = "state.json"
@@ -72,10 +74,10 @@ class State:
                        history=_entries(data.get("history", [])),
                        health={str(svc): {str(bid): HealthCount.from_dict(c) for bid, c in counts.items()}
                                for svc, counts in dict(data.get("health", {})).items()},
-                       maintenance=_maintenance(data.get("maintenance", {})),
-                       canary=_canaries(data.get("canary", {})),
+                       maintenance=_per_service(data.get("maintenance"), Maintenance.from_dict),
+                       canary=_per_service(data.get("canary"), Canary.from_dict),
                        analysed={str(k): str(v) for k, v in dict(data.get("analysed", {})).items()},
-                       analysis=_records(data.get("analysis", {})))
+                       analysis=_per_service(data.get("analysis"), AnalysisRecord.from_dict))
         except (ValueError, TypeError, AttributeError):
             return cls()
 
@@ -95,32 +97,13 @@ class State:
         return next((e for e in self.history if e.service == service and e.outcome is Outcome.SWITCHED), None)
 
 
-def _maintenance(raw: Any) -> dict[str, Maintenance]:
+def _per_service(raw: Any, parse: Callable[[Any], T]) -> dict[str, T]:
+    """A per-service mapping of the record (maintenance, canary, analysis); a record written before the
+    kind existed has none, and an unreadable entry is left out."""
     out = {}
     for svc, item in dict(raw or {}).items():
         try:
-            out[str(svc)] = Maintenance.from_dict(item)
-        except (ValueError, KeyError, TypeError):
-            continue
-    return out
-
-
-def _canaries(raw: Any) -> dict[str, Canary]:
-    """A record written before canaries has none; an unreadable entry is left out (no canary)."""
-    out = {}
-    for svc, item in dict(raw or {}).items():
-        try:
-            out[str(svc)] = Canary.from_dict(item)
-        except (ValueError, KeyError, TypeError):
-            continue
-    return out
-
-
-def _records(raw: Any) -> dict[str, AnalysisRecord]:
-    out = {}
-    for svc, item in dict(raw or {}).items():
-        try:
-            out[str(svc)] = AnalysisRecord.from_dict(item)
+            out[str(svc)] = parse(item)
         except (ValueError, KeyError, TypeError):
             continue
     return out
