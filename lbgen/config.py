@@ -200,11 +200,10 @@ class _Parser:
     def field(self, data: dict[str, Any], key: str, path: str, check: Callable[[Any], Any], default: Any = None) -> Any:
         if key not in data:
             return default
-        sub = f"{path}.{key}" if path else key
         try:
             return check(data[key])
         except ValueError as e:
-            raise self.fail(sub, str(e), data, key) from None
+            raise self.fail(f"{path}.{key}" if path else key, str(e), data, key) from None
 
     def config(self, data: Any) -> Config:
         top = self.mapping(data, "", ("network", "label_prefix", "templates_dir", "checks", "proxy", "services"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from functools import cached_property
 from dataclasses import dataclass, field, replace
 from typing import Collection, Mapping, Sequence
 
@@ -148,17 +149,21 @@ class PortView:
     grouped: tuple[TableView, ...] = ()  # the same, tables with equal routes merged (nginx server {}s)
     path_acls: tuple[tuple[str, str], ...] = ()  # (HAProxy acl name, path) per distinct non-root path
 
-    @property
+    @cached_property
     def first_match(self) -> tuple[TableView, ...]:
         """`tables` for a first-match proxy, exact-name tables with equal routes merged (they cannot
-        shadow one another); wildcards stay one per table, longest first."""
+        shadow one another); wildcards stay one per table, longest first. Tables are found by their
+        routes' key, not by comparing with every earlier table (1,000 hosts on a port)."""
         out: list[TableView] = []
+        merge_into: dict[tuple[tuple[str, str, str], ...], int] = {}  # routes -> an all-exact table
         for table in self.tables:
+            key = tuple((r.path, r.service.name, r.acl) for r in table.routes)
             exact = bool(table.hosts) and not table.hosts[0].startswith("*.")
-            same = next((i for i, t in enumerate(out) if exact and t.exact_hosts == t.hosts
-                         and t.routes == table.routes), None)
+            same = merge_into.get(key) if exact else None
             if same is None:
                 out.append(table)
+                if table.exact_hosts == table.hosts:
+                    merge_into.setdefault(key, len(out) - 1)
             else:
                 out[same] = TableView(out[same].hosts + table.hosts, table.routes, out[same].owner)
         return tuple(out)

@@ -26,7 +26,19 @@ def load_yaml(text: str, source: str) -> Any:
     """Parse YAML safely; mappings and lists remember their lines for error messages."""
     import yaml
 
-    class Loader(yaml.SafeLoader):
+    fast = getattr(yaml, "CSafeLoader", None)  # libyaml's parser: several times faster on 1,000 services
+    if fast is not None:
+        try:
+            return _load(text, source, fast)
+        except ConfigError:
+            pass  # read again with PyYAML's own parser, for its clearer messages (only when invalid)
+    return _load(text, source, yaml.SafeLoader)
+
+
+def _load(text: str, source: str, base: Any) -> Any:
+    import yaml
+
+    class Loader(base):  # type: ignore[misc,valid-type]  # PyYAML's safe constructors over either parser
         def construct_object(self, node: Any, deep: bool = False) -> Any:
             # PyYAML's constructors raise plain ValueError, KeyError, ... for values their resolver
             # matched or a tag forced (`2001-13-45`, `!!int abc`, `!!bool x`, `!!map [1]`).

@@ -624,6 +624,29 @@ def test_hostile_inventories_fail_naming_the_key_path_or_render_exactly(entries,
 
 # --- a few known shapes, pinned (they also document what the properties cover) ---------------------------
 
+def _ipaddress_says(text: str) -> str | None:
+    try:
+        return None if "%" in text else str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(
+    st.tuples(*[st.one_of(st.integers(0, 300).map(str), st.from_regex(r"0[0-9]{1,2}", fullmatch=True))] * 4)
+    .map(".".join),
+    st.from_regex(r"[0-9.:a-f% ]{0,20}", fullmatch=True),
+    st.ip_addresses().map(str)))
+def test_the_ipv4_shortcut_agrees_with_ipaddress(text):
+    """`grammar.address` accepts canonical dotted quads without `ipaddress`: the same answers either way."""
+    from lbgen import grammar
+    try:
+        got: str | None = grammar.address(text)
+    except ValueError:
+        got = None
+    assert got == _ipaddress_says(text)
+
+
 @pytest.mark.parametrize("address", ["fe80::1%eth0", "fe80::1%x;}\nserver 1.2.3.4:80;#", "::1%lo backup"])
 def test_an_ipv6_zone_is_not_an_address(address):
     engine = engine_with([{"name": "web-1", "labels": {"lbgen.service": "web", "lbgen.port": "80"}, "exposed": (),

@@ -84,6 +84,9 @@ DROP = object()
                         "(expected [A-Za-z0-9][A-Za-z0-9_.-]*)"),
     ({"name": "web-0"}, "backends[1].name: web-0 is already backends[0]"),
     ({"id": "a;b"}, "backends[1].id: 'a;b' is not a valid container id"),
+    ({"service": None}, "backends[1].service: None is not a valid name (expected [a-z0-9][a-z0-9_-]{0,62})"),
+    ({"env": ["blue"]}, "backends[1].env: ['blue'] is not a valid name (expected [a-z0-9][a-z0-9_-]{0,62})"),
+    ({"service": {"a": 1}}, "backends[1].service: {'a': 1} is not a valid name (expected [a-z0-9][a-z0-9_-]{0,62})"),
     ({"address": "web.example.com"}, "backends[1].address: 'web.example.com' is not an IP address"),
     ({"address": "10.0.0.1}"}, "backends[1].address: '10.0.0.1}' is not an IP address"),
     ({"port": DROP}, "backends[1]: missing required key 'port'"),
@@ -130,3 +133,21 @@ def test_a_missing_inventory_file(tmp_path):
     with pytest.raises(ConfigError) as e:
         FileSource(tmp_path / "nope.yaml").discover()
     assert str(e.value) == f"{tmp_path / 'nope.yaml'}: no such inventory file"
+
+
+def test_the_one_pass_reading_gives_what_the_constructor_gives():
+    """Valid entries are read in one pass into `Backend.trusted`: equal (and hashing equal) to Backends
+    built field by field, defaults included."""
+    text = json.dumps({"backends": [
+        {"service": "web", "env": "blue", "name": "web-1", "address": "10.1.0.1", "port": "8080"},
+        {"service": "web", "name": "web-2", "address": "fd00::0:1", "port": 80, "weight": 3, "backup": "true",
+         "id": "abc"},
+        {"service": "api", "env": None, "name": "api-1", "address": "10.1.0.3", "port": 81, "backup": False}]})
+    expected = [
+        Backend("web", "blue", "web-1", "web-1", "10.1.0.1", 8080, source="file"),
+        Backend("web", None, "web-2", "abc", "fd00::1", 80, weight=3, backup=True, source="file"),
+        Backend("api", None, "api-1", "api-1", "10.1.0.3", 81, source="file")]
+    got = parse_inventory(text, "inv.json", as_json=True)
+    assert got == expected
+    assert [hash(b) for b in got] == [hash(b) for b in expected]
+    assert [b.to_dict() for b in got] == [b.to_dict() for b in expected]

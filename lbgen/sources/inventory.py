@@ -61,26 +61,53 @@ def parse_inventory(text: str, source: str = "inventory", as_json: bool = False)
         raise parser.fail("backends", f"expected a list of backends, got {_kind(items)}", top, "backends")
     backends: list[Backend] = []
     seen: dict[str, int] = {}
+    allowed, required = frozenset(FILE_KEYS), frozenset(("service", "name", "address", "port"))
+    names_ok: set[str] = set()  # service and env names already checked (1,000 services, 50,000 entries)
     for i, raw in enumerate(items):
-        path = f"backends[{i}]"
-        entry = parser.mapping(raw, path, FILE_KEYS, ("service", "name", "address", "port"), items, i)
-        name = parser.field(entry, "name", path, grammar.container_name)
-        if name in seen:
-            raise parser.fail(f"{path}.name", f"{name} is already backends[{seen[name]}]", entry, "name")
-        seen[name] = i
-        backends.append(Backend(
-            service=parser.field(entry, "service", path, grammar.name),
-            env=parser.field(entry, "env", path, _optional(grammar.name)),
-            name=name,
-            id=parser.field(entry, "id", path, grammar.container_id, name),
-            address=parser.field(entry, "address", path, grammar.address),
-            port=parser.field(entry, "port", path, grammar.port),
-            weight=parser.field(entry, "weight", path, grammar.weight, 1),
-            backup=parser.field(entry, "backup", path, grammar.boolean, False),
-            docker_health=None,
-            source="file",
-        ))
+        # The common case in one pass (50,000 entries are a shared edge's inventory); anything unusual
+        # goes through the careful path, which names the key path and line of the first problem.
+        try:
+            if not (isinstance(raw, dict) and raw.keys() <= allowed and required <= raw.keys()):
+                raise ValueError
+            name = grammar.container_name(raw["name"])
+            if name in seen:
+                raise ValueError
+            service, env = raw["service"], raw.get("env")
+            if service not in names_ok:
+                names_ok.add(grammar.name(service))
+            if env is not None and env not in names_ok:
+                names_ok.add(grammar.name(env))
+            backend = Backend.trusted(
+                service=service, env=env, name=name,
+                id=grammar.container_id(raw["id"]) if "id" in raw else name,
+                address=grammar.address(raw["address"]), port=grammar.port(raw["port"]),
+                weight=grammar.weight(raw["weight"]) if "weight" in raw else 1,
+                backup=grammar.boolean(raw["backup"]) if "backup" in raw else False, source="file")
+        except (ValueError, TypeError):  # TypeError: an unhashable env, caught below with its key path
+            backend = _careful(parser, raw, f"backends[{i}]", items, i, seen)
+        seen[backend.name] = i
+        backends.append(backend)
     return backends
+
+
+def _careful(parser: _Parser, raw: Any, path: str, items: list[Any], i: int, seen: dict[str, int]) -> Backend:
+    """One entry checked key by key: a ConfigError for the first thing wrong, with its key path."""
+    entry = parser.mapping(raw, path, FILE_KEYS, ("service", "name", "address", "port"), items, i)
+    name = parser.field(entry, "name", path, grammar.container_name)
+    if name in seen:
+        raise parser.fail(f"{path}.name", f"{name} is already backends[{seen[name]}]", entry, "name")
+    return Backend(
+        service=parser.field(entry, "service", path, grammar.name),
+        env=parser.field(entry, "env", path, _optional(grammar.name)),
+        name=name,
+        id=parser.field(entry, "id", path, grammar.container_id, name),
+        address=parser.field(entry, "address", path, grammar.address),
+        port=parser.field(entry, "port", path, grammar.port),
+        weight=parser.field(entry, "weight", path, grammar.weight, 1),
+        backup=parser.field(entry, "backup", path, grammar.boolean, False),
+        docker_health=None,
+        source="file",
+    )
 
 
 def _optional(check: Any) -> Any:
