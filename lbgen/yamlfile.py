@@ -38,7 +38,7 @@ def load_yaml(text: str, source: str) -> Any:
 def _load(text: str, source: str, base: Any) -> Any:
     import yaml
 
-    class Loader(base):  # type: ignore[misc,valid-type]  # PyYAML's safe constructors over either parser
+    class Loader(base):  # type: ignore[misc]  # PyYAML's safe constructors over either parser
         def construct_object(self, node: Any, deep: bool = False) -> Any:
             # PyYAML's constructors raise plain ValueError, KeyError, ... for values their resolver
             # matched or a tag forced (`2001-13-45`, `!!int abc`, `!!bool x`, `!!map [1]`).
