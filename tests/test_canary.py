@@ -343,3 +343,48 @@ def test_a_haproxy_spare_slot_is_attributed_to_the_backend_it_holds():
     assert LogReader(engine, "proxy", "haproxy", "web", env_of).read(T0, T0 + 1) == []
     reader = LogReader(engine, "proxy", "haproxy", "web", env_of, slots=lambda: {"lbgen-spare-3": "web-green-1"})
     assert [(s.env, s.status) for s in reader.read(T0, T0 + 1)] == [("green", 500)]
+
+
+# --- sticky canaries (--sticky cookie) -------------------------------------------------------------------
+
+STICKY_YAML = """\
+network: lbnet
+proxy: {{kind: {kind}, container: proxy}}
+services:
+  web: {{default_env: blue}}
+  shop-api:
+    default_env: blue
+    hosts: [shop.example.com]
+    tls: {{cert: certs/shop.pem, key: certs/shop.key, hsts: 31536000}}
+"""
+
+
+def sticky_render(kind: str, epoch: str = "0a1b2c3d", weight: int = 50, logged: frozenset[str] = frozenset()):
+    from lbgen.certs import CertInfo, CertPair
+
+    config = parse_config(STICKY_YAML.format(kind=kind))
+    pair = CertPair("certs/shop.pem", "certs/shop.key", b"CERT", b"KEY",
+                    CertInfo(1700000000.0, 1900000000.0, ("shop.example.com",)), "5a0b0c0d0e0f0a09")
+    inventory = Inventory((
+        Backend("web", "blue", "web-blue-1", "wb1", "10.30.0.11", 8080),
+        Backend("web", "blue", "web-blue-2", "wb2", "10.30.0.12", 8080, weight=3),
+        Backend("web", "green", "web-green-1", "wg1", "10.30.0.21", 8080),
+        Backend("web", "green", "web-green-2", "wg2", "10.30.0.22", 8080),
+        Backend("shop-api", "blue", "shop-blue-1", "sb1", "10.30.1.11", 9000),
+        Backend("shop-api", "blue", "shop-blue-b", "sbb", "10.30.1.12", 9000, backup=True),
+        Backend("shop-api", None, "shop-any", "sa", "10.30.1.13", 9000),
+        Backend("shop-api", "green", "shop-green-1", "sg1", "10.30.1.21", 9000),
+    ))
+    canary = {"web": Canary("green", weight, "cookie", epoch), "shop-api": Canary("green", 10, "cookie", "ffff0001")}
+    pools = build_pools(config, inventory, {}, canary=canary)
+    return render(config, pools, certs={"shop-api": pair}, canary=canary, logged=logged).text
+
+
+@pytest.mark.parametrize("kind,name", [("nginx", "canary_sticky.nginx.conf"), ("haproxy", "canary_sticky.haproxy.cfg")])
+def test_sticky_canary_golden(kind, name):
+    """Checked by the real binaries in tests/test_render_validate.py with every golden file."""
+    from pathlib import Path
+
+    from test_render import assert_matches_golden
+
+    assert_matches_golden(sticky_render(kind, logged=frozenset({"web"})), Path(__file__).parent / "golden" / name)
