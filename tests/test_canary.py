@@ -388,3 +388,80 @@ def test_sticky_canary_golden(kind, name):
     from test_render import assert_matches_golden
 
     assert_matches_golden(sticky_render(kind, logged=frozenset({"web"})), Path(__file__).parent / "golden" / name)
+
+
+def test_the_epoch_stays_while_the_weight_does_not_go_down():
+    from lbgen.sticky import next_epoch
+
+    sticky = Canary("green", 25, "cookie", "aaaa")
+    assert next_epoch(None, "green", 25, "new") == "new"
+    assert next_epoch(sticky, "green", 25, "new") == "aaaa"
+    assert next_epoch(sticky, "green", 50, "new") == "aaaa"
+    assert next_epoch(sticky, "green", 10, "new") == "new"  # lower: every cookie given so far is void
+    assert next_epoch(sticky, "red", 50, "new") == "new"
+    assert next_epoch(Canary("green", 25), "green", 50, "new") == "new"  # it was not sticky
+
+
+def test_a_sticky_canary_in_the_record_the_config_and_status_and_let_go_of_on_a_lower_weight_or_rollback():
+    fp, app, _ = make()
+    app.switch("green", weight=50, sticky="cookie")
+    first = fp.recorded()["canary"]["web"]
+    assert set(first) == {"env", "weight", "sticky", "sticky_epoch"} and first["sticky"] == "cookie"
+    epoch = first["sticky_epoch"]
+    live = fp.live().decode()
+    assert f'"lbgen_web=green.{epoch}; Path=/; HttpOnly"' in live and "proxy_pass http://$lbgen_route_web;" in live
+    assert app.status().to_dict()["services"]["web"]["canary"] == {"env": "green", "weight": 50, "sticky": "cookie",
+                                                                   "sticky_epoch": epoch}
+    # The weight goes up: the same cookies stay good; down: new ones.
+    app.switch("green", weight=60, sticky="cookie")
+    assert fp.recorded()["canary"]["web"]["sticky_epoch"] == epoch
+    app.switch("green", weight=20, sticky="cookie")
+    lowered = fp.recorded()["canary"]["web"]["sticky_epoch"]
+    assert lowered != epoch and f"green.{epoch}" not in fp.live().decode()
+    # apply converges to the same sticky config.
+    live = fp.live().decode()
+    assert app.apply().changed is False and fp.live().decode() == live
+    # Without --sticky the next step is a plain canary; a rollback leaves no cookie rule at all.
+    app.switch("green", weight=30)
+    assert fp.recorded()["canary"]["web"] == {"env": "green", "weight": 30}
+    assert "lbgen_route_web" not in fp.live().decode()
+    app.switch("green", weight=30, sticky="cookie")
+    assert "lbgen_route_web" in fp.live().decode()
+    assert app.rollback().outcome is Outcome.CANARY_ENDED
+    assert "lbgen_route_web" not in fp.live().decode() and "Set-Cookie" not in fp.live().decode()
+
+
+def test_status_text_says_the_canary_is_sticky(monkeypatch):
+    from click.testing import CliRunner
+
+    from lbgen import cli as cli_module
+
+    fp, app, _ = make()
+    app.switch("green", weight=10, sticky="cookie")
+    epoch = fp.recorded()["canary"]["web"]["sticky_epoch"]
+    monkeypatch.setattr(cli_module, "_app", lambda ctx: app)
+    out = CliRunner().invoke(cli_module.cli, ["status"]).output
+    assert (f"  CANARY: green gets 10% of requests, blue 90%; sticky: a client keeps the env that served it "
+            f"(cookie lbgen_web, epoch {epoch})\n") in out
+
+
+def test_sticky_flags_are_one_error_line_and_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from lbgen.cli import cli
+
+    http = tmp_path / "http.yaml"
+    http.write_text("network: lbnet\nproxy: {kind: nginx, container: proxy}\nservices:\n  web: {default_env: blue}\n")
+    tcp = tmp_path / "tcp.yaml"
+    tcp.write_text("network: lbnet\nproxy: {kind: haproxy, container: proxy}\n"
+                   "services:\n  db: {default_env: blue, mode: tcp, listen: 6379}\n")
+    for config, args, message in (
+            (http, ["--sticky", "cookie"], "Error: --sticky goes with --weight or --steps"),
+            (http, ["--sticky", "cookie", "--analysis", "1m"], "Error: --sticky goes with --weight or --steps"),
+            (http, ["--weight", "10", "--sticky", "ip"], "Invalid value for '--sticky': 'ip' is not 'cookie'"),
+            (tcp, ["--weight", "10", "--sticky", "cookie"],
+             "Error: --sticky cookie: service db is mode: tcp, which has no cookies")):
+        result = CliRunner().invoke(cli, ["-c", str(config), "switch", "--env", "green", *args])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+        assert sum(line.startswith("Error:") for line in result.output.splitlines()) == 1, result.output
+    assert "--sticky [cookie]" in CliRunner().invoke(cli, ["switch", "--help"]).output
