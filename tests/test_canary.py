@@ -465,3 +465,26 @@ def test_sticky_flags_are_one_error_line_and_exit_2(tmp_path):
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
         assert sum(line.startswith("Error:") for line in result.output.splitlines()) == 1, result.output
     assert "--sticky [cookie]" in CliRunner().invoke(cli, ["switch", "--help"]).output
+
+
+def test_haproxy_servers_of_a_sticky_canary_change_by_reload_since_the_runtime_api_sets_no_cookie():
+    """A spare slot filled through the runtime API would keep the spare's (absent) cookie: with a sticky canary
+    a backend joining changes its server line's cookie, a structural change, so the render is a fresh layout
+    and the change a reload; a plain canary's joining backend still takes a spare at runtime."""
+    from lbgen.proxies import kind_named
+
+    kind = kind_named("haproxy")
+    config = parse_config("network: lbnet\nproxy: {kind: haproxy, container: proxy}\nservices:\n  web: {default_env: blue}\n")
+    two = Inventory((backend("b0", "blue"), backend("g0", "green", address="10.0.0.2")))
+    three = Inventory(two.backends + (backend("g1", "green", address="10.0.0.3"),))
+    for canary, runtime in ((Canary("green", 50), True), (Canary("green", 50, "cookie", "abcd"), False)):
+        def text(inventory, layout=None):
+            pools = build_pools(config, inventory, {}, canary={"web": canary})
+            return render(config, pools, certs={}, canary={"web": canary}, layout=layout).text
+        live = text(two)
+        kept = text(three, kind.layout(live))
+        assert ("holds=g1" in kept) is True
+        assert (kind.runtime_plan(live, kept) is not None) is runtime
+        if canary.sticky:
+            assert " cookie green.abcd.g1  # env=green holds=g1" in kept
+            assert kind.runtime_plan(live, text(two, kind.layout(live))) is not None  # no change: no reload
