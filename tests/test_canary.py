@@ -488,3 +488,23 @@ def test_haproxy_servers_of_a_sticky_canary_change_by_reload_since_the_runtime_a
         if canary.sticky:
             assert " cookie green.abcd.g1  # env=green holds=g1" in kept
             assert kind.runtime_plan(live, text(two, kind.layout(live))) is not None  # no change: no reload
+
+
+def test_sticky_steps_keep_one_epoch_while_rising_and_a_breach_ends_the_cookies():
+    fp, app, wall = make()
+    traffic(fp, app, "green", T0, 30, 10)
+    seen: list[tuple[int, str]] = []
+
+    def window(w):
+        canary = fp.recorded()["canary"]["web"]
+        seen.append((canary["weight"], canary["sticky_epoch"]))
+
+    app.switch("green", steps=(10, 50), step_time=5, thresholds=Thresholds(0.01), sticky="cookie", on_window=window)
+    assert [w for w, _ in seen] == [10, 50] and seen[0][1] == seen[1][1] != ""
+    assert "lbgen_route_web" in fp.live().decode()
+    app.switch("blue")
+    fp.engine.log_lines["proxy"] = []
+    traffic(fp, app, "green", wall.now, 30, 10, every=3)
+    with pytest.raises(AnalysisFailed):
+        app.switch("green", steps=(10, 50), step_time=10, thresholds=Thresholds(0.01), sticky="cookie")
+    assert fp.recorded()["canary"] == {} and "lbgen_route_web" not in fp.live().decode()
