@@ -25,7 +25,7 @@ from lbgen.render import Rendered
 from lbgen.sources import Source
 from lbgen.status import StatusReport, build_status
 from lbgen.progressive import Window, run_analysed_switch, run_steps
-from lbgen.switch import SwitchResult, run_switch
+from lbgen.switch import SwitchResult, check_sticky, run_switch
 from lbgen.timings import Timings
 
 ProgressCallback = Callable[[GateProgress], None]
@@ -96,14 +96,16 @@ class Lbgen:
                on_progress: ProgressCallback | None = None, lock_wait: float = 30.0,
                stop_old: bool = False, drain: float = 0.0, weight: int | None = None,
                steps: tuple[int, ...] | None = None, step_time: float = 60.0, analysis: float | None = None,
-               thresholds: Thresholds | None = None, on_window: Callable[[Window], None] | None = None) -> SwitchResult:
+               thresholds: Thresholds | None = None, on_window: Callable[[Window], None] | None = None,
+               sticky: str | None = None) -> SwitchResult:
         """Health-gated switch of `service` to `env`: gate, swap, verify, record. With `stop_old`, the old
         env's containers are stopped `drain` seconds after a switch that changed something.
 
         Progressive delivery: `weight` (1-99) sends that percent of requests to `env` and keeps the active
         env (a canary); `steps` walks canary weights (100 promotes), analysing each for `step_time`
         seconds; `analysis` analyses `env` for that many seconds after a full switch. Analyses judge the
-        proxy's own figures against `thresholds` (default: Thresholds()).
+        proxy's own figures against `thresholds` (default: Thresholds()). `sticky="cookie"` (with `weight`
+        or `steps`): a client stays on the env that served it while the canary's weight does not go down.
 
         Raises HealthGateFailed (nothing changed), ReloadFailed (the previous config restored), LockHeld,
         AnalysisFailed (a breach: all traffic back on the previous env)."""
@@ -115,16 +117,17 @@ class Lbgen:
             raise UsageError(f"{' and '.join(chosen)} do not go together: pick one")
         if chosen and (dry_run or stop_old) and weight is None:
             raise UsageError(f"{chosen[0]} does not go with --dry-run or --stop-old")
+        check_sticky(self.config, service, sticky, weight is not None or steps is not None)
         if weight is not None and stop_old:
             raise UsageError("--weight keeps the active env serving: --stop-old does not go with it")
         if steps is not None:
             result = run_steps(self.core, env, service, steps, step_time, thresholds or Thresholds(),
-                               on_window=on_window, wall=self.wall, **options)
+                               on_window=on_window, wall=self.wall, sticky=sticky, **options)
         elif analysis is not None:
             result = run_analysed_switch(self.core, env, service, analysis, thresholds or Thresholds(),
                                          on_window=on_window, wall=self.wall, **options)
         else:
-            result = run_switch(self.core, env, service, weight=weight, **options)
+            result = run_switch(self.core, env, service, weight=weight, sticky=sticky, **options)
         if stop_old:
             stopped: list[str] = []
             if result.outcome is Outcome.SWITCHED and result.from_env:

@@ -183,6 +183,7 @@ def switch(ctx: click.Context, /, env: str, **options: Any) -> None:
       lbgen switch --service web --env green --timeout 2m --min-healthy 75%
       lbgen switch --env green --dry-run
       lbgen switch --env green --weight 10          # canary: 10% to green, blue stays active
+      lbgen switch --env green --weight 50 --sticky cookie   # a client stays on the env that served it
       lbgen switch --env green --steps 10,25,50,100 --step-time 1m --max-error-rate 1%
       lbgen switch --env green --analysis 2m --max-error-rate 1%
     """
@@ -284,8 +285,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
         assumed = "" if svc.active_recorded else " (assumed: no switch on record, default_env)"
         click.echo(f"{svc.name}: active={svc.active_env or '-'}{assumed} previous={svc.previous_env or '-'}{when}")
         if svc.canary:
+            sticky = (f"; sticky: a client keeps the env that served it (cookie lbgen_{svc.name}, epoch "
+                      f"{svc.canary.epoch})" if svc.canary.sticky else "")
             click.echo(f"  CANARY: {svc.canary.env} gets {svc.canary.weight}% of requests, "
-                       f"{svc.active_env or '-'} {100 - svc.canary.weight}%")
+                       f"{svc.active_env or '-'} {100 - svc.canary.weight}%{sticky}")
         if svc.analysis:
             a = svc.analysis
             what = f"step {a.weight}%" if a.weight < 100 else "after the switch"

@@ -12,10 +12,14 @@ if TYPE_CHECKING:
     from lbgen.progressive import Window
 
 CANARY_KEYS = ("weight", "steps", "step_time", "analysis", "max_error_rate", "min_requests", "on_low_traffic",
-               "max_p95")
+               "max_p95", "sticky")
 
 
 def canary_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--sticky", type=click.Choice(["cookie"]), default=None,
+                     help="With --weight/--steps: a client stays on the env that served it (a cookie, "
+                     "lbgen_SERVICE, names it) while the weight does not go down; a lower weight, a rollback "
+                     "or a breach lets go of it. HTTP services only.")(f)
     f = click.option("--max-p95", type=DURATION, default=None, metavar="D",
                      help="Analysis: the analysed env's p95 latency must stay at or under D (e.g. 300ms).")(f)
     f = click.option("--on-low-traffic", type=click.Choice(["pass", "fail"]), default="pass", show_default=True,
@@ -44,7 +48,7 @@ def canary_arguments(options: dict[str, Any]) -> dict[str, Any]:
     from lbgen.analysis import Thresholds, parse_percent, parse_steps
 
     values = {key: options.pop(key) for key in CANARY_KEYS}
-    args: dict[str, Any] = {"weight": values["weight"], "analysis": values["analysis"]}
+    args: dict[str, Any] = {"weight": values["weight"], "analysis": values["analysis"], "sticky": values["sticky"]}
     if values["steps"] is not None:
         args["steps"] = parse_steps(values["steps"])
         args["step_time"] = values["step_time"]

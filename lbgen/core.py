@@ -367,7 +367,8 @@ class Core:
         service with a `canary` routes to both envs, weighted, and logs each request for the analysis;
         `layout` keeps HAProxy's live server slots (runtime API)."""
         rendered = render(self.config, build_pools(self.config, inventory, active, ejected, canary),
-                          proxy_version=proxy_version, maintenance=maintenance, logged=logged, layout=layout)
+                          proxy_version=proxy_version, maintenance=maintenance, logged=logged, layout=layout,
+                          canary=canary)
         if log:
             self.render_warnings(rendered)
         return rendered

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+
+STICKY_KINDS = ("cookie",)  # `switch --sticky`: how a canary keeps a client on the env that served it
+EPOCH_RE = re.compile(r"[0-9a-f]{1,16}")  # a sticky canary's epoch, part of its cookies' values
 
 # Monitoring-plugin statuses (`lbgen health` exits with them).
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -172,16 +176,30 @@ class Canary:
 
     env: str
     weight: int  # 1-99
+    # `--sticky cookie`: a client keeps the env that served it (a cookie names it) while the weight does not go
+    # down. `epoch` is part of the cookie's value: a new one (a new canary, a lower weight) voids every cookie
+    # given before (lbgen.sticky).
+    sticky: str | None = None
+    epoch: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"env": self.env, "weight": self.weight}
+        data: dict[str, Any] = {"env": self.env, "weight": self.weight}
+        if self.sticky is not None:
+            data.update(sticky=self.sticky, sticky_epoch=self.epoch)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Canary:
         weight = int(data["weight"])
         if not 1 <= weight <= 99:
             raise ValueError(f"canary weight {weight} is not 1-99")
-        return cls(env=str(data["env"]), weight=weight)
+        sticky = data.get("sticky")
+        if sticky is not None and sticky not in STICKY_KINDS:
+            raise ValueError(f"canary stickiness {sticky!r} is not one of {', '.join(STICKY_KINDS)}")
+        epoch = str(data.get("sticky_epoch", ""))
+        if sticky is not None and not EPOCH_RE.fullmatch(epoch):
+            raise ValueError(f"canary sticky_epoch {epoch!r} is not 1-16 hex digits")
+        return cls(env=str(data["env"]), weight=weight, sticky=sticky, epoch=epoch if sticky else "")
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ class Window:
 def run_steps(core: Core, env: str, service: str | None, steps: tuple[int, ...], step_time: float,
               thresholds: Thresholds, *, wall: Callable[[], float] = time.time, poll: float = POLL,
               lock_wait: float = 30.0, on_window: Callable[[Window], None] | None = None,
-              **switch_options: Any) -> SwitchResult:
-    """Walk `steps` (percent of requests to `env`; 100 promotes), each a gated canary step followed by a
-    window of `step_time` seconds analysed before the next. Returns the last step's result (the promotion,
+              sticky: str | None = None, **switch_options: Any) -> SwitchResult:
+    """Walk `steps` (percent of requests to `env`; 100 promotes), each a gated canary step (`sticky`, as
+    run_switch takes it) followed by a window of `step_time` seconds analysed before the next. Returns the last step's result (the promotion,
     when the steps reach 100). Raises AnalysisFailed once the traffic is back on the active env."""
     if not steps:
         raise UsageError("--steps: no steps")
@@ -48,7 +48,8 @@ def run_steps(core: Core, env: str, service: str | None, steps: tuple[int, ...],
             result = run_switch(core, env, service, lock_wait=lock_wait, **switch_options)
             break
         opened = wall()  # the window counts from the step's reload on, not from its record
-        result = run_switch(core, env, service, weight=weight, lock_wait=lock_wait, **switch_options)
+        result = run_switch(core, env, service, weight=weight, lock_wait=lock_wait, sticky=sticky,
+                            **switch_options)
         core.log(event("canary", service=result.service, env=env, weight=weight, active=result.from_env))
         window = analyse(core, result.service, env, result.from_env or "", weight, step_time, thresholds,
                          wall=wall, poll=poll, lock_wait=lock_wait, promoted=False, opened=opened)

@@ -15,9 +15,10 @@ from lbgen.certs import CertPair, load_pair
 from lbgen.config import Config, ServiceConfig, TlsConfig
 from lbgen.config_routes import HostTable, grouped, host_tables
 from lbgen.errors import ConfigError
-from lbgen.model import Backend, Maintenance, Pool
+from lbgen.model import Backend, Canary, Maintenance, Pool
 from lbgen.proxies import kind_named
 from lbgen.proxies.base import PreviousSlot, Slot
+from lbgen.sticky import StickyView, sticky_view
 from lbgen.templating import make_environment, render_template
 
 GENERATION_PLACEHOLDER = "LBGEN_GENERATION_PLACEHOLDER"
@@ -94,6 +95,7 @@ class ServiceView:
     log_requests: bool = False
     # HAProxy: the server lines, spares and slots vacated since the last reload included (runtime API)
     slots: tuple[Slot, ...] = ()
+    sticky: StickyView | None = None  # a sticky canary (`switch --sticky cookie`, lbgen.sticky)
 
     @property
     def upstream(self) -> str:
@@ -282,14 +284,16 @@ def tls_lines(views: Sequence[ServiceView], certs: Mapping[str, CertPair]) -> li
 def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] | None = None,
            proxy_version: tuple[int, ...] | None = None,
            maintenance: Mapping[str, Maintenance] | None = None, logged: Collection[str] = (),
-           layout: Mapping[str, tuple[PreviousSlot, ...]] | None = None) -> Rendered:
+           layout: Mapping[str, tuple[PreviousSlot, ...]] | None = None,
+           canary: Mapping[str, Canary] | None = None) -> Rendered:
     """Render the config for `config.proxy.kind` (and nginx's main-context file, `Rendered.main`); identical
     input gives byte-identical output. `certs` (default: read and checked from the files lbgen.yaml names)
     are the TLS services' certificates; `proxy_version` picks version-dependent syntax (None: syntax every
     supported version accepts); `maintenance` names the services in maintenance mode (State.maintenance);
     `logged`, the services whose requests the proxy logs for an analysis (those with a canary); `layout`
     (HAProxy, runtime API) is the live config's server slots per service, kept where they can hold the
-    servers (ProxyKind.slots), else a fresh layout with `proxy.spare_servers` spares."""
+    servers (ProxyKind.slots), else a fresh layout with `proxy.spare_servers` spares; `canary` (State.canary;
+    the pools hold its split already) gives a sticky canary its cookie rules (lbgen.sticky)."""
     kind = kind_named(config.proxy.kind)
     if certs is None:
         certs = load_certs(config)
@@ -306,9 +310,11 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
             slots = kind.slots(servers, None, spares) or ()
         warnings.extend(left_out)
         warnings.extend(_uncovered(name, service, certs.get(name)))
+        sticky = sticky_view(name, (canary or {}).get(name), pool.active_env, servers) \
+            if service.mode != "tcp" else None
         views.append(ServiceView(name=name, config=service, active_env=pool.active_env, servers=servers,
                                  tls=tls_views.get(name), maintenance=(maintenance or {}).get(name),
-                                 log_requests=name in logged, slots=slots))
+                                 log_requests=name in logged, slots=slots, sticky=sticky))
     # `mode: tcp` services are the `streams` (their own port each, lbgen.config_tcp); the rest are routed by port,
     # host and path.
     http = [v for v in views if v.config.mode != "tcp"]

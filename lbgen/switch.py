@@ -13,9 +13,10 @@ from lbgen.core import Core
 from lbgen.errors import ConfigError, HealthGateFailed, LbgenError, NoBackends, ReloadFailed, UsageError
 from lbgen.events import event
 from lbgen.health import GateProgress, GateResult, check_all, gate, required_count
-from lbgen.model import Backend, Canary, HistoryEntry, Inventory, Outcome
+from lbgen.model import STICKY_KINDS, Backend, Canary, HistoryEntry, Inventory, Outcome
 from lbgen.routing import recorded_or_default, resolve_active_env
 from lbgen.state import State, holder_identity
+from lbgen.sticky import new_epoch, next_epoch
 from lbgen.timings import Timings
 
 
@@ -88,13 +89,15 @@ def plan_switch(config: Config, inventory: Inventory, service: str | None, env: 
 def run_switch(core: Core, env: str, service: str | None = None, *, timeout: float = 60.0,
                min_healthy: str | None = None, force: bool = False, dry_run: bool = False,
                on_progress: Callable[[GateProgress], None] | None = None, lock_wait: float = 30.0,
-               weight: int | None = None, analysed: bool = False) -> SwitchResult:
+               weight: int | None = None, analysed: bool = False, sticky: str | None = None) -> SwitchResult:
     """Gate, swap, verify, record. Raises HealthGateFailed (nothing changed) or ReloadFailed (restored).
 
     With `weight` (1-99) it is a canary step: `env` gets that share of the service's requests and the
     active env the rest; the record keeps the active env and notes the canary (State.canary). Without one,
     a canary of the service ends: promoted when `env` is the canary's env, else all traffic on `env`.
-    `analysed`: the proxy logs the service's requests for a post-promotion analysis (State.analysed)."""
+    `analysed`: the proxy logs the service's requests for a post-promotion analysis (State.analysed).
+    `sticky` ("cookie", with `weight` only): a client stays on the env that served it while the weight does
+    not go down (lbgen.sticky)."""
     clock = core.clock
     recorder = Timings(clock)
     started = recorder.started
@@ -106,6 +109,7 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
             core.proxy.preflight(world.live)
         state = world.state
         plan = plan_switch(core.config, world.inventory, service, env, world.active, min_healthy)
+        check_sticky(core.config, plan.service, sticky, weight is not None)
         health = core.config.services[plan.service].health
         was_canary = state.canary.get(plan.service)
         outcome = _outcome(plan, weight, was_canary)
@@ -136,7 +140,8 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
 
         state.health.pop(plan.service, None)  # the gate judges the new pool; earlier ejections do not apply
         if weight is not None:
-            state.canary[plan.service] = Canary(env, weight)
+            epoch = next_epoch(was_canary, env, weight, new_epoch()) if sticky else ""
+            state.canary[plan.service] = Canary(env, weight, sticky, epoch)
         else:
             state.canary.pop(plan.service, None)
         if analysed and weight is None:
@@ -238,6 +243,21 @@ def _outcome(plan: SwitchPlan, weight: int | None, canary: Canary | None) -> Out
     if canary is not None and plan.to_env == plan.from_env:
         return Outcome.CANARY_ENDED
     return Outcome.SWITCHED
+
+
+def check_sticky(config: Config, service: str | None, sticky: str | None, canary: bool) -> None:
+    """`--sticky` names a known kind, goes with a canary (`canary`: a weight or steps), and not with a TCP
+    service (no cookies). Raises UsageError, before anything changes."""
+    if sticky is None:
+        return
+    if sticky not in STICKY_KINDS:
+        raise UsageError(f"--sticky {sticky}: expected {' or '.join(STICKY_KINDS)}")
+    if not canary:
+        raise UsageError("--sticky goes with --weight or --steps: it keeps a canary's clients on their env")
+    svc = config.service(service)
+    if svc.mode == "tcp":
+        raise UsageError(f"--sticky cookie: service {svc.name} is mode: tcp, which has no cookies "
+                         f"(a --weight canary without --sticky works for TCP services)")
 
 
 def _restore_canary(state: State, service: str, canary: Canary | None) -> None:

@@ -343,3 +343,168 @@ def test_a_haproxy_spare_slot_is_attributed_to_the_backend_it_holds():
     assert LogReader(engine, "proxy", "haproxy", "web", env_of).read(T0, T0 + 1) == []
     reader = LogReader(engine, "proxy", "haproxy", "web", env_of, slots=lambda: {"lbgen-spare-3": "web-green-1"})
     assert [(s.env, s.status) for s in reader.read(T0, T0 + 1)] == [("green", 500)]
+
+
+# --- sticky canaries (--sticky cookie) -------------------------------------------------------------------
+
+STICKY_YAML = """\
+network: lbnet
+proxy: {{kind: {kind}, container: proxy}}
+services:
+  web: {{default_env: blue}}
+  shop-api:
+    default_env: blue
+    hosts: [shop.example.com]
+    tls: {{cert: certs/shop.pem, key: certs/shop.key, hsts: 31536000}}
+"""
+
+
+def sticky_render(kind: str, epoch: str = "0a1b2c3d", weight: int = 50, logged: frozenset[str] = frozenset()):
+    from lbgen.certs import CertInfo, CertPair
+
+    config = parse_config(STICKY_YAML.format(kind=kind))
+    pair = CertPair("certs/shop.pem", "certs/shop.key", b"CERT", b"KEY",
+                    CertInfo(1700000000.0, 1900000000.0, ("shop.example.com",)), "5a0b0c0d0e0f0a09")
+    inventory = Inventory((
+        Backend("web", "blue", "web-blue-1", "wb1", "10.30.0.11", 8080),
+        Backend("web", "blue", "web-blue-2", "wb2", "10.30.0.12", 8080, weight=3),
+        Backend("web", "green", "web-green-1", "wg1", "10.30.0.21", 8080),
+        Backend("web", "green", "web-green-2", "wg2", "10.30.0.22", 8080),
+        Backend("shop-api", "blue", "shop-blue-1", "sb1", "10.30.1.11", 9000),
+        Backend("shop-api", "blue", "shop-blue-b", "sbb", "10.30.1.12", 9000, backup=True),
+        Backend("shop-api", None, "shop-any", "sa", "10.30.1.13", 9000),
+        Backend("shop-api", "green", "shop-green-1", "sg1", "10.30.1.21", 9000),
+    ))
+    canary = {"web": Canary("green", weight, "cookie", epoch), "shop-api": Canary("green", 10, "cookie", "ffff0001")}
+    pools = build_pools(config, inventory, {}, canary=canary)
+    return render(config, pools, certs={"shop-api": pair}, canary=canary, logged=logged).text
+
+
+@pytest.mark.parametrize("kind,name", [("nginx", "canary_sticky.nginx.conf"), ("haproxy", "canary_sticky.haproxy.cfg")])
+def test_sticky_canary_golden(kind, name):
+    """Checked by the real binaries in tests/test_render_validate.py with every golden file."""
+    from pathlib import Path
+
+    from test_render import assert_matches_golden
+
+    assert_matches_golden(sticky_render(kind, logged=frozenset({"web"})), Path(__file__).parent / "golden" / name)
+
+
+def test_the_epoch_stays_while_the_weight_does_not_go_down():
+    from lbgen.sticky import next_epoch
+
+    sticky = Canary("green", 25, "cookie", "aaaa")
+    assert next_epoch(None, "green", 25, "new") == "new"
+    assert next_epoch(sticky, "green", 25, "new") == "aaaa"
+    assert next_epoch(sticky, "green", 50, "new") == "aaaa"
+    assert next_epoch(sticky, "green", 10, "new") == "new"  # lower: every cookie given so far is void
+    assert next_epoch(sticky, "red", 50, "new") == "new"
+    assert next_epoch(Canary("green", 25), "green", 50, "new") == "new"  # it was not sticky
+
+
+def test_a_sticky_canary_in_the_record_the_config_and_status_and_let_go_of_on_a_lower_weight_or_rollback():
+    fp, app, _ = make()
+    app.switch("green", weight=50, sticky="cookie")
+    first = fp.recorded()["canary"]["web"]
+    assert set(first) == {"env", "weight", "sticky", "sticky_epoch"} and first["sticky"] == "cookie"
+    epoch = first["sticky_epoch"]
+    live = fp.live().decode()
+    assert f'"lbgen_web=green.{epoch}; Path=/; HttpOnly"' in live and "proxy_pass http://$lbgen_route_web;" in live
+    assert app.status().to_dict()["services"]["web"]["canary"] == {"env": "green", "weight": 50, "sticky": "cookie",
+                                                                   "sticky_epoch": epoch}
+    # The weight goes up: the same cookies stay good; down: new ones.
+    app.switch("green", weight=60, sticky="cookie")
+    assert fp.recorded()["canary"]["web"]["sticky_epoch"] == epoch
+    app.switch("green", weight=20, sticky="cookie")
+    lowered = fp.recorded()["canary"]["web"]["sticky_epoch"]
+    assert lowered != epoch and f"green.{epoch}" not in fp.live().decode()
+    # apply converges to the same sticky config.
+    live = fp.live().decode()
+    assert app.apply().changed is False and fp.live().decode() == live
+    # Without --sticky the next step is a plain canary; a rollback leaves no cookie rule at all.
+    app.switch("green", weight=30)
+    assert fp.recorded()["canary"]["web"] == {"env": "green", "weight": 30}
+    assert "lbgen_route_web" not in fp.live().decode()
+    app.switch("green", weight=30, sticky="cookie")
+    assert "lbgen_route_web" in fp.live().decode()
+    assert app.rollback().outcome is Outcome.CANARY_ENDED
+    assert "lbgen_route_web" not in fp.live().decode() and "Set-Cookie" not in fp.live().decode()
+
+
+def test_status_text_says_the_canary_is_sticky(monkeypatch):
+    from click.testing import CliRunner
+
+    from lbgen import cli as cli_module
+
+    fp, app, _ = make()
+    app.switch("green", weight=10, sticky="cookie")
+    epoch = fp.recorded()["canary"]["web"]["sticky_epoch"]
+    monkeypatch.setattr(cli_module, "_app", lambda ctx: app)
+    out = CliRunner().invoke(cli_module.cli, ["status"]).output
+    assert (f"  CANARY: green gets 10% of requests, blue 90%; sticky: a client keeps the env that served it "
+            f"(cookie lbgen_web, epoch {epoch})\n") in out
+
+
+def test_sticky_flags_are_one_error_line_and_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from lbgen.cli import cli
+
+    http = tmp_path / "http.yaml"
+    http.write_text("network: lbnet\nproxy: {kind: nginx, container: proxy}\nservices:\n  web: {default_env: blue}\n")
+    tcp = tmp_path / "tcp.yaml"
+    tcp.write_text("network: lbnet\nproxy: {kind: haproxy, container: proxy}\n"
+                   "services:\n  db: {default_env: blue, mode: tcp, listen: 6379}\n")
+    for config, args, message in (
+            (http, ["--sticky", "cookie"], "Error: --sticky goes with --weight or --steps"),
+            (http, ["--sticky", "cookie", "--analysis", "1m"], "Error: --sticky goes with --weight or --steps"),
+            (http, ["--weight", "10", "--sticky", "ip"], "Invalid value for '--sticky': 'ip' is not 'cookie'"),
+            (tcp, ["--weight", "10", "--sticky", "cookie"],
+             "Error: --sticky cookie: service db is mode: tcp, which has no cookies")):
+        result = CliRunner().invoke(cli, ["-c", str(config), "switch", "--env", "green", *args])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+        assert sum(line.startswith("Error:") for line in result.output.splitlines()) == 1, result.output
+    assert "--sticky [cookie]" in CliRunner().invoke(cli, ["switch", "--help"]).output
+
+
+def test_haproxy_servers_of_a_sticky_canary_change_by_reload_since_the_runtime_api_sets_no_cookie():
+    """A spare slot filled through the runtime API would keep the spare's (absent) cookie: with a sticky canary
+    a backend joining changes its server line's cookie, a structural change, so the render is a fresh layout
+    and the change a reload; a plain canary's joining backend still takes a spare at runtime."""
+    from lbgen.proxies import kind_named
+
+    kind = kind_named("haproxy")
+    config = parse_config("network: lbnet\nproxy: {kind: haproxy, container: proxy}\nservices:\n  web: {default_env: blue}\n")
+    two = Inventory((backend("b0", "blue"), backend("g0", "green", address="10.0.0.2")))
+    three = Inventory(two.backends + (backend("g1", "green", address="10.0.0.3"),))
+    for canary, runtime in ((Canary("green", 50), True), (Canary("green", 50, "cookie", "abcd"), False)):
+        def text(inventory, layout=None):
+            pools = build_pools(config, inventory, {}, canary={"web": canary})
+            return render(config, pools, certs={}, canary={"web": canary}, layout=layout).text
+        live = text(two)
+        kept = text(three, kind.layout(live))
+        assert ("holds=g1" in kept) is True
+        assert (kind.runtime_plan(live, kept) is not None) is runtime
+        if canary.sticky:
+            assert " cookie green.abcd.g1  # env=green holds=g1" in kept
+            assert kind.runtime_plan(live, text(two, kind.layout(live))) is not None  # no change: no reload
+
+
+def test_sticky_steps_keep_one_epoch_while_rising_and_a_breach_ends_the_cookies():
+    fp, app, wall = make()
+    traffic(fp, app, "green", T0, 30, 10)
+    seen: list[tuple[int, str]] = []
+
+    def window(w):
+        canary = fp.recorded()["canary"]["web"]
+        seen.append((canary["weight"], canary["sticky_epoch"]))
+
+    app.switch("green", steps=(10, 50), step_time=5, thresholds=Thresholds(0.01), sticky="cookie", on_window=window)
+    assert [w for w, _ in seen] == [10, 50] and seen[0][1] == seen[1][1] != ""
+    assert "lbgen_route_web" in fp.live().decode()
+    app.switch("blue")
+    fp.engine.log_lines["proxy"] = []
+    traffic(fp, app, "green", wall.now, 30, 10, every=3)
+    with pytest.raises(AnalysisFailed):
+        app.switch("green", steps=(10, 50), step_time=10, thresholds=Thresholds(0.01), sticky="cookie")
+    assert fp.recorded()["canary"] == {} and "lbgen_route_web" not in fp.live().decode()

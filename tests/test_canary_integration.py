@@ -1,6 +1,7 @@
 """Progressive delivery against real nginx and HAProxy with real backends: the weighted split measured over
-1,000 requests, promotion and the end of a canary, and a canary whose /health passes while a third of its
-pages answer 500, caught by the analysis of the proxy's own log and rolled back (exit 8) with blue unharmed.
+1,000 requests, promotion and the end of a canary, a canary whose /health passes while a third of its
+pages answer 500, caught by the analysis of the proxy's own log and rolled back (exit 8) with blue unharmed,
+and a sticky canary (`--sticky cookie`) whose clients keep their env until the weight goes down.
 One set of containers per proxy kind for the whole module (2 cores)."""
 from __future__ import annotations
 
@@ -161,3 +162,67 @@ def test_low_traffic_and_the_analysis_after_a_full_switch(setup):
     web = status(s)
     assert (web["active_env"], web["previous_env"], web["canary"]) == ("blue", "red", None)
     assert shares(s, 30) == Counter(blue=30)
+
+
+def client(s: Scenario, n: int, cookie: str | None = None, keep: bool = True) -> tuple[list[str], str | None]:
+    """The env that answered each of n requests of one client (its own keep-alive connection) that sends
+    `cookie` and, with `keep`, keeps the one the proxy gives it, as a browser's cookie jar does. Every cookie
+    given must name the env that answered."""
+    envs = []
+    conn = http.client.HTTPConnection(s.proxy_ip, 80, timeout=5)
+    for _ in range(n):
+        conn.request("GET", "/", headers={"Cookie": cookie} if cookie else {})
+        response = conn.getresponse()
+        env = ENV_RE.search(response.read().decode()).group(1)
+        given = response.getheader("Set-Cookie")
+        if given:
+            value = given.split(";")[0]
+            assert value.startswith("lbgen_web=" + env + "."), (given, env)
+            cookie = value if keep else cookie
+        envs.append(env)
+    conn.close()
+    return envs, cookie
+
+
+def test_a_sticky_client_keeps_its_env_until_the_weight_goes_down(setup):
+    s = setup
+    assert status(s)["active_env"] == "blue"
+    result = cli_run(s, "switch", "--env", "green", "--weight", "50", "--sticky", "cookie")
+    assert result.exit_code == 0, result.output
+    web = status(s)
+    assert web["canary"]["sticky"] == "cookie" and web["canary"]["weight"] == 50
+    assert "; sticky: a client keeps the env that served it (cookie lbgen_web" in cli_run(s, "status").stdout
+    # Clients that keep their cookies each see one env over 50 requests; a client without cookies sees both.
+    pinned: dict[str, str] = {}
+    for _ in range(12):
+        envs, cookie = client(s, 50)
+        assert len(set(envs)) == 1 and cookie is not None, envs
+        pinned.setdefault(envs[0], cookie)
+        if len(pinned) == 2:
+            break
+    assert set(pinned) == {"blue", "green"}, pinned
+    seen = shares(s, 100)
+    assert set(seen) == {"blue", "green"}, seen
+    if s.kind == "haproxy":
+        # A backend joining a sticky canary gets its cookie: a reload (the runtime API sets no cookie).
+        s.add_backend("green")
+        applied = cli_run(s, "apply", "--json")
+        assert applied.exit_code == 0 and json.loads(applied.stdout)["via"] == "reload", applied.output
+        assert len(re.findall(rb" cookie green\.[0-9a-f]+\.", s.live())) == 4
+
+    # Up: the green client stays. Down: its cookie is void, and it is split again like any other client.
+    assert cli_run(s, "switch", "--env", "green", "--weight", "60", "--sticky", "cookie").exit_code == 0
+    assert client(s, 20, pinned["green"])[0] == ["green"] * 20
+    assert cli_run(s, "switch", "--env", "green", "--weight", "10", "--sticky", "cookie").exit_code == 0
+    envs, _ = client(s, 50, pinned["green"], keep=False)
+    assert "blue" in envs, envs
+    # A rollback sends everyone to blue, whatever cookie they carry.
+    assert cli_run(s, "switch", "--env", "green", "--weight", "50", "--sticky", "cookie").exit_code == 0
+    for _ in range(12):
+        envs, cookie = client(s, 10)
+        if envs[0] == "green":
+            break
+    assert envs == ["green"] * 10, envs
+    assert cli_run(s, "rollback").exit_code == 0
+    assert client(s, 20, cookie)[0] == ["blue"] * 20
+    assert status(s)["canary"] is None

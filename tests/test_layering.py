@@ -16,7 +16,7 @@ LAYERS: dict[str, int] = {
     "lbgen.timings": 0,
     "lbgen.model": 1, "lbgen.engine": 1, "lbgen.certs": 1, "lbgen.proxies": 1, "lbgen.proxies.base": 1,
     "lbgen.proxies.nginx": 1, "lbgen.proxies.haproxy": 1, "lbgen.proxies.haproxy_runtime": 1,
-    "lbgen.proxies.scripts": 1, "lbgen.proxies.passwd": 1, "lbgen.canary": 1,
+    "lbgen.proxies.scripts": 1, "lbgen.proxies.passwd": 1, "lbgen.canary": 1, "lbgen.sticky": 1,
     "lbgen.config": 2, "lbgen.config_routes": 2, "lbgen.config_values": 2, "lbgen.config_tcp": 2,
     "lbgen.docker_engine": 3, "lbgen.docker_convert": 3, "lbgen.sources": 3, "lbgen.proxies.driver": 3, "lbgen.render": 3,
     "lbgen.templating": 3, "lbgen.main_context": 3,
