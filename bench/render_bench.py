@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """`lbgen render --from-file` of 5,000 backends in 100 services: wall time of the whole command
-(median of several runs), and whether the result passes the real `nginx -t` / `haproxy -c`.
+(median of several runs), whether the result passes the real `nginx -t` / `haproxy -c`, and whether
+every backend's address is in it. `--shape` also renders a tenth of the backends and services and
+prints the ratio (linear: 10x the input costs about 10x the time, never 100x).
 
-    python3 bench/render_bench.py [--runs 5] [--backends 5000] [--services 100]
+    python3 bench/render_bench.py [--runs 5] [--backends 5000] [--services 100] [--shape]
+
+Absolute times depend on the machine: `python -c 'import click'` is timed in the same run as a yardstick.
 """
 from __future__ import annotations
 
@@ -52,27 +56,50 @@ def haproxy_ok(conf: Path) -> bool:
     return proc.returncode == 0
 
 
+def all_addresses_in(out: Path, inv: Path) -> bool:
+    """Every backend of the active env (blue, every service's default_env) is routed; green's are not."""
+    text = out.read_text()
+    return all((f"{b['address']}:{b['port']}" in text) == (b["env"] == "blue")
+               for b in json.loads(inv.read_text())["backends"])
+
+
+def timed(cmd: list[str], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"})
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def render_once(tmp: Path, kind: str, services: int, backends: int, runs: int) -> float:
+    config, inv = write_inputs(tmp, kind, services, backends)
+    out = tmp / f"out-{kind}.conf"
+    times = timed(["lbgen", "-c", str(config), "render", "--from-file", str(inv), "-o", str(out)], runs)
+    valid = nginx_ok(out, tmp) if kind == "nginx" else haproxy_ok(out)
+    print(f"render --from-file {kind}: {backends} backends / {services} services: "
+          f"median {statistics.median(times):.3f}s min {min(times):.3f}s max {max(times):.3f}s "
+          f"({runs} runs); {out.stat().st_size // 1024} KiB; validator: {'ok' if valid else 'FAILED'}; "
+          f"every blue backend's address in it, no green one: {'yes' if all_addresses_in(out, inv) else 'NO'}")
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--backends", type=int, default=5000)
     parser.add_argument("--services", type=int, default=100)
+    parser.add_argument("--shape", action="store_true", help="also a tenth of the input, and the ratio")
     args = parser.parse_args()
+    yardstick = statistics.median(timed([sys.executable, "-c", "import click"], args.runs))
+    print(f"yardstick: python -c 'import click' median {yardstick:.3f}s")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         for kind in ("nginx", "haproxy"):
-            config, inv = write_inputs(tmp, kind, args.services, args.backends)
-            out = tmp / f"out-{kind}.conf"
-            cmd = ["lbgen", "-c", str(config), "render", "--from-file", str(inv), "-o", str(out)]
-            times = []
-            for _ in range(args.runs):
-                start = time.perf_counter()
-                subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"})
-                times.append(time.perf_counter() - start)
-            valid = nginx_ok(out, tmp) if kind == "nginx" else haproxy_ok(out)
-            print(f"render --from-file {kind}: {args.backends} backends / {args.services} services: "
-                  f"median {statistics.median(times):.3f}s min {min(times):.3f}s max {max(times):.3f}s "
-                  f"({args.runs} runs); {out.stat().st_size // 1024} KiB; validator: {'ok' if valid else 'FAILED'}")
+            full = render_once(tmp, kind, args.services, args.backends, args.runs)
+            if args.shape:
+                tenth = render_once(tmp, kind, max(1, args.services // 10), args.backends // 10, args.runs)
+                print(f"  {kind}: 10x the backends and services cost {full / tenth:.1f}x the time")
 
 
 if __name__ == "__main__":
