@@ -7,26 +7,27 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from lbgen.config import Config
 from lbgen.core import ApplyResult, Core
-from lbgen.doctor import DoctorReport, diagnose
 from lbgen.engine import Engine
 from lbgen.errors import ConfigError, UsageError
 from lbgen.events import Event, EventSink, event
-from lbgen.analysis import Thresholds
-from lbgen.maintenance import MaintenanceResult, run_maintenance
 from lbgen.health import Checker, GateProgress, HttpGet, http_get
-from lbgen.model import HistoryEntry, Inventory, Outcome
-from lbgen.monitor import run_health
-from lbgen.report import HealthReport
+from lbgen.model import HistoryEntry, Inventory
 from lbgen.render import Rendered
 from lbgen.sources import Source
-from lbgen.status import StatusReport, build_status
-from lbgen.progressive import Window, run_analysed_switch, run_steps
-from lbgen.switch import SwitchResult, check_sticky, run_switch
 from lbgen.timings import Timings
+
+if TYPE_CHECKING:  # each operation's module is imported when it runs: `lbgen apply` starts without them
+    from lbgen.analysis import Thresholds
+    from lbgen.doctor import DoctorReport
+    from lbgen.maintenance import MaintenanceResult
+    from lbgen.progressive import Window
+    from lbgen.report import HealthReport
+    from lbgen.status import StatusReport
+    from lbgen.switch import SwitchResult
 
 ProgressCallback = Callable[[GateProgress], None]
 
@@ -109,6 +110,11 @@ class Lbgen:
 
         Raises HealthGateFailed (nothing changed), ReloadFailed (the previous config restored), LockHeld,
         AnalysisFailed (a breach: all traffic back on the previous env)."""
+        from lbgen.analysis import Thresholds
+        from lbgen.model import Outcome
+        from lbgen.progressive import run_analysed_switch, run_steps
+        from lbgen.switch import check_sticky, run_switch
+
         options: dict[str, Any] = dict(timeout=timeout, min_healthy=min_healthy, force=force, dry_run=dry_run,
                                        on_progress=on_progress, lock_wait=lock_wait)
         chosen = [name for name, value in (("--weight", weight), ("--steps", steps), ("--analysis", analysis))
@@ -157,21 +163,29 @@ class Lbgen:
         """Maintenance mode on or off for `service` (None: every service): the proxy answers 503 with
         `message` and Retry-After (`retry_after` seconds), backends untouched, until turned off; it survives
         apply, switch and watch. Returns once the proxy serves the change."""
+        from lbgen.maintenance import run_maintenance
+
         return run_maintenance(self.core, on, service, message=message, retry_after=retry_after, lock_wait=lock_wait)
 
     def health(self, service: str | None = None, *, apply: bool = False, lock_wait: float = 30.0) -> HealthReport:
         """One pass of active health checks over each service's active env; with `apply`, eject and
         re-admit backends with hysteresis."""
+        from lbgen.monitor import run_health
+
         return run_health(self.core, service, apply=apply, lock_wait=lock_wait)
 
     def status(self) -> StatusReport:
         """Per service: active/previous env, last switch, each backend's health and routing; and whether
         the live config is what lbgen would render now."""
+        from lbgen.status import build_status
+
         return build_status(self.core)
 
     def doctor(self) -> DoctorReport:
         """Check every precondition lbgen has on this set-up (Docker, the proxy container, its mounts,
         network, state, status listener, backends); changes nothing."""
+        from lbgen.doctor import diagnose
+
         return diagnose(self.core)
 
     def history(self, service: str | None = None) -> list[HistoryEntry]:

@@ -218,8 +218,12 @@ class Core:
 
     @contextmanager
     def locked(self, purpose: str, timings: Timings, wait: float = 30.0, lease: float = 300.0) -> Iterator[None]:
-        """Hold the proxy's lock for the block, its acquisition timed as the phase `lock`."""
+        """Hold the proxy's lock for the block, its acquisition timed as the phase `lock` (and the first
+        use of the engine as `connect`: a one-shot command pays the Docker SDK's import there)."""
         with ExitStack() as stack:
+            if self._proxy_engine is None:
+                with timings.phase("connect"):
+                    self.proxy_engine
             with timings.phase("lock"):
                 stack.enter_context(self.lock(purpose, wait=wait, lease=lease))
             yield

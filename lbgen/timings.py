@@ -1,4 +1,5 @@
-"""Per-phase timings of one change (lock, reconcile, discover, gate, render, deliver, validate, runtime
+"""Per-phase timings of one change (connect (the Docker SDK's import and the engine client, once per
+process), lock, reconcile, discover, gate, render, deliver, validate, runtime
 (HAProxy's runtime API instead of a reload), reload, verify, record): one recorder filled as the change runs, read by apply, switch and watch."""
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Callable, Iterator
 
 #: The phases a change goes through, in order (a change skips those it does not need).
-PHASES = ("lock", "reconcile", "discover", "gate", "render", "deliver", "validate", "runtime", "reload", "verify",
+PHASES = ("connect", "lock", "reconcile", "discover", "gate", "render", "deliver", "validate", "runtime", "reload", "verify",
           "record")
 
 

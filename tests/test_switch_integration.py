@@ -220,7 +220,7 @@ def test_cli_switch_json_dry_run_status_and_history(lab, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert (data["outcome"], data["from_env"], data["to_env"]) == ("switched", "blue", "green")
-    assert set(data["timings"]) == {"lock", "reconcile", "discover", "gate", "render", "deliver", "validate",
+    assert set(data["timings"]) == {"connect", "lock", "reconcile", "discover", "gate", "render", "deliver", "validate",
                                     "reload", "verify", "record", "total"}
     assert data["gate"]["passed"] and data["gate"]["failing"] == []
     status = json.loads(runner.invoke(cli, c + ["status", "--json"]).stdout)
