@@ -100,6 +100,10 @@ class Core:
         self.log = log
         self._warned: set[tuple[str, str | None]] = set()
         self._main_context: MainContext | None = None
+        # The world as the last converge left it (the config it found or made live, the record it read
+        # under the lock): a long-running caller (watch) decides from it whether an event needs the lock
+        # at all. Only a hint: converge reads everything again under the lock.
+        self.known: World | None = None
         self.check_mode_reason = ""  # why check_mode is what it is (doctor says it)
 
     @property
@@ -388,6 +392,7 @@ class Core:
         render, and when the text differs install (validated), reload and verify. A byte-identical config
         is left alone. `timings` (the caller's, when it timed the lock too) gets every phase."""
         timings = timings if timings is not None else Timings(self.clock)
+        self.known = None  # until this converge ends well
         world = self.read_world(reconcile=True, inventory=inventory, timings=timings)
         with timings.phase("reconcile"):
             self.proxy.preflight(world.live)
@@ -396,6 +401,7 @@ class Core:
             main = self.proxy.main_to_write(rendered.main)
         if world.live == rendered.text and (main is None or self.proxy.read_main() == main):
             self.check_main_context(main is not None)
+            self.known = world
             return ApplyResult(False, rendered.generation, warnings=rendered.warnings, notes=world.notes,
                                timings=timings.finish().as_dict())
         self.require_main_context(main)
@@ -403,6 +409,7 @@ class Core:
         plan = self.proxy.kind.runtime_plan(world.live, rendered.text) if main is None else None
         self.proxy.install(rendered.text, rendered.files, world.live, main=main, timings=timings)
         via, note = self.proxy.go_live(rendered.text, rendered.generation, plan, timings=timings)
+        self.known = replace(world, live=rendered.text)
         self.check_main_context(main is not None)
         return ApplyResult(True, rendered.generation, via=via, warnings=rendered.warnings,
                            notes=world.notes + ((note,) if note else ()), timings=timings.finish().as_dict())

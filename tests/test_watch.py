@@ -156,6 +156,61 @@ def test_a_start_is_applied_after_the_quiet_time(world):
     assert strip_took(world.lines("apply")[-1]) == "event=apply service=web reason=container-start backends=4"
 
 
+def _reads_before_the_lock(world: WatchWorld, since: int) -> list[tuple]:
+    calls = world.engine.calls[since:]
+    lock = next(i for i, c in enumerate(calls) if c[0] == "create_marker")
+    return [c for c in calls[:lock] if c[0] in ("read_file", "get_archive", "read_files")]
+
+
+def test_a_change_after_a_converge_goes_to_the_lock_without_reading_the_proxy_first(world):
+    """The warm path: what the last converge left live is the judge; converge reads again under the lock."""
+    w = started(world)
+    world.backend("web-4")
+    since = len(world.engine.calls)
+    w.feed(world.event("start", "web-4"))
+    w.step()
+    world.clock.advance(0.1)
+    w.step()
+    assert world.routed() == ["web-1", "web-2", "web-3", "web-4", "api-1"]
+    assert _reads_before_the_lock(world, since) == []
+    # The next change is judged against what this one made live.
+    world.backend("web-5")
+    since = len(world.engine.calls)
+    w.feed(world.event("start", "web-5"))
+    w.step()
+    world.clock.advance(1.0)  # the debouncer's one apply per max_delay within a burst
+    w.step()
+    assert "web-5" in world.routed() and _reads_before_the_lock(world, since) == []
+
+
+def test_a_switch_made_elsewhere_is_not_missed_by_the_warm_path(world):
+    """Another lbgen switched web to green (record and live config) after watch's last converge: the next
+    event is decided on what is really there, not on what watch last saw."""
+    w = started(world)
+    assert world.routed() == ["web-1", "web-2", "web-3", "api-1"]
+    world.backend("web-green-1", env="green")
+    world.record(web="green")
+    core = world.factory()
+    with core.lock("switch elsewhere"):
+        core.converge()
+    assert world.routed() == ["web-green-1", "api-1"]
+    # A green backend starts: routed, on green (watch's own last view said blue).
+    world.backend("web-green-2", env="green")
+    w.feed(world.event("start", "web-green-2"))
+    w.step()
+    world.clock.advance(1.0)
+    w.step()
+    assert world.routed() == ["web-green-1", "web-green-2", "api-1"]
+    # A blue backend starts: watch's last view (blue active) would route it; the record says green.
+    reloads = world.reloads
+    world.backend("web-6")
+    w.feed(world.event("start", "web-6"))
+    w.step()
+    world.clock.advance(1.0)
+    w.step()
+    assert world.routed() == ["web-green-1", "web-green-2", "api-1"] and world.reloads == reloads
+
+
 def test_a_recreated_proxy_is_configured_from_the_record_on_its_start_event(world):
     world.backend("web-green-1", env="green")
     world.record(web="green")

@@ -30,11 +30,15 @@ from lbgen.watch.schedule import HealthSchedule
 from lbgen.watch.swarm_poll import TaskPoll
 
 if TYPE_CHECKING:
-    from lbgen.core import ApplyResult, Core
+    from lbgen.core import ApplyResult, Core, World
+    from lbgen.render import Rendered
 
 RETRY_MAX = 30.0
 # Reasons that are worth a log line even when nothing changed.
 NOTEWORTHY = ("startup", "resync", "config-reload", "retry")
+# Applies that read the proxy and the record afresh before deciding (never from Core.known): a (re)sync, a
+# new lbgen.yaml, a retry after a failure, and a proxy that (re)started with whatever config it has.
+COLD_REASONS = (*NOTEWORTHY, "proxy-start")
 
 
 def _secs(seconds: float) -> str:
@@ -314,17 +318,21 @@ class Watcher:
         transitions: list[Transition] = []
         timings = Timings(self.clock)
         try:
-            world = app.read_world(timings=timings)
+            world, inventory, rendered = self._warm(reason, started, timings) if results is None else (None, None, None)
+            if world is None or inventory is None or rendered is None or rendered.text == world.live:
+                world = app.read_world(timings=timings, inventory=world.inventory if world else None)
+                inventory = self._guard(self._exclude(world.inventory, started), world.active)
+                rendered = None
             live, state, active = world.live, world.state, world.active
-            inventory = self._guard(self._exclude(world.inventory, started), active)
             counts_change = False
             trial = state
             if results is not None:
                 trial = copy.deepcopy(state)
                 monitor.fold(trial, monitor.targets_for(app.config, inventory, active), results)
                 counts_change = trial.health != state.health
-            with timings.phase("render"):
-                rendered = app.desired(world.with_inventory(inventory), state=trial)
+            if rendered is None:
+                with timings.phase("render"):
+                    rendered = app.desired(world.with_inventory(inventory), state=trial)
             if rendered.text == live and not counts_change:
                 result: ApplyResult | _Unchanged = _Unchanged(rendered.generation)
             else:
@@ -355,6 +363,22 @@ class Watcher:
                                           health.checked_at, self.clock() - health.started, transitions)
             self._record_health(report)
         return True
+
+    def _warm(self, reason: str, started: float,
+              timings: Timings) -> tuple[World | None, Inventory | None, Rendered | None]:
+        """Events after a good converge are judged against what it left live (Core.known), without reading
+        the proxy and the record again: a change goes straight to the lock, where converge reads them.
+        The caller confirms what looks unchanged by a fresh read, so no change is missed. (None, None, None)
+        when there is nothing to judge against, or the reason asks for a fresh read (COLD_REASONS)."""
+        known = self.app.known
+        if known is None or set(reason.split(",")) & set(COLD_REASONS):
+            return None, None, None
+        with timings.phase("discover"):
+            world = known.with_inventory(self.app.discover())
+        inventory = self._guard(self._exclude(world.inventory, started), world.active)
+        with timings.phase("render"):
+            rendered = self.app.desired(world.with_inventory(inventory))
+        return world, inventory, rendered
 
     def _record(self, reason: str, result: Any, pools: Sequence[Pool], took: float,
                 timings: Timings | None = None) -> None:
