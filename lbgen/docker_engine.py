@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import posixpath
 import re
 import tarfile
 import time
@@ -83,14 +84,18 @@ class DockerEngine:
             time.sleep(0.01)
         raise DockerUnavailable(f"the Docker daemon at {self.where} never reported the exit code of exec {exec_id}")
 
-    def put_file(self, container: str, path: str, data: bytes, mode: int = 0o644) -> None:
-        directory, _, base = path.rpartition("/")
-        if not path.startswith("/") or not base:
-            raise ValueError(f"put_file needs an absolute file path, got {path!r}")
-        directory = directory or "/"
+    def put_file(self, container: str, path: str, data: bytes, mode: int = 0o644,
+                 also: Mapping[str, bytes] | None = None) -> None:
+        files = {path: data, **(also or {})}
+        if any(not p.startswith("/") or p.endswith("/") for p in files):
+            raise ValueError(f"put_file needs absolute file paths, got {sorted(files)!r}")
+        # One archive, extracted where the files' directories meet (members carry no directory entries,
+        # so nothing about the directories changes).
+        directory = posixpath.commonpath([p.rpartition("/")[0] or "/" for p in files])
         with self._calls(f"write {path} in container {container}", container):
             try:
-                self.api.put_archive(container, directory, _tar_one(base, data, mode))
+                self.api.put_archive(container, directory, _tar_many(
+                    {posixpath.relpath(p, directory): body for p, body in files.items()}, mode))
             except self._errors.NotFound as e:
                 if _no_such_container(e):
                     raise
@@ -342,17 +347,19 @@ def _tar_files(directory: str, files: Sequence[FileSpec]) -> bytes:
     return buffer.getvalue()
 
 
-def _tar_one(name: str, data: bytes, mode: int) -> bytes:
-    """An in-memory tar holding one root-owned file."""
+def _tar_many(files: Mapping[str, bytes], mode: int) -> bytes:
+    """An in-memory tar of root-owned files (relative paths), no directory entries."""
     buffer = io.BytesIO()
+    now = int(time.time())
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        member = tarfile.TarInfo(name)
-        member.size = len(data)
-        member.mode = mode
-        member.uid = member.gid = 0
-        member.uname = member.gname = "root"
-        member.mtime = int(time.time())
-        tar.addfile(member, io.BytesIO(data))
+        for name, data in files.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            member.mode = mode
+            member.uid = member.gid = 0
+            member.uname = member.gname = "root"
+            member.mtime = now
+            tar.addfile(member, io.BytesIO(data))
     return buffer.getvalue()
 
 

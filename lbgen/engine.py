@@ -151,8 +151,10 @@ class Engine(Protocol):
         """Run argv (no shell unless argv asks for one) in a running container, as `user` (root unless
         told: lbgen's own steps must not depend on the user the image runs as)."""
 
-    def put_file(self, container: str, path: str, data: bytes, mode: int = 0o644) -> None:
-        """Write a file into the container (its directory must exist)."""
+    def put_file(self, container: str, path: str, data: bytes, mode: int = 0o644,
+                 also: Mapping[str, bytes] | None = None) -> None:
+        """Write a file into the container (its directory must exist); `also`: more files (absolute path
+        -> bytes, same mode, directories existing) in the same archive, one round trip for all."""
 
     def put_files(self, container: str, directory: str, files: Sequence[FileSpec]) -> None:
         """Write files into `directory` of the container in one archive, each with its mode and owner,

@@ -244,13 +244,16 @@ class FakeEngine:
             return builtin(info, argv[1:])
         return ExecResult(127, f"exec: \"{argv[0]}\": executable file not found in $PATH")
 
-    def put_file(self, container: str, path: str, data: bytes, mode: int = 0o644) -> None:
-        self._call("put_file", container, path, data, mode)
-        if not path.startswith("/") or path.endswith("/"):
-            raise ValueError(f"put_file needs an absolute file path, got {path!r}")
+    def put_file(self, container: str, path: str, data: bytes, mode: int = 0o644,
+                 also: Mapping[str, bytes] | None = None) -> None:
+        self._call("put_file", container, path, data, mode, *([dict(also)] if also else []))
+        files = {path: data, **(also or {})}
+        if any(not p.startswith("/") or p.endswith("/") for p in files):
+            raise ValueError(f"put_file needs absolute file paths, got {sorted(files)!r}")
         info = self._find(container)
-        self.files.setdefault(info.id, {})[path] = bytes(data)
-        self.modes[(info.id, path)] = mode
+        for name, body in files.items():
+            self.files.setdefault(info.id, {})[name] = bytes(body)
+            self.modes[(info.id, name)] = mode
 
     def put_files(self, container: str, directory: str, files: Sequence[FileSpec]) -> None:
         self._call("put_files", container, directory, [f.name for f in files])

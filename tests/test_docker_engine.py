@@ -433,6 +433,12 @@ def test_engine_contract(any_engine):
     assert engine.exec(running, ["rm", "-f", "/tmp/b", "/tmp/c", "/tmp/none"]).exit_code == 0
     assert engine.read_file(running, "/tmp/b") is None
     assert engine.exec(running, ["mkdir", "-p", "/tmp/lbgen/state"]).exit_code == 0
+    # Several files in one archive, in different directories; the directories keep their modes.
+    engine.put_file(running, "/tmp/lbgen/state/x.conf", b"x\n", also={"/tmp/y.conf": b"y\n"})
+    assert (engine.read_file(running, "/tmp/lbgen/state/x.conf"), engine.read_file(running, "/tmp/y.conf")) == \
+        (b"x\n", b"y\n")
+    if isinstance(engine, DockerEngine):
+        assert engine.exec(running, ["stat", "-c", "%a", "/tmp", "/tmp/lbgen/state"]).output.split() == ["1777", "755"]
 
     marker_name = running + "-lock"
     labels = {**cleanup_labels, "contract.lock": "1"}

@@ -274,10 +274,12 @@ class Proxy:
         also: list[str] = []
         try:
             with phase(timings, "deliver"):
+                extra: dict[str, bytes] = {}
                 if main is not None and self.main_path is not None:
-                    self.engine.put_file(self.ref(), self.main_path + ".lbgen-new", main.encode(), 0o644)
+                    extra[self.main_path + ".lbgen-new"] = main.encode()
                     also = ["--also", self.main_path, self.swap_mode(self.main_path)]
-                self.engine.put_file(self.ref(), self.path + ".lbgen-new", text.encode(), 0o644)
+                # Both files in one archive: one round trip to the engine.
+                self.engine.put_file(self.ref(), self.path + ".lbgen-new", text.encode(), 0o644, also=extra)
         except PermissionError as e:
             raise ConfigReadOnly(f"cannot write {self.path} in proxy container {self.name}: {e} (read-only); "
                                  f"make it writable; nothing was changed") from e

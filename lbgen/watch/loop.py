@@ -321,6 +321,7 @@ class Watcher:
             world, inventory, rendered = self._warm(reason, started, timings) if results is None else (None, None, None)
             if world is None or inventory is None or rendered is None or rendered.text == world.live:
                 world = app.read_world(timings=timings, inventory=world.inventory if world else None)
+                app.known = world  # read afresh: the next event is judged against it
                 inventory = self._guard(self._exclude(world.inventory, started), world.active)
                 rendered = None
             live, state, active = world.live, world.state, world.active
