@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A blue-green cutover under sustained keep-alive load: requests sent, failures, and each switch's
 duration split into gate / render+install+validate / reload / verify; plus the bare `docker exec`
-validate+reload that everything after the gate replaces.
+validate+reload that everything after the gate replaces. `wrk -t2 -c8` (when installed) runs alongside:
+a client that never retries, so every keep-alive connection a reload closes under it is counted.
 
     python3 bench/cutover.py --proxy nginx|haproxy [--switches 6] [--workers 4]
 
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 from _lab import baseline_commands, open_lab, timed, write_config
-from loadgen import Load
+from loadgen import Load, Wrk
 
 
 def main() -> None:
@@ -39,6 +40,8 @@ def main() -> None:
         timed(["lbgen", "-c", str(config), "apply"])
         url = f"http://{lab.ip(proxy, net)}/"
         load = Load(url, workers=args.workers, max_seconds=300).start()
+        wrk = Wrk(url)  # a client that does not retry: each closed keep-alive connection is an error
+        wrk_out = "not run"
         rows = []
         try:
             time.sleep(1)
@@ -50,6 +53,7 @@ def main() -> None:
                 time.sleep(1)
         finally:
             load.stop()
+            wrk_out = wrk.stop()
         base_cmds = baseline_commands(args.proxy, proxy.name)
         baseline = statistics.median(sum(timed(c)[0] for c in base_cmds) for _ in range(5))
         summary = load.summary()
@@ -61,6 +65,7 @@ def main() -> None:
               f"failed {summary['failed']}, by env {summary['by_env']}")
         if summary["failed"]:
             print(f"  errors: {summary['errors']}")
+        print(f"  wrk -t2 -c8 (no retries) over the same switches: {wrk_out}")
         print(f"  whole `lbgen switch` command: median {statistics.median(e for e, _ in rows):.3f}s "
               f"(max {max(e for e, _ in rows):.3f}s)")
         print(f"  split (medians): gate {med('gate'):.3f}s, render+install+validate "

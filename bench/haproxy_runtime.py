@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import re
 import shutil
 import subprocess
 import tempfile
@@ -27,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _lab import open_lab, write_config
+from loadgen import Wrk
 
 from lbgen.docker_engine import DockerEngine
 
@@ -77,25 +77,6 @@ class NoRetry:
         return f"{self.failed}/{self.sent}{errors}"
 
 
-class Wrk:
-    """wrk -c8 for the duration of a phase, when wrk is installed."""
-
-    def __init__(self, url: str) -> None:
-        self.proc = (subprocess.Popen(["wrk", "-t2", "-c8", "-d600s", url], stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True) if shutil.which("wrk") else None)
-
-    def stop(self) -> str:
-        if self.proc is None:
-            return "wrk not installed"
-        self.proc.send_signal(2)  # SIGINT: wrk prints its summary
-        out = self.proc.communicate(timeout=30)[0]
-        requests = re.search(r"(\d+) requests in", out)
-        sockets = re.search(r"Socket errors: (.*)", out)
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        parts = [f"{requests.group(1) if requests else '?'} requests"]
-        parts.append(f"socket errors: {sockets.group(1)}" if sockets else "0 socket errors")
-        parts.append(f"{non2xx.group(1) if non2xx else 0} non-2xx")
-        return ", ".join(parts)
 
 
 class PidWatch:

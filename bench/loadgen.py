@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -107,3 +109,24 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class Wrk:
+    """wrk -c8 for the duration of a phase, when wrk is installed."""
+
+    def __init__(self, url: str) -> None:
+        self.proc = (subprocess.Popen(["wrk", "-t2", "-c8", "-d600s", url], stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True) if shutil.which("wrk") else None)
+
+    def stop(self) -> str:
+        if self.proc is None:
+            return "wrk not installed"
+        self.proc.send_signal(2)  # SIGINT: wrk prints its summary
+        out = self.proc.communicate(timeout=30)[0]
+        requests = re.search(r"(\d+) requests in", out)
+        sockets = re.search(r"Socket errors: (.*)", out)
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        parts = [f"{requests.group(1) if requests else '?'} requests"]
+        parts.append(f"socket errors: {sockets.group(1)}" if sockets else "0 socket errors")
+        parts.append(f"{non2xx.group(1) if non2xx else 0} non-2xx")
+        return ", ".join(parts)

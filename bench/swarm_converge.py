@@ -29,7 +29,7 @@ from dockerlab import http_get
 import sys
 
 sys.path.insert(0, str(ROOT / "tests"))
-from test_swarm_integration import config, forwarding_get, overlay_set_up, single_node_swarm  # noqa: E402
+from test_swarm_integration import config, overlay_set_up, single_node_swarm  # noqa: E402
 
 from lbgen.core import Core  # noqa: E402
 from lbgen.docker_engine import DockerEngine  # noqa: E402
