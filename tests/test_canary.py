@@ -508,3 +508,27 @@ def test_sticky_steps_keep_one_epoch_while_rising_and_a_breach_ends_the_cookies(
     with pytest.raises(AnalysisFailed):
         app.switch("green", steps=(10, 50), step_time=10, thresholds=Thresholds(0.01), sticky="cookie")
     assert fp.recorded()["canary"] == {} and "lbgen_route_web" not in fp.live().decode()
+
+
+def test_haproxy_canary_weight_steps_are_runtime_api_weight_changes():
+    """A canary's weight going 10 -> 25 changes only its servers' weights: HAProxy's runtime API makes it
+    live (`set weight`), no reload; the file says the same weights."""
+    from lbgen.proxies import kind_named
+
+    kind = kind_named("haproxy")
+    config = parse_config("network: lbnet\nproxy: {kind: haproxy, container: proxy}\nservices:\n  web: {default_env: blue}\n")
+    inventory = Inventory((backend("b0", "blue"), backend("g0", "green", address="10.0.0.2"),
+                           backend("g1", "green", address="10.0.0.3")))
+
+    def text(weight, layout=None):
+        canary = {"web": Canary("green", weight)}
+        return render(config, build_pools(config, inventory, {"web": "blue"}, canary=canary), certs={},
+                      canary=canary, layout=layout).text
+
+    live = text(10)
+    stepped = text(25, kind.layout(live))
+    plan = kind.runtime_plan(live, stepped)
+    assert plan is not None and plan.joined == plan.left == 0
+    weights = {c.split()[2]: int(c.split()[3]) for c in plan.commands if c.startswith("set weight")}
+    assert weights == {"lbgen_web/g0": 43, "lbgen_web/g1": 43}
+    assert "server g0 10.0.0.2:8080 weight 43" in stepped and "server b0 10.0.0.1:8080 weight 256" in stepped
