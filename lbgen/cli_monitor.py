@@ -107,8 +107,9 @@ class Debounce(click.ParamType):
               help="Check every service this often (the pass of `lbgen health --apply`). Default: each "
               "service at its own health.interval.")
 @click.option("--debounce", type=Debounce(), default="100ms:1s", envvar="LBGEN_DEBOUNCE", show_default=True,
-              metavar="MIN[:MAX]", help="Apply after MIN without events, at most MAX after the first of a "
-              "burst; during a long burst at most one reload per MAX.")
+              metavar="MIN[:MAX]", help="The first event after MAX of quiet is applied at once; within a "
+              "burst, after MIN without events, at most MAX after its first; during a long burst at most one "
+              "reload per MAX.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", envvar="LBGEN_LOG_FORMAT",
               show_default=True, help="One key=value line per action, or one JSON object per line.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, envvar="LBGEN_METRICS_PORT",

@@ -144,16 +144,24 @@ def test_startup_syncs_the_proxy_and_follows_the_labelled_events(world):
     assert [c for c in world.engine.calls if c[0] == "events"] == [("events", "lbgen.service", -1.0)]
 
 
-def test_a_start_is_applied_after_the_quiet_time(world):
+def test_a_start_after_a_quiet_spell_is_applied_at_once_and_the_next_after_the_quiet_time(world):
     w = started(world)
     world.backend("web-4")
-    w.feed(world.event("start", "web-4"))
+    w.feed(world.event("connect", "web-4"))  # Docker connects the network, then starts the container
     w.step()
-    assert "web-4" not in world.routed()  # debouncing: 100ms of quiet first
+    assert "web-4" not in world.routed()  # a connect alone waits for the start that follows it
+    w.feed(world.event("start", "web-4"))
+    w.step()  # the first start after a quiet spell: no waiting
+    assert world.routed() == ["web-1", "web-2", "web-3", "web-4", "api-1"]
+    assert strip_took(world.lines("apply")[-1]) == "event=apply service=web reason=network-connect,container-start backends=4"
+    world.clock.advance(0.3)
+    world.backend("web-5")
+    w.feed(world.event("start", "web-5"))
+    w.step()
+    assert "web-5" not in world.routed()  # within a burst: 100ms of quiet first
     world.clock.advance(0.1)
     w.step()
-    assert world.routed() == ["web-1", "web-2", "web-3", "web-4", "api-1"]
-    assert strip_took(world.lines("apply")[-1]) == "event=apply service=web reason=container-start backends=4"
+    assert "web-5" in world.routed()
 
 
 def _reads_before_the_lock(world: WatchWorld, since: int) -> list[tuple]:
@@ -242,7 +250,8 @@ def test_an_event_that_changes_nothing_reloads_nothing(world):
     assert w.metrics.get("lbgen_watch_applies_total", result="unchanged") == 1
 
 
-def test_a_burst_of_50_starts_is_one_reload(world):
+def test_a_burst_of_50_starts_is_two_reloads(world):
+    """The first start at once (it came after a quiet spell), the other 49 together."""
     w = started(world)
     reloads = world.reloads
     for i in range(50):
@@ -253,7 +262,7 @@ def test_a_burst_of_50_starts_is_one_reload(world):
         w.step()
     world.clock.advance(0.1)
     w.step()
-    assert world.reloads - reloads == 1
+    assert world.reloads - reloads == 2
     assert len([n for n in world.routed() if n.startswith("burst-")]) == 50
 
 

@@ -26,31 +26,46 @@ def parse_debounce(text: str) -> tuple[float, float]:
 class Debouncer:
     """When to act on a burst of events. Pure: the caller passes the time.
 
-    Due `min_quiet` after the last event, but never later than `max_delay` after the first (docker-gen's
-    `-wait MIN:MAX`). While a burst goes on, at most one action per `max_delay`: after `fired()`, the next
-    one waits until `max_delay` has passed since then, so the first event after a quiet spell is applied
-    fast and a long burst costs a reload per `max_delay`, not one per event.
+    The first event after a quiet spell (no event for `max_delay`) is due at once: a lone `docker run`
+    is routed without waiting. Otherwise due `min_quiet` after the last event, but never later than
+    `max_delay` after the first (docker-gen's `-wait MIN:MAX`). While a burst goes on, at most one action
+    per `max_delay`: after `fired()`, the next one waits until `max_delay` has passed since then (a burst
+    costs a reload per `max_delay`, not one per event; the at-once action of its first event is extra).
+    A `hold` event (a network connect, which the container's own start follows) is never due at once:
+    alone, it is due `hold` seconds later; the next event is judged as if it came first.
     """
 
-    def __init__(self, min_quiet: float = 0.1, max_delay: float = 1.0) -> None:
+    def __init__(self, min_quiet: float = 0.1, max_delay: float = 1.0, hold: float = 0.5) -> None:
         self.min_quiet = min_quiet
         self.max_delay = max(max_delay, min_quiet)
-        self.first: float | None = None
-        self.last: float | None = None
+        self.hold = min(hold, self.max_delay)
+        self.first: float | None = None  # the pending batch's first event
+        self.last: float | None = None  # and its last
+        self.first_unheld: float | None = None  # its first event that is not a hold one
+        self.at_once = False  # the pending batch began after a quiet spell
+        self.last_event: float | None = None  # the last event seen, in any batch
         self.last_fired: float | None = None
+        self.covered_at_once = False  # what the last clear() covered began after a quiet spell
 
     @property
     def pending(self) -> bool:
         return self.first is not None
 
-    def add(self, now: float) -> None:
+    def add(self, now: float, hold: bool = False) -> None:
         if self.first is None:
             self.first = now
-        self.last = now
+            self.at_once = self.last_event is None or now - self.last_event >= self.max_delay
+        self.last = self.last_event = now
+        if not hold and self.first_unheld is None:
+            self.first_unheld = now
 
     def deadline(self) -> float | None:
         if self.first is None or self.last is None:
             return None
+        if self.first_unheld is None:  # only hold events so far
+            return self.first + self.hold
+        if self.at_once:
+            return self.first_unheld
         due = min(self.last + self.min_quiet, self.first + self.max_delay)
         if self.last_fired is not None:
             due = max(due, min(self.last_fired + self.max_delay, self.first + self.max_delay))
@@ -62,10 +77,13 @@ class Debouncer:
 
     def clear(self) -> None:
         """Pending events are covered (an apply re-discovered after they arrived)."""
-        self.first = self.last = None
+        self.covered_at_once = self.at_once
+        self.first = self.last = self.first_unheld = None
+        self.at_once = False
 
     def fired(self, now: float) -> None:
-        """An apply reloaded the proxy at `now`."""
+        """An apply reloaded the proxy at `now` (after clear()). The one that answered a quiet spell's
+        first event does not hold back the rest of its burst; every later one does."""
+        at_once = self.covered_at_once if self.first is None else self.at_once
         self.clear()
-        self.last_fired = now
-
+        self.last_fired = None if at_once else now

@@ -272,7 +272,8 @@ class Watcher:
         else:
             if action in START_ACTIONS or action == "destroy":
                 self.stopping.pop(event.container_id, None)
-            self.debouncer.add(now)
+            # Docker connects a container's networks just before it starts it: the start is the event to act on.
+            self.debouncer.add(now, hold=action == "connect")
         if action.startswith("service-") or SWARM_TASK_LABEL in event.labels:
             self.task_poll.arm(now)  # the manager learns of the tasks' states after this event
         reason = reason_for(action)
