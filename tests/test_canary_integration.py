@@ -1,8 +1,9 @@
 """Progressive delivery against real nginx and HAProxy with real backends: the weighted split measured over
 1,000 requests, promotion and the end of a canary, a canary whose /health passes while a third of its
 pages answer 500, caught by the analysis of the proxy's own log and rolled back (exit 8) with blue unharmed,
-and a sticky canary (`--sticky cookie`) whose clients keep their env until the weight goes down.
-One set of containers per proxy kind for the whole module (2 cores)."""
+and a sticky canary (`--sticky cookie`) whose clients keep their env until the weight goes down. The
+proxies are the replicas of the official nginx and haproxy images. One set of containers per proxy kind for
+the whole module (2 cores)."""
 from __future__ import annotations
 
 import http.client
@@ -27,10 +28,12 @@ ENV_RE = re.compile(r"env=([a-z0-9_-]+)")
 
 @pytest.fixture(scope="module", params=["nginx", "haproxy"])
 def setup(request, docker_lab, tmp_path_factory):
-    """blue: 2 backends (active), green: 3, red: 2 whose pages answer 500 one time in three."""
+    """blue: 2 backends (active), green: 3, red: 2 whose pages answer 500 one time in three; the proxy is the
+    replica of the official image (user haproxy, its entrypoint; nginx's logs on stdout), as users run it."""
     lab = docker_lab.scope()
     try:
-        s = Scenario(lab, tmp_path_factory.mktemp(request.param), request.param, blue=2, green=3)
+        official = lab.official_nginx if request.param == "nginx" else lab.official_haproxy
+        s = Scenario(lab, tmp_path_factory.mktemp(request.param), request.param, blue=2, green=3, proxy=official)
         for _ in range(2):
             s.add_backend("red", command=FLAKY_BACKEND)
         s.app().apply()
