@@ -183,25 +183,40 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
             except LbgenError as e:
                 result.notes.append(f"{env} is live, but the record could not be written: {e}")
             return result
-        core.require_main_context(core.proxy.main_to_write(rendered.main))
+        main = core.proxy.main_to_write(rendered.main)
+        core.require_main_context(main)
+        # A canary's weight step that changes only servers' weights (HAProxy): the runtime API sets them.
+        runtime = core.proxy.kind.runtime_plan(world.live, rendered.text) if weight is not None and main is None else None
         core.proxy.install(rendered.text, rendered.files, world.live, main=rendered.main, timings=recorder)
 
+        restored = False
         try:
-            with recorder.phase("reload"):
-                core.proxy.reload()
+            if runtime is not None:
+                try:  # the runtime state checked against the file; else a reload, verified (restored on failure)
+                    _, note = core.proxy.go_live(rendered.text, rendered.generation, runtime, timings=recorder)
+                except ReloadFailed:
+                    restored = True
+                    raise
+                result.notes += [note] if note else []
+            else:
+                with recorder.phase("reload"):
+                    core.proxy.reload()
             with recorder.phase("verify"):
-                core.proxy.wait_serving(rendered.generation)
+                if runtime is None:
+                    core.proxy.wait_serving(rendered.generation)
                 if not force:
                     after = check_all(plan.targets, health, core.checker)
                     if sum(r.ok for r in after) < plan.required:
                         failing = "; ".join(r.describe() for r in after if not r.ok)
                         raise ReloadFailed(f"{env} stopped passing its health check after the switch ({failing})")
         except ReloadFailed as e:
-            core.proxy.rollback_to_previous()
+            if not restored:
+                core.proxy.rollback_to_previous()
             _restore_canary(state, plan.service, was_canary)
             state.analysed.pop(plan.service, None)
             record(core, state, plan, Outcome.ROLLED_BACK, clock() - started, force, weight)
-            raise ReloadFailed(f"{e}; restored the previous config, {_traffic_stays(plan)}") from e
+            done = "" if restored else "restored the previous config, "
+            raise ReloadFailed(f"{e}; {done}{_traffic_stays(plan)}") from e
         core.check_main_context(core.proxy.main_to_write(rendered.main) is not None)
         try:
             with recorder.phase("record"):
