@@ -484,19 +484,30 @@ def test_health_loop_ejects_and_readmits_with_hysteresis(world):
                                      "event=health service=web status=OK healthy=3/3 ejected=1"]
 
 
-def test_the_loop_sleeps_while_health_checks_run(world):
+def test_passes_overlap_up_to_a_bound_and_the_loop_sleeps_then(world):
+    """A pass held up by a hung backend does not hold up the next one (due `interval` later); at most
+    HEALTH_PASSES are out at once, and then the loop sleeps instead of spinning."""
+    from lbgen.watch.loop import HEALTH_PASSES
+
     pending = []
     w = world.watcher(health=True, interval=5.0)
     w.spawn = lambda target, name: pending.append(target) if name == "lbgen-health" else None
     w.start()
     w.step()  # connect and sync
     w.step()  # start a pass; its checks do not finish
-    assert w.health_running and len(pending) == 1
+    assert w.health_running == 1 and len(pending) == 1
+    world.clock.advance(5.0)
+    w.step()  # the next pass starts on time beside it
+    assert w.health_running == 2 and len(pending) == 2
     world.clock.advance(60.0)
-    assert w.wait_time() == 1.0, "a pass in progress must not make the loop spin"
+    for _ in range(5):
+        w.step()
+    assert w.health_running == HEALTH_PASSES and len(pending) == HEALTH_PASSES
+    assert w.wait_time() == 1.0, "passes in progress must not make the loop spin"
+    world.clock.advance(5.0)
     pending[0]()
-    w.step()  # its results are applied, and the next pass (overdue) starts
-    assert len(pending) == 2 and w.health_running
+    w.step()  # its results are applied, and the next pass (due) starts
+    assert len(pending) == HEALTH_PASSES + 1 and w.health_running == HEALTH_PASSES
 
 
 def test_health_loop_never_empties_a_pool(world):

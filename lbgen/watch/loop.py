@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from lbgen.render import Rendered
 
 RETRY_MAX = 30.0
+# Health passes in flight at once: a pass waits for its slowest check (a hung backend: the whole timeout), and
+# the next one starts on time beside it, so a backend that hangs fails `fall` checks `interval` apart.
+HEALTH_PASSES = 3
 # Reasons that are worth a log line even when nothing changed.
 NOTEWORTHY = ("startup", "resync", "config-reload", "retry")
 # Applies that read the proxy and the record afresh before deciding (never from Core.known): a (re)sync, a
@@ -107,7 +110,7 @@ class Watcher:
         self.retry_delay = 1.0
         self.next_health: float | None = None  # when the next service is due a check
         self.schedule = HealthSchedule(interval)
-        self.health_running = False
+        self.health_running = 0  # passes whose checks are still out
         self.metrics.set("lbgen_watch_connected", 0)
 
     # --- driving -----------------------------------------------------------------------------------
@@ -139,7 +142,7 @@ class Watcher:
         now = self.clock()
         if self.urgent and self.connected:
             return 0.0
-        health_due = self.next_health if self.health_enabled and not self.health_running else None
+        health_due = self.next_health if self.health_enabled and self.health_running < HEALTH_PASSES else None
         times = [self.debouncer.deadline(), self.retry_at, health_due, self.task_poll.deadline()]
         if not self.connected:
             times = [self.reconnect_at]
@@ -183,7 +186,8 @@ class Watcher:
         elif self.retry_at is not None and now >= self.retry_at:
             self.apply("retry")
         now = self.clock()
-        if (self.health_enabled and self.connected and not self.health_running and self.next_health is not None
+        if (self.health_enabled and self.connected and self.health_running < HEALTH_PASSES
+                and self.next_health is not None
                 and now >= self.next_health):
             self._start_health(now)
 
@@ -428,7 +432,7 @@ class Watcher:
             return
         run = HealthRun(services, self.wall(), self.clock())
         checker = app.checker
-        self.health_running = True
+        self.health_running += 1
 
         def work() -> None:
             outcome: Any = "the health checks failed"
@@ -442,7 +446,7 @@ class Watcher:
         self.spawn(work, "lbgen-health")
 
     def _on_health(self, run: HealthRun, outcome: Any) -> None:
-        self.health_running = False
+        self.health_running -= 1
         if isinstance(outcome, str):
             self.log("health-failed", error=outcome)
             return
