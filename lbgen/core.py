@@ -387,13 +387,16 @@ class Core:
 
     # --- changing ------------------------------------------------------------------------------------
 
-    def converge(self, inventory: Inventory | None = None, timings: Timings | None = None) -> ApplyResult:
+    def converge(self, inventory: Inventory | None = None, timings: Timings | None = None,
+                 world: World | None = None) -> ApplyResult:
         """Bring the live proxy to what the world asks for (the caller holds the lock): reconcile, read,
         render, and when the text differs install (validated), reload and verify. A byte-identical config
-        is left alone. `timings` (the caller's, when it timed the lock too) gets every phase."""
+        is left alone. `timings` (the caller's, when it timed the lock too) gets every phase. `world`: one
+        the caller read with `reconcile=True` under the same lock (not read again)."""
         timings = timings if timings is not None else Timings(self.clock)
         self.known = None  # until this converge ends well
-        world = self.read_world(reconcile=True, inventory=inventory, timings=timings)
+        if world is None:
+            world = self.read_world(reconcile=True, inventory=inventory, timings=timings)
         with timings.phase("reconcile"):
             self.proxy.preflight(world.live)
         with timings.phase("render"):

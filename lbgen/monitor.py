@@ -198,7 +198,7 @@ def settle(core: Core, config: Config, results: Mapping[str, Sequence[CheckResul
     """Under the lock: fold a pass's results into the counts as they are now (another host may have run a
     pass, or a switch changed the active env, while the checks ran), save them if they changed, and
     converge. `lbgen health --apply` and watch both end here."""
-    world = core.read_world(inventory=inventory, timings=timings)
+    world = core.read_world(reconcile=True, inventory=inventory, timings=timings)
     state = world.state
     before = {svc: dict(counts) for svc, counts in state.health.items()}
     transitions = fold(state, targets_for(config, world.inventory, world.active), results)
@@ -206,4 +206,4 @@ def settle(core: Core, config: Config, results: Mapping[str, Sequence[CheckResul
         core.store.save(state)
     for t in transitions:
         core.log(t.event())
-    return transitions, core.converge(world.inventory, timings), world
+    return transitions, core.converge(world.inventory, timings, world=world), world

@@ -6,7 +6,6 @@ loop with a fake engine and no real waiting.
 """
 from __future__ import annotations
 
-import copy
 import queue
 import threading
 import time
@@ -23,6 +22,7 @@ from lbgen.routing import build_pools
 from lbgen.timings import Timings
 from lbgen.watch.actions import START_ACTIONS, STOP_ACTIONS, URGENT_ACTIONS, reason_for, terminating
 from lbgen.watch.debounce import Debouncer
+from lbgen.watch.decide import Unchanged, decide
 from lbgen.watch.guard import keep_last_known, without_stopping
 from lbgen.watch.log import EventLog
 from lbgen.watch.metrics import Metrics
@@ -31,7 +31,6 @@ from lbgen.watch.swarm_poll import TaskPoll
 
 if TYPE_CHECKING:
     from lbgen.core import ApplyResult, Core, World
-    from lbgen.render import Rendered
 
 RETRY_MAX = 30.0
 # Health passes in flight at once: a pass waits for its slowest check (a hung backend: the whole timeout), and
@@ -323,24 +322,24 @@ class Watcher:
         transitions: list[Transition] = []
         timings = Timings(self.clock)
         try:
-            world, inventory, rendered = self._warm(reason, started, timings) if results is None else (None, None, None)
-            if world is None or inventory is None or rendered is None or rendered.text == world.live:
-                world = app.read_world(timings=timings, inventory=world.inventory if world else None)
+            # Warm: judged against what the last converge left live (Core.known), without reading the
+            # proxy and the record first; what looks like nothing to do is confirmed by a fresh read.
+            known = None if set(reason.split(",")) & set(COLD_REASONS) else app.known
+            decision = None
+            if known is not None:
+                with timings.phase("discover"):
+                    world = known.with_inventory(app.discover())
+                decision = decide(app, world, self._pools_of(world, started), results, timings)
+                if decision.nothing_to_do:
+                    decision = None
+            if decision is None:
+                world = app.read_world(timings=timings, inventory=world.inventory if known is not None else None)
                 app.known = world  # read afresh: the next event is judged against it
-                inventory = self._guard(self._exclude(world.inventory, started), world.active)
-                rendered = None
-            live, state, active = world.live, world.state, world.active
-            counts_change = False
-            trial = state
-            if results is not None:
-                trial = copy.deepcopy(state)
-                monitor.fold(trial, monitor.targets_for(app.config, inventory, active), results)
-                counts_change = trial.health != state.health
-            if rendered is None:
-                with timings.phase("render"):
-                    rendered = app.desired(world.with_inventory(inventory), state=trial)
+                decision = decide(app, world, self._pools_of(world, started), results, timings)
+            inventory, state, rendered = decision.inventory, world.state, decision.rendered
+            live, active, counts_change = world.live, world.active, decision.counts_change
             if rendered.text == live and not counts_change:
-                result: ApplyResult | _Unchanged = _Unchanged(rendered.generation)
+                result: ApplyResult | Unchanged = Unchanged(rendered.generation)
             else:
                 with app.locked(f"watch ({reason})", timings, wait=self.lock_wait):
                     if results is not None:  # the same step as `lbgen health --apply`
@@ -370,22 +369,6 @@ class Watcher:
             self._record_health(report)
         return True
 
-    def _warm(self, reason: str, started: float,
-              timings: Timings) -> tuple[World | None, Inventory | None, Rendered | None]:
-        """Events after a good converge are judged against what it left live (Core.known), without reading
-        the proxy and the record again: a change goes straight to the lock, where converge reads them.
-        The caller confirms what looks unchanged by a fresh read, so no change is missed. (None, None, None)
-        when there is nothing to judge against, or the reason asks for a fresh read (COLD_REASONS)."""
-        known = self.app.known
-        if known is None or set(reason.split(",")) & set(COLD_REASONS):
-            return None, None, None
-        with timings.phase("discover"):
-            world = known.with_inventory(self.app.discover())
-        inventory = self._guard(self._exclude(world.inventory, started), world.active)
-        with timings.phase("render"):
-            rendered = self.app.desired(world.with_inventory(inventory))
-        return world, inventory, rendered
-
     def _record(self, reason: str, result: Any, pools: Sequence[Pool], took: float,
                 timings: Timings | None = None) -> None:
         changed = [p for p in pools if {b.id for b in p.servers} != {b.id for b in self.last_pools.get(p.service, ())}]
@@ -398,6 +381,10 @@ class Watcher:
             self.log("unchanged", reason=reason, generation=result.generation, took=_secs(took))
         self.metrics.applied(result.changed, {p.service: len(p.servers) for p in pools}, took, self.wall())
         self.last_pools = {p.service: p.servers for p in pools}
+
+    def _pools_of(self, world: World, now: float) -> Inventory:
+        """What the pools get of `world`'s inventory: no stopping backend, no pool emptied by discovery."""
+        return self._guard(self._exclude(world.inventory, now), world.active)
 
     def _exclude(self, inventory: Inventory, now: float) -> Inventory:
         """Leave out backends that are stopping (a kill/stop/die arrived and no start since)."""
@@ -487,9 +474,3 @@ class Watcher:
             self._connect()
         elif self.connected:
             self.apply("config-reload")
-
-
-@dataclass(frozen=True)
-class _Unchanged:
-    generation: str
-    changed: bool = False
