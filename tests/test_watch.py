@@ -191,6 +191,20 @@ def test_a_change_after_a_converge_goes_to_the_lock_without_reading_the_proxy_fi
     assert "web-5" in world.routed() and _reads_before_the_lock(world, since) == []
 
 
+def test_a_health_pass_that_changes_the_counts_goes_to_the_lock_without_reading_first(world):
+    w = started(world, health=True, interval=5.0)
+    world.answer("web-2", 503)
+    pump(w)  # the first pass right after the sync: web-2 fails once
+    since = len(world.engine.calls)
+    world.clock.advance(5.0)
+    pump(w)  # the second failure ejects it
+    assert world.routed() == ["web-1", "web-3", "api-1"]
+    names = [c[0] for c in world.engine.calls[since:]]
+    # The pass's own survey reads the world (what to check); its apply then only discovers, and locks.
+    survey_done = names.index("list_containers")
+    assert "read_file" not in names[survey_done:names.index("create_marker")], names
+
+
 def test_a_switch_made_elsewhere_is_not_missed_by_the_warm_path(world):
     """Another lbgen switched web to green (record and live config) after watch's last converge: the next
     event is decided on what is really there, not on what watch last saw."""
