@@ -12,7 +12,9 @@ from lbgen.errors import UsageError
 @click.option("--service", "-s", metavar="S", envvar="LBGEN_SERVICE", help="Only this service [default: every service].")
 @click.option("--message", metavar="TEXT", help="Body of the 503 (1-200 printable characters).")
 @click.option("--retry-after", metavar="DURATION", help="Retry-After of the 503, e.g. 5m [default: 5m].")
-@click.option("--lock-wait", default="30s", metavar="DURATION", help="How long to wait for another lbgen's lock.")
+@click.option("--lock-timeout", "--lock-wait", "lock_wait", default="30s", envvar="LBGEN_LOCK_TIMEOUT",
+              metavar="DURATION", show_default=True,
+              help="How long to wait for another lbgen's lock (exit 7 after); --lock-wait is its old name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def maintenance(ctx: click.Context, mode: str, service: str | None, message: str | None, retry_after: str | None,
@@ -32,7 +34,7 @@ def maintenance(ctx: click.Context, mode: str, service: str | None, message: str
         seconds = parse_duration(retry_after) if retry_after is not None else None
         wait = parse_duration(lock_wait)
     except ValueError as e:
-        raise UsageError(f"--retry-after/--lock-wait: {e}") from None
+        raise UsageError(f"--retry-after/--lock-timeout: {e}") from None
     result = _app(ctx).maintenance(mode == "on", service, message=message, retry_after=seconds, lock_wait=wait)
     if as_json:
         _print_json(result.to_dict())
