@@ -260,7 +260,7 @@ class DockerLab:
         `image`/`command`: another backend with the same environment variables, e.g.
         `image=lab.derived_image("ws")` (tests/images/ws: WebSockets, ALLOWED_HOSTS) and its CMD.
         """
-        name = name or f"{service}-{env or 'all'}-{next(self._names)}"
+        name = name or self.backend_name(service, env)
         prefix = prefix or self.label_prefix
         all_labels = {f"{prefix}.service": service}
         if env is not None:
@@ -276,6 +276,10 @@ class DockerLab:
         if start and wait and network:
             self.wait_http(f"http://{self.ip(container, network)}:{port}/health", timeout=10, status=None)
         return container
+
+    def backend_name(self, service: str, env: str | None = None) -> str:
+        """The name backend() gives by default (without the session prefix): `<service>-<env|all>-<n>`."""
+        return f"{service}-{env or 'all'}-{next(self._names)}"
 
     def nginx_proxy(self, network: str, name: str | None = None, *, labels: Mapping[str, str] | None = None,
                     extra_networks: Iterable[str] = (), wait: bool = True) -> Any:
