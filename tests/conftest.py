@@ -40,12 +40,13 @@ def docker_lab(request: pytest.FixtureRequest):
 
 @pytest.fixture
 def lab(docker_lab) -> Iterator:
-    """A per-test view of the lab: what the test creates is removed when it ends, pass or fail."""
+    """A per-test view of the lab: what the test creates is removed when it ends, pass or fail (in the
+    background, while the next test runs; the session's lab waits for it and sweeps what is left)."""
     scope = docker_lab.scope()
     try:
         yield scope
     finally:
-        scope.close()
+        docker_lab.close_later(scope)
 
 
 @pytest.fixture

@@ -90,6 +90,8 @@ class DockerLab:
         self._names = itertools.count(1) if parent is None else parent._names
         self._scopes = itertools.count(1) if parent is None else parent._scopes
         self._closed = False
+        self._closer: ThreadPoolExecutor | None = None  # the root's: scopes closed by close_later()
+        self._pending: list[Any] = []
 
     # --- opening and closing ------------------------------------------------------------------------
 
@@ -114,11 +116,27 @@ class DockerLab:
         """A child lab for one test: same session and image; close() removes only what it created."""
         return DockerLab(self.client, self.image, self.session, scope=str(next(self._scopes)), parent=self._root)
 
+    def close_later(self, scope: DockerLab) -> None:
+        """Close `scope` on a thread of the root lab, so that the next test need not wait for the removals
+        (its names, label prefix and subnet are its own). The root's close() waits for every one of them,
+        then sweeps everything of the session that is left, whatever went wrong in the background."""
+        with self._subnet_lock:
+            if self._closer is None:
+                self._closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-close")
+            self._pending.append(self._closer.submit(scope.close))
+
     def close(self) -> None:
         """Remove every container, then every network, carrying this lab's labels. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        if self._closer is not None:
+            for pending in self._pending:
+                try:
+                    pending.result()
+                except Exception:  # noqa: BLE001 - the sweep below removes whatever that close left
+                    pass
+            self._closer.shutdown(wait=True)
         filters = {"label": [f"{k}={v}" for k, v in self.labels.items()]}
         listed = self.api.containers(all=True, filters=filters)
         containers = [c["Id"] for c in listed]
@@ -260,7 +278,7 @@ class DockerLab:
         `image`/`command`: another backend with the same environment variables, e.g.
         `image=lab.derived_image("ws")` (tests/images/ws: WebSockets, ALLOWED_HOSTS) and its CMD.
         """
-        name = name or f"{service}-{env or 'all'}-{next(self._names)}"
+        name = name or self.backend_name(service, env)
         prefix = prefix or self.label_prefix
         all_labels = {f"{prefix}.service": service}
         if env is not None:
@@ -276,6 +294,10 @@ class DockerLab:
         if start and wait and network:
             self.wait_http(f"http://{self.ip(container, network)}:{port}/health", timeout=10, status=None)
         return container
+
+    def backend_name(self, service: str, env: str | None = None) -> str:
+        """The name backend() gives by default (without the session prefix): `<service>-<env|all>-<n>`."""
+        return f"{service}-{env or 'all'}-{next(self._names)}"
 
     def nginx_proxy(self, network: str, name: str | None = None, *, labels: Mapping[str, str] | None = None,
                     extra_networks: Iterable[str] = (), wait: bool = True) -> Any:

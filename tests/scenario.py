@@ -4,6 +4,7 @@ so it is labelled and removed when the test ends."""
 from __future__ import annotations
 
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,19 @@ class Scenario:
         self.kind = kind
         self.tmp_path = tmp_path
         self.net, self.subnet = lab.network("app")
-        if proxy is not None:
-            self.proxy = proxy(self.net)
-        else:
-            self.proxy = lab.nginx_proxy(self.net) if kind == "nginx" else lab.haproxy_proxy(self.net)
         self.backends = {"blue": [], "green": []}
-        for env, count in (("blue", blue), ("green", green)):
-            for _ in range(count):
-                self.add_backend(env, env_vars=backend_env, **(backend_kw or {}))
+        # The proxy and the backends start at once (each start is mostly the engine's wait, and each waits
+        # for its own readiness); names are chosen here, in order, so they do not depend on the threads.
+        make_proxy = proxy or (lab.nginx_proxy if kind == "nginx" else lab.haproxy_proxy)
+        kw = {"env_vars": backend_env, **(backend_kw or {})}
+        wanted = [(env, lab.backend_name("web", env)) for env, count in (("blue", blue), ("green", green))
+                  for _ in range(count)]
+        with ThreadPoolExecutor(max_workers=1 + len(wanted)) as pool:
+            made_proxy = pool.submit(make_proxy, self.net)
+            made = [(env, pool.submit(lab.backend, self.net, "web", env, name, **kw)) for env, name in wanted]
+            self.proxy = made_proxy.result()
+            for env, future in made:
+                self.backends[env].append(future.result())
         self.config_path = tmp_path / "lbgen.yaml"
         self.logs: list = []  # lbgen.events.Event
         self.write_config(service_yaml, top_yaml, proxy_yaml)

@@ -280,6 +280,24 @@ def get(doc: Any, path: tuple) -> Any:
     return doc
 
 
+# What mutations() draws from, built once: fresh strategy objects on every draw cost hypothesis a
+# validation each time.
+LEAF_VALUES = {key: st.one_of(valid_leaf[key], hostile_value) if key in valid_leaf else hostile_value
+               for key in {path[-1] for path in LEAF_PATHS}}
+
+
+def _unknown_key(allowed: Any) -> st.SearchStrategy[str]:
+    return st.one_of(hostile_text, st.sampled_from(["wieght", "Listen", "health_check", "hosts "])) \
+        .filter(lambda k: k not in allowed and k != "")
+
+
+UNKNOWN_KEYS = {where: _unknown_key(MAPPINGS[where] if where in MAPPINGS
+                                    else MAPPINGS["health" if where[-1] == "health" else "service"])
+                for where in MAPPING_PATHS}
+NOT_A_MAPPING = hostile_value.filter(lambda v: not isinstance(v, dict) and v is not None)
+BAD_SERVICE_NAME = hostile_text.filter(lambda n: not re.fullmatch(NAME, n))
+
+
 @st.composite
 def mutations(draw: Any) -> tuple[dict[str, Any], str, Any]:
     """A copy of BASE with one targeted change; (document, kind of change, the key path that must be named
@@ -291,7 +309,7 @@ def mutations(draw: Any) -> tuple[dict[str, Any], str, Any]:
     if change == "leaf":
         path = draw(st.sampled_from(LEAF_PATHS))
         key = path[-1]
-        value = draw(st.one_of(valid_leaf[key], hostile_value) if key in valid_leaf else hostile_value)
+        value = draw(LEAF_VALUES[key])
         get(doc, path[:-1])[key] = value
         loaded = yaml.safe_load(yaml.safe_dump(value))
         if not LEAVES[key](loaded):
@@ -303,9 +321,7 @@ def mutations(draw: Any) -> tuple[dict[str, Any], str, Any]:
         return doc, change, "routes"
     if change == "unknown":
         where = draw(st.sampled_from(MAPPING_PATHS))
-        allowed = MAPPINGS[where] if where in MAPPINGS else MAPPINGS["health" if where[-1] == "health" else "service"]
-        key = draw(st.one_of(hostile_text, st.sampled_from(["wieght", "Listen", "health_check", "hosts "]))
-                   .filter(lambda k: k not in allowed and k != ""))
+        key = draw(UNKNOWN_KEYS[where])
         get(doc, where)[key] = draw(hostile_value)
         return doc, change, ".".join(where + (key,))
     if change == "missing":
@@ -315,11 +331,11 @@ def mutations(draw: Any) -> tuple[dict[str, Any], str, Any]:
         return doc, change, ".".join(where) or "(top level)"
     if change == "not_a_mapping":
         where = draw(st.sampled_from([("proxy",), ("services", "web"), ("services", "web", "health")]))
-        value = draw(hostile_value.filter(lambda v: not isinstance(v, dict) and v is not None))
+        value = draw(NOT_A_MAPPING)
         get(doc, where[:-1])[where[-1]] = value
         return doc, change, ".".join(where)
     if change == "service_name":
-        name = draw(hostile_text.filter(lambda n: not re.fullmatch(NAME, n)))
+        name = draw(BAD_SERVICE_NAME)
         doc["services"] = {name: {"listen": 9000}, **doc["services"]}
         return doc, change, f"services.{name}"
     if change == "duplicate_route":

@@ -21,10 +21,10 @@ def load_deploy():  # noqa: ANN201 - the example module
 
 def world(green_status: int = 200) -> tuple[FakeProxy, Lbgen]:
     fp = FakeProxy("nginx", "network: lbnet\nproxy: {kind: nginx, container: proxy}\n"
-                   "services:\n  web: {default_env: blue, health: {interval: 10ms, timeout: 1s, rise: 1}}\n")
+                   "services:\n  web: {default_env: blue, health: {interval: 1s, timeout: 1s, rise: 1}}\n")
     fp.backend("web-blue-1", "blue")
     fp.backend("web-green-1", "green", status=green_status)
-    clock = FakeClock()  # the gate's 120s pass without waiting
+    clock = FakeClock()  # the gate's 120s pass without waiting (one check a second: 120 of them, not 12,000)
     lb = Lbgen(fp.config, fp.engine, get=fp.get, clock=clock, sleep=clock.sleep, log=lambda e: None)
     lb.apply()
     return fp, lb

@@ -165,21 +165,26 @@ def test_a_daemon_that_stops_mid_switch_is_exit_4_and_the_proxy_is_old_or_new(la
     old, new = s.live().decode(), rendered_for(s, "green")
     calls_file = tmp_path / "calls"
 
-    def flaky_switch(fail_at: int, mode: str) -> subprocess.CompletedProcess:
+    live_for = {"blue": old, "green": new}
+
+    def flaky_switch(fail_at: int, mode: str, env: str = "green") -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", FLAKY_LBGEN, str(fail_at), mode, "-c", str(s.config_path),
-                               "switch", "--env", "green", "--lock-timeout", "10s"], capture_output=True, text=True,
+                               "switch", "--env", env, "--lock-timeout", "10s"], capture_output=True, text=True,
                               timeout=60, env=clean_env(LBGEN_TEST_CALLS=str(calls_file)))
 
     whole = flaky_switch(10**6, "before")
     assert whole.returncode == 0, whole.stderr
     total = int(calls_file.read_text())
-    assert s.app().switch("blue").outcome == "switched"
     assert 10 <= total <= 80, total
     outcomes: Counter[str] = Counter()
     # Every call, with the daemon gone before it; the calls that change something, also gone after them.
+    # Each point switches away from the env the point before it settled on (green -> blue, blue -> green,
+    # ...): a switch makes the same calls either way, and no extra switch back is needed between points.
     points = [(n, "before") for n in range(1, total + 1)] + [(n, "after") for n in range(1, total + 1, 2)]
+    to = "blue"
     for fail_at, mode in points:
-        result = flaky_switch(fail_at, mode)
+        start = "green" if to == "blue" else "blue"
+        result = flaky_switch(fail_at, mode, to)
         if result.returncode == 0:  # the daemon went away after the last call that mattered
             outcomes["completed"] += 1
         else:
@@ -187,12 +192,12 @@ def test_a_daemon_that_stops_mid_switch_is_exit_4_and_the_proxy_is_old_or_new(la
             outcomes["exit 4"] += 1
         live = s.live().decode()
         assert live in (old, new), f"{mode} call {fail_at}: the live config is neither the old nor the new one"
-        outcomes["live old" if live == old else "live new"] += 1
+        outcomes["live old" if live == live_for[start] else "live new"] += 1
         # The daemon is back: the next switch recovers the lock of the dead lbgen and settles the proxy.
-        again = s.app(log=lambda line: None).switch("green", lock_wait=15)
+        again = s.app(log=lambda line: None).switch(to, lock_wait=15)
         assert again.outcome in ("switched", "unchanged")
-        assert_consistent(s, "green")
-        assert s.app(log=lambda line: None).switch("blue", lock_wait=15).outcome == "switched"
+        assert_consistent(s, to)
+        to = start
     FIGURES[f"daemon-gone points ({kind})"] += len(points)
     for k, v in outcomes.items():
         FIGURES[f"daemon gone: {k}"] += v
@@ -268,17 +273,21 @@ def test_a_proxy_stopped_at_each_step_of_a_switch_is_back_consistent(lab, tmp_pa
     old, new = s.live().decode(), rendered_for(s, "green")
     calls_file = tmp_path / "calls"
 
-    def switch_stopping_the_proxy(at: int) -> subprocess.CompletedProcess:
+    live_for = {"blue": old, "green": new}
+
+    def switch_stopping_the_proxy(at: int, env: str = "green") -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", FLAKY_LBGEN, str(at), "stop-proxy", "-c", str(s.config_path),
-                               "switch", "--env", "green", "--lock-timeout", "10s"], capture_output=True, text=True,
+                               "switch", "--env", env, "--lock-timeout", "10s"], capture_output=True, text=True,
                               timeout=60, env=clean_env(LBGEN_TEST_CALLS=str(calls_file), LBGEN_TEST_PROXY=s.proxy.id))
 
     assert switch_stopping_the_proxy(10**6).returncode == 0
     total = int(calls_file.read_text())
-    assert s.app().switch("blue").outcome == "switched"
     seen: Counter[str] = Counter()
+    # As in the daemon sweep: each point switches away from the env the point before it settled on.
+    to = "blue"
     for at in range(1, total + 1):
-        result = switch_stopping_the_proxy(at)
+        start = "green" if to == "blue" else "blue"
+        result = switch_stopping_the_proxy(at, to)
         if result.returncode == 0:
             seen["completed"] += 1
         else:
@@ -288,7 +297,7 @@ def test_a_proxy_stopped_at_each_step_of_a_switch_is_back_consistent(lab, tmp_pa
         wait_proxy_up(lab, s)
         live = s.live().decode()
         assert live in (old, new), f"proxy stopped before call {at}: the live config is neither old nor new"
-        seen["back with old" if live == old else "back with new"] += 1
+        seen["back with old" if live == live_for[start] else "back with new"] += 1
         # Back: the record wins. A switch cut off before its record is undone (status brings the proxy in
         # line with the record); one cut off after it is live. Either way status, disk and proxy agree...
         status = s.app(log=lambda line: None).status().to_dict()
@@ -296,10 +305,10 @@ def test_a_proxy_stopped_at_each_step_of_a_switch_is_back_consistent(lab, tmp_pa
         assert status["services"]["web"]["active_env_recorded"]
         assert status["services"]["web"]["active_env"] == parse_meta(s.live().decode()).active["web"]
         # ...and the next switch completes the history of one whose record was cut off.
-        assert s.app(log=lambda line: None).switch("green", lock_wait=15).outcome in ("switched", "unchanged")
-        assert_consistent(s, "green")
-        assert [h.to_env for h in s.app().history()][:1] == ["green"]
-        assert s.app(log=lambda line: None).switch("blue", lock_wait=15).outcome == "switched"
+        assert s.app(log=lambda line: None).switch(to, lock_wait=15).outcome in ("switched", "unchanged")
+        assert_consistent(s, to)
+        assert [h.to_env for h in s.app().history()][:1] == [to]
+        to = start
     FIGURES["proxy-stopped points"] += total
     for k, v in seen.items():
         FIGURES[f"proxy stopped: {k}"] += v

@@ -417,24 +417,40 @@ def hostile_fields(fields: tuple[str, ...]) -> st.SearchStrategy[frozenset[str]]
                                      st.frozensets(st.sampled_from(fields), min_size=1, max_size=1 if n < 8 else 3))
 
 
+# The strategies containers() and inventories() draw from, built once: building them inside the loops
+# made hypothesis validate fresh strategy objects on every draw (most of these properties' time).
+CONTAINER_FIELDS = hostile_fields(HOSTILE_FIELDS)
+ANY_SERVICE = st.one_of(st.sampled_from(SERVICES), valid_name)
+ANY_ENV = st.one_of(st.none(), st.sampled_from(["blue", "green"]), valid_name)
+VALID_PORT_LABEL = st.one_of(st.integers(1, 65535).map(str), st.just("08080"))
+VALID_FLAG_LABELS = (("weight", st.integers(1, 256).map(str)), ("backup", st.sampled_from(["true", "false"])))
+UNKNOWN_SUFFIX = st.one_of(hostile_text, st.sampled_from(["secret", "wieght", "service.x", "", "Port"]))
+OTHER_LABELS = st.dictionaries(st.text(max_size=10).filter(lambda k: not k.startswith("lbgen")), st.just(SECRET),
+                               max_size=2)
+HOSTILE_EXPOSED = st.one_of(st.lists(st.integers(min_value=-5, max_value=100_000), max_size=3),
+                            st.tuples(st.sampled_from([0, -1, 65536, 10**12])))
+HOSTILE_ID = hostile_text.filter(bool)
+HOSTILE_HEALTH = st.one_of(st.sampled_from(["starting", "unhealthy", "healthy"]), hostile_text)
+
+
 @st.composite
 def containers(draw: Any) -> list[dict[str, Any]]:
     """A list of containers as Docker would list them, each with 0-3 hostile fields."""
     out = []
     names, ids = set(), set()
     for index in range(draw(st.integers(min_value=1, max_value=24))):
-        hostile = draw(hostile_fields(HOSTILE_FIELDS))
+        hostile = draw(CONTAINER_FIELDS)
         name = draw(hostile_text if "name" in hostile else valid_container_name)
-        container_id = draw(hostile_text.filter(bool)) if "id" in hostile else fake_id(f"c{index}:{name}")
+        container_id = draw(HOSTILE_ID) if "id" in hostile else fake_id(f"c{index}:{name}")
         if name in names or container_id in ids:  # Docker's names and ids are unique
             continue
         names.add(name)
         ids.add(container_id)
         labels = {"lbgen.service": draw(hostile_text if "service" in hostile
-                                        else st.one_of(st.sampled_from(SERVICES), valid_name))}
+                                        else ANY_SERVICE)}
         if "no_service" in hostile:
             del labels["lbgen.service"]
-        env = draw(st.one_of(st.none(), st.sampled_from(["blue", "green"]), valid_name))
+        env = draw(ANY_ENV)
         if "env" in hostile:
             env = draw(hostile_text)
         if env is not None:
@@ -442,23 +458,21 @@ def containers(draw: Any) -> list[dict[str, Any]]:
         port_label = draw(st.booleans())
         if port_label or "port" in hostile:
             labels["lbgen.port"] = draw(hostile_text if "port" in hostile
-                                        else st.one_of(st.integers(1, 65535).map(str), st.just("08080")))
-        for key, valid in (("weight", st.integers(1, 256).map(str)), ("backup", st.sampled_from(["true", "false"]))):
+                                        else VALID_PORT_LABEL)
+        for key, valid in VALID_FLAG_LABELS:
             if key in hostile:
                 labels[f"lbgen.{key}"] = draw(hostile_text)
             elif draw(st.booleans()):
                 labels[f"lbgen.{key}"] = draw(valid)
         if "unknown_label" in hostile:
-            suffix = draw(st.one_of(hostile_text, st.sampled_from(["secret", "wieght", "service.x", "", "Port"])))
+            suffix = draw(UNKNOWN_SUFFIX)
             if suffix not in KNOWN_LABELS:
                 labels["lbgen." + suffix] = SECRET
         # Labels of other tools, and the secrets people put in them: ignored, never logged.
-        labels.update(draw(st.dictionaries(st.text(max_size=10).filter(lambda k: not k.startswith("lbgen")),
-                                           st.just(SECRET), max_size=2)))
+        labels.update(draw(OTHER_LABELS))
         exposed = () if port_label else (draw(st.integers(1, 65535)),)
         if "exposed" in hostile:
-            exposed = tuple(draw(st.one_of(st.lists(st.integers(min_value=-5, max_value=100_000), max_size=3),
-                                           st.tuples(st.sampled_from([0, -1, 65536, 10**12])))))
+            exposed = tuple(draw(HOSTILE_EXPOSED))
             labels.pop("lbgen.port", None)
         address = draw(hostile_address if "address" in hostile else valid_address)
         networks = {"lbnet": address}
@@ -470,7 +484,7 @@ def containers(draw: Any) -> list[dict[str, Any]]:
         out.append({
             "name": name, "labels": labels, "exposed": exposed, "networks": networks, "network_ids": network_ids,
             "id": container_id,
-            "health": draw(st.one_of(st.sampled_from(["starting", "unhealthy", "healthy"]), hostile_text))
+            "health": draw(HOSTILE_HEALTH)
             if "health" in hostile else draw(st.sampled_from([None, None, None, "healthy"])),
             "running": "running" not in hostile,
         })
@@ -533,32 +547,39 @@ hostile_value = st.one_of(
 INVENTORY_FIELDS = ("service", "env", "name", "id", "address", "port", "weight", "backup")
 
 
+ENTRY_FIELDS = hostile_fields(INVENTORY_FIELDS + ("unknown", "missing", "duplicate", "not_a_mapping"))
+NO_FIELDS = st.just(frozenset())
+ENTRY_PORT = st.one_of(st.integers(1, 65535), st.integers(1, 65535).map(str))
+ENTRY_OPTIONAL = (("env", st.one_of(st.none(), st.sampled_from(["blue", "green"]))),
+                  ("id", st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True)),
+                  ("weight", st.one_of(st.integers(1, 256), st.integers(1, 256).map(str))),
+                  ("backup", st.one_of(st.booleans(), st.sampled_from(["true", "false"]))))
+ENTRY_UNKNOWN = st.sampled_from(["secret", "wieght", "Port", "service "])
+ENTRY_REQUIRED = st.sampled_from(["service", "name", "address", "port"])
+
+
 @st.composite
 def inventories(draw: Any) -> list[Any]:
     entries: list[Any] = []
     clean_file = draw(st.booleans())  # half the files have no deliberate defect
     for i in range(draw(st.integers(min_value=0, max_value=16))):
-        hostile = draw(hostile_fields(INVENTORY_FIELDS + ("unknown", "missing", "duplicate", "not_a_mapping"))
-                       if clean_file is False else st.just(frozenset()))
+        hostile = draw(ENTRY_FIELDS if clean_file is False else NO_FIELDS)
         entry: dict[str, Any] = {
-            "service": draw(st.one_of(st.sampled_from(SERVICES), valid_name)),
+            "service": draw(ANY_SERVICE),
             "name": draw(valid_container_name) + f"-{i}",
             "address": draw(valid_address),
-            "port": draw(st.one_of(st.integers(1, 65535), st.integers(1, 65535).map(str))),
+            "port": draw(ENTRY_PORT),
         }
-        for key, valid in (("env", st.one_of(st.none(), st.sampled_from(["blue", "green"]))),
-                           ("id", st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True)),
-                           ("weight", st.one_of(st.integers(1, 256), st.integers(1, 256).map(str))),
-                           ("backup", st.one_of(st.booleans(), st.sampled_from(["true", "false"])))):
+        for key, valid in ENTRY_OPTIONAL:
             if draw(st.booleans()):
                 entry[key] = draw(valid)
         for key in INVENTORY_FIELDS:
             if key in hostile:
                 entry[key] = draw(hostile_address if key == "address" else hostile_value)
         if "unknown" in hostile:
-            entry[draw(st.sampled_from(["secret", "wieght", "Port", "service "]))] = SECRET
+            entry[draw(ENTRY_UNKNOWN)] = SECRET
         if "missing" in hostile:
-            del entry[draw(st.sampled_from(["service", "name", "address", "port"]))]
+            del entry[draw(ENTRY_REQUIRED)]
         if "duplicate" in hostile and entries and isinstance(entries[0], dict) and "name" in entries[0]:
             entry["name"] = entries[0]["name"]
         entries.append(draw(hostile_value) if "not_a_mapping" in hostile else entry)
