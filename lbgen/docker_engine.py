@@ -24,6 +24,11 @@ from lbgen.errors import ContainerNotFound, DockerUnavailable
 DEFAULT_TIMEOUT = 15.0  # seconds per API call: long enough for `nginx -t`, short enough to notice a dead daemon
 
 
+# What the daemon answers about a container in the middle of its removal (`docker rm -f` while lbgen
+# reads or writes a file in it): that container is going away, as good as gone.
+BEING_REMOVED = ("unexpectedly nil", "removal in progress", "marked for removal", "is being removed")
+
+
 class DockerEngine:
     """lbgen.engine.Engine for one Docker daemon (DOCKER_HOST, or `base_url`)."""
 
@@ -282,6 +287,8 @@ class DockerEngine:
                                                                    or "is paused" in explanation):
                 state = "is paused" if "is paused" in explanation else "is not running"
                 raise ContainerNotFound(f"container {container} {state}") from e
+            if container is not None and any(words in explanation for words in BEING_REMOVED):
+                raise ContainerNotFound(f"container {container} is being removed") from e
             raise DockerUnavailable(f"the Docker daemon at {self.where} could not {what}: {explanation}") from e
         except (errors.DockerException, *self._transport_errors) as e:
             failed = _ssh_failure(e)

@@ -141,6 +141,8 @@ def test_daemon_errors_become_lbgen_errors():
         mock.post(f"{base}/containers/web/exec", status=409,
                   json={"message": f"Container {CID} is not running"})
         mock.get(f"{base}/containers/json", status=500, json={"message": "disk full"})
+        mock.get(f"{base}/containers/edge/archive", status=500,
+                 json={"message": f"RWLayer of container {CID} is unexpectedly nil"})
         with pytest.raises(ContainerNotFound, match="^container nope does not exist$"):
             engine.get_container("nope")
         with pytest.raises(ContainerNotFound, match="^container web is not running$"):
@@ -148,6 +150,9 @@ def test_daemon_errors_become_lbgen_errors():
         with pytest.raises(DockerUnavailable, match="^the Docker daemon at tcp://127.0.0.1:1 could not list "
                                                     "containers: disk full$"):
             engine.list_containers("lbgen.service")
+        # `docker rm -f` racing a file read: the daemon's words for a container half removed
+        with pytest.raises(ContainerNotFound, match="^container edge is being removed$"):
+            engine.read_file("edge", "/etc/nginx/conf.d/lbgen.conf")
 
 
 # --- against the real daemon ---------------------------------------------------------------------

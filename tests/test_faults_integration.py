@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from testutil import report_figures
@@ -250,10 +251,17 @@ def test_a_proxy_removed_mid_switch_is_a_clear_error_and_a_new_one_is_set_up_con
     switch = start_lbgen(s, "switch", "--env", "green", "--timeout", "20s")
     wait_for_lock(lab, s)
     name = s.proxy.name
-    s.proxy.remove(force=True)
+    for attempt in range(3):  # the engine may trip over its own overlay2 clean-up under load: once more
+        try:
+            s.proxy.remove(force=True)
+            break
+        except docker.errors.APIError as e:
+            if attempt == 2 or "directory not empty" not in str(e):
+                raise
+            time.sleep(0.5)
     # Whichever call the switch was in: the container is gone ("does not exist") or still being removed.
     message = one_error(finish(switch), 4, name)
-    assert "does not exist" in message or "is not running" in message, message
+    assert any(words in message for words in ("does not exist", "is not running", "is being removed")), message
     MESSAGES.setdefault("proxy removed", message)
     one_error(lbgen(s, "apply"), 4, f"container {name} does not exist")
     # Back: a new proxy under the same name. The record is on the engine, and the switch never got to record
