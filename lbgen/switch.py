@@ -217,7 +217,7 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
             record(core, state, plan, Outcome.ROLLED_BACK, clock() - started, force, weight)
             done = "" if restored else "restored the previous config, "
             raise ReloadFailed(f"{e}; {done}{_traffic_stays(plan)}") from e
-        core.check_main_context(core.proxy.main_to_write(rendered.main) is not None)
+        core.check_main_context(main is not None)
         try:
             with recorder.phase("record"):
                 record(core, state, plan, outcome, clock() - started, force, weight)

@@ -337,8 +337,8 @@ class Watcher:
                 app.known = world  # read afresh: the next event is judged against it
                 decision = decide(app, world, self._pools_of(world, started), results, timings)
             inventory, state, rendered = decision.inventory, world.state, decision.rendered
-            live, active, counts_change = world.live, world.active, decision.counts_change
-            if rendered.text == live and not counts_change:
+            active = world.active
+            if decision.nothing_to_do:
                 result: ApplyResult | Unchanged = Unchanged(rendered.generation)
             else:
                 with app.locked(f"watch ({reason})", timings, wait=self.lock_wait):
