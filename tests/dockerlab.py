@@ -1,5 +1,6 @@
 """The integration-test harness: real containers and networks on the local Docker engine, all labelled
-`lbgen-test=<session id>` and named with a per-session prefix, and removed by that label afterwards.
+`lbgen-test=<session id>`, named with a prefix of their test's own (the session lab's for what lives across
+tests), and removed by that label afterwards.
 
 Used through the fixtures in conftest.py: `docker_lab` (one per pytest session) and `lab` (one per test,
 whose containers and networks are removed when the test ends, pass or fail):
@@ -81,10 +82,12 @@ class DockerLab:
         self.image = image
         self.session = session
         self.scope_id = scope
-        self.prefix = f"lbt{session}-"
         # Other test sessions share the engine: a label prefix of its own keeps each test's discovery to
         # its own containers (use it as `label_prefix` in the test's lbgen.yaml).
         self.label_prefix = f"lbt{session}" if scope is None else f"lbt{session}t{scope}"
+        # Names are the scope's own too: the previous test's containers may still be being removed in the
+        # background (close_later) when the next test, or the next parameter, creates the same names.
+        self.prefix = f"{self.label_prefix}-"
         self.labels = {LABEL: session} if scope is None else {LABEL: session, SCOPE_LABEL: scope}
         self._root = parent or self
         self._names = itertools.count(1) if parent is None else parent._names
@@ -245,7 +248,7 @@ class DockerLab:
         `publish`: container ports published on 127.0.0.1 only, each on a free host port (read it with
         `container.ports`).
 
-        Returns a docker.models.containers.Container. The name gets the session prefix.
+        Returns a docker.models.containers.Container. The name gets this lab's prefix.
         """
         full_name = self.prefix + (name or f"c{next(self._names)}")
         publish = list(publish)
