@@ -13,7 +13,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from _lab import baseline_commands, open_lab, timed, write_config
+from _lab import LBGEN, baseline_commands, open_lab, timed, write_config
 
 
 def main() -> None:
@@ -33,11 +33,11 @@ def main() -> None:
         configs = [write_config(tmp / f"lbgen{i}.yaml", lab, net, proxy.name, args.proxy,
                                 extra=f"    read_timeout: {30 + i}s\n") for i in range(2)]
         env = dict(os.environ)
-        timed(["lbgen", "-c", str(configs[1]), "apply"], env)
+        timed([LBGEN, "-c", str(configs[1]), "apply"], env)
         baseline_cmds = baseline_commands(args.proxy, proxy.name)
         applies, baselines, phases = [], [], []
         for i in range(args.runs):
-            elapsed, proc = timed(["lbgen", "-c", str(configs[i % 2]), "apply", "--json"], env)
+            elapsed, proc = timed([LBGEN, "-c", str(configs[i % 2]), "apply", "--json"], env)
             result = json.loads(proc.stdout)
             assert result["changed"], proc.stdout
             applies.append(elapsed)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import urllib3
 
-from _lab import open_lab, timed, write_config
+from _lab import LBGEN, open_lab, timed, write_config
 from dockerlab import http_get
 from loadgen import Load
 
@@ -134,10 +134,10 @@ def main() -> None:
         for kind in ("nginx", "haproxy"):
             proxy = lab.nginx_proxy(net) if kind == "nginx" else lab.haproxy_proxy(net)
             config = write_config(tmp / f"lbgen-{kind}.yaml", lab, net, proxy.name, kind)
-            timed(["lbgen", "-c", str(config), "apply"])
+            timed([LBGEN, "-c", str(config), "apply"])
             mport = free_port()
             stderr = tmp / f"watch-{kind}.log"
-            proc = subprocess.Popen(["lbgen", "-c", str(config), "watch", "--interval", "5s",
+            proc = subprocess.Popen([LBGEN, "-c", str(config), "watch", "--interval", "5s",
                                      "--metrics-port", str(mport)], stdout=subprocess.DEVNULL,
                                     stderr=stderr.open("wb"))
             procs.append(proc)

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _lab import baseline_commands, open_lab, timed, write_config
+from _lab import LBGEN, baseline_commands, open_lab, timed, write_config
 from loadgen import Load, Wrk
 
 
@@ -37,7 +37,7 @@ def main() -> None:
                 lab.backend(net, "web", env)
         config = write_config(Path(tempfile.mkdtemp()) / "lbgen.yaml", lab, net, proxy.name, args.proxy,
                               health="{path: /health, interval: 500ms, timeout: 1s, rise: 2, fall: 2}")
-        timed(["lbgen", "-c", str(config), "apply"])
+        timed([LBGEN, "-c", str(config), "apply"])
         url = f"http://{lab.ip(proxy, net)}/"
         load = Load(url, workers=args.workers, max_seconds=300).start()
         wrk = Wrk(url)  # a client that does not retry: each closed keep-alive connection is an error
@@ -47,7 +47,7 @@ def main() -> None:
             time.sleep(1)
             for i in range(args.switches):
                 env = "green" if i % 2 == 0 else "blue"
-                elapsed, proc = timed(["lbgen", "-c", str(config), "switch", "--env", env, "--json"])
+                elapsed, proc = timed([LBGEN, "-c", str(config), "switch", "--env", env, "--json"])
                 data = json.loads(proc.stdout)
                 rows.append((elapsed, data["timings"]))
                 time.sleep(1)

@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _lab import open_lab, write_config
+from _lab import LBGEN, open_lab, write_config
 from loadgen import Wrk
 
 from lbgen.docker_engine import DockerEngine
@@ -134,9 +134,9 @@ def main() -> None:
             text = config.read_text().replace(f"container: {proxy.name}}}",
                                               f"container: {proxy.name}, spare_servers: {spares}}}")
             config.write_text(text)
-            subprocess.run(["lbgen", "-c", str(config), "apply"], check=True, capture_output=True)
+            subprocess.run([LBGEN, "-c", str(config), "apply"], check=True, capture_output=True)
             log = tmp / f"watch-{spares}.log"
-            proc = subprocess.Popen(["lbgen", "-c", str(config), "watch"], stdout=subprocess.DEVNULL,
+            proc = subprocess.Popen([LBGEN, "-c", str(config), "watch"], stdout=subprocess.DEVNULL,
                                     stderr=log.open("wb"))
             procs.append(proc)
             host = lab.ip(proxy, net)

@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from _lab import open_lab, write_config
+from _lab import LBGEN, open_lab, write_config
 
 HEALTH = "{path: /health, interval: 500ms, timeout: 1s, rise: 2, fall: 2}"
 STALL = 0.5
@@ -76,8 +76,8 @@ def one_run(lab, kind: str, workers: int) -> tuple[float | None, int, int]:
     proxy = lab.nginx_proxy(net) if kind == "nginx" else lab.haproxy_proxy(net)
     backends = [lab.backend(net, "web", "blue") for _ in range(3)]
     config = write_config(Path(tempfile.mkdtemp()) / "lbgen.yaml", lab, net, proxy.name, kind, health=HEALTH)
-    subprocess.run(["lbgen", "-c", str(config), "apply"], check=True, capture_output=True)
-    watch = subprocess.Popen(["lbgen", "-c", str(config), "watch"], stdout=subprocess.DEVNULL,
+    subprocess.run([LBGEN, "-c", str(config), "apply"], check=True, capture_output=True)
+    watch = subprocess.Popen([LBGEN, "-c", str(config), "watch"], stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
     lines: list[tuple[float, str]] = []
     threading.Thread(target=lambda: [lines.append((time.monotonic(), line.strip())) for line in watch.stderr],

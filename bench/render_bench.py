@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _compiled import ensure_compiled
+from _compiled import LBGEN, ensure_compiled
 
 
 def write_inputs(tmp: Path, kind: str, services: int, backends: int) -> tuple[Path, Path]:
@@ -77,7 +77,7 @@ def timed(cmd: list[str], runs: int) -> list[float]:
 def render_once(tmp: Path, kind: str, services: int, backends: int, runs: int) -> float:
     config, inv = write_inputs(tmp, kind, services, backends)
     out = tmp / f"out-{kind}.conf"
-    times = timed(["lbgen", "-c", str(config), "render", "--from-file", str(inv), "-o", str(out)], runs)
+    times = timed([LBGEN, "-c", str(config), "render", "--from-file", str(inv), "-o", str(out)], runs)
     valid = nginx_ok(out, tmp) if kind == "nginx" else haproxy_ok(out)
     print(f"render --from-file {kind}: {backends} backends / {services} services: "
           f"median {statistics.median(times):.3f}s min {min(times):.3f}s max {max(times):.3f}s "

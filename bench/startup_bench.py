@@ -7,13 +7,12 @@ environment (median of N runs each, interleaved).
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 
-from _compiled import ensure_compiled
+from _compiled import LBGEN, ensure_compiled
 
 
 def timed(cmd: list[str]) -> float:
@@ -27,7 +26,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     ensure_compiled()  # lbgen timed as installed (bytecode), see _compiled.py
-    lbgen = shutil.which("lbgen") or sys.exit("lbgen is not installed (make install)")
+    lbgen = LBGEN
     commands = {
         "python -c 'import click'": [sys.executable, "-c", "import click"],
         "lbgen --version": [lbgen, "--version"],

@@ -1,10 +1,11 @@
 """What one apply of watch has to do, decided from a world (read afresh, or the one the last converge left:
-Core.known): the render for the pools, and whether a health pass changes the counts."""
+Core.known): the render for the pools, and whether a health pass changes the counts; `read_and_decide`
+picks which world."""
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from lbgen import monitor
 from lbgen.health import CheckResult
@@ -50,3 +51,22 @@ def decide(app: Core, world: World, inventory: Inventory, results: Mapping[str, 
     with timings.phase("render"):
         rendered = app.desired(world.with_inventory(inventory), state=trial)
     return Decision(inventory, rendered, trial.health != world.state.health, rendered.text == world.live)
+
+
+def read_and_decide(app: Core, warm: bool, pools_of: Callable[[World], Inventory],
+                    results: Mapping[str, Sequence[CheckResult]] | None, timings: Timings) -> tuple[World, Decision]:
+    """The world and the decision for one apply. `warm`: judged first against what the last converge
+    left live (Core.known) with only a fresh discovery; what looks like nothing to do there is confirmed
+    by a fresh read of the proxy and the record (reusing that discovery), as is every cold apply."""
+    known = app.known if warm else None
+    inventory = None
+    if known is not None:
+        with timings.phase("discover"):
+            inventory = app.discover()
+        world = known.with_inventory(inventory)
+        decision = decide(app, world, pools_of(world), results, timings)
+        if not decision.nothing_to_do:
+            return world, decision
+    world = app.read_world(timings=timings, inventory=inventory)
+    app.known = world  # read afresh: the next event is judged against it
+    return world, decide(app, world, pools_of(world), results, timings)

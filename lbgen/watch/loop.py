@@ -9,7 +9,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from lbgen import monitor
@@ -21,12 +20,13 @@ from lbgen.report import HealthReport, Transition
 from lbgen.routing import build_pools
 from lbgen.timings import Timings
 from lbgen.watch.actions import START_ACTIONS, STOP_ACTIONS, URGENT_ACTIONS, reason_for, terminating
+from lbgen.watch.backoff import Backoff
 from lbgen.watch.debounce import Debouncer
-from lbgen.watch.decide import Unchanged, decide
+from lbgen.watch.decide import Unchanged, read_and_decide
 from lbgen.watch.guard import keep_last_known, without_stopping
 from lbgen.watch.log import EventLog
 from lbgen.watch.metrics import Metrics
-from lbgen.watch.schedule import HealthSchedule
+from lbgen.watch.schedule import HealthRun, HealthSchedule
 from lbgen.watch.swarm_poll import TaskPoll
 
 if TYPE_CHECKING:
@@ -49,15 +49,6 @@ def _secs(seconds: float) -> str:
 
 def start_thread(target: Callable[[], None], name: str) -> None:
     threading.Thread(target=target, name=name, daemon=True).start()
-
-
-@dataclass
-class HealthRun:
-    """A health pass whose checks are running (or done) outside the loop."""
-
-    services: tuple[monitor.ServiceTargets, ...]
-    checked_at: float
-    started: float
 
 
 class Watcher:
@@ -85,7 +76,8 @@ class Watcher:
         self.metrics = metrics or Metrics()
         self.spawn = spawn
         self.health_enabled = health
-        self.backoff_min, self.backoff_max = backoff
+        self.reconnect_backoff = Backoff(*backoff)
+        self.retry_backoff = Backoff(1.0, RETRY_MAX)
         self.stopping_ttl = stopping_ttl
 
         self.queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -101,12 +93,10 @@ class Watcher:
         self.connected = False
         self.reader = 0  # generation of the current event reader; older readers' messages are ignored
         self.connected_at = 0.0
-        self.backoff = self.backoff_min
         self.reconnect_at: float | None = None
         self.synced_once = False
         self.synced_wall = 0.0  # wall time of the last (re)connection's sync: earlier proxy starts are in it
         self.retry_at: float | None = None
-        self.retry_delay = 1.0
         self.next_health: float | None = None  # when the next service is due a check
         self.schedule = HealthSchedule(interval)
         self.health_running = 0  # passes whose checks are still out
@@ -197,7 +187,7 @@ class Watcher:
         try:
             self.engine.ping()
         except LbgenError as e:
-            delay = self._next_backoff()
+            delay = self.reconnect_backoff.next()
             self.reconnect_at = now + delay
             self.log("connect-failed", error=str(e), retry_in=_secs(delay))
             return
@@ -240,16 +230,11 @@ class Watcher:
         self.connected = False
         self.metrics.set("lbgen_watch_connected", 0)
         self.metrics.inc("lbgen_watch_reconnects_total")
-        if self.clock() - self.connected_at >= self.backoff_max:
-            self.backoff = self.backoff_min  # it had been up a while: this is a new outage
-        delay = self._next_backoff()
+        if self.clock() - self.connected_at >= self.reconnect_backoff.cap:
+            self.reconnect_backoff.reset()  # it had been up a while: this is a new outage
+        delay = self.reconnect_backoff.next()
         self.reconnect_at = self.clock() + delay
         self.log("disconnected", error=reason, retry_in=_secs(delay))
-
-    def _next_backoff(self) -> float:
-        delay = self.backoff
-        self.backoff = min(self.backoff * 2, self.backoff_max)
-        return delay
 
     def _on_event(self, generation: int, event: EngineEvent) -> None:
         if generation != self.reader:
@@ -322,20 +307,8 @@ class Watcher:
         transitions: list[Transition] = []
         timings = Timings(self.clock)
         try:
-            # Warm: judged against what the last converge left live (Core.known), without reading the
-            # proxy and the record first; what looks like nothing to do is confirmed by a fresh read.
-            known = None if set(reason.split(",")) & set(COLD_REASONS) else app.known
-            decision = None
-            if known is not None:
-                with timings.phase("discover"):
-                    world = known.with_inventory(app.discover())
-                decision = decide(app, world, self._pools_of(world, started), results, timings)
-                if decision.nothing_to_do:
-                    decision = None
-            if decision is None:
-                world = app.read_world(timings=timings, inventory=world.inventory if known is not None else None)
-                app.known = world  # read afresh: the next event is judged against it
-                decision = decide(app, world, self._pools_of(world, started), results, timings)
+            warm = not set(reason.split(",")) & set(COLD_REASONS)
+            world, decision = read_and_decide(app, warm, lambda w: self._pools_of(w, started), results, timings)
             inventory, state, rendered = decision.inventory, world.state, decision.rendered
             active = world.active
             if decision.nothing_to_do:
@@ -349,8 +322,7 @@ class Watcher:
                     else:
                         result = app.converge(inventory, timings)
         except LbgenError as e:
-            delay = self.retry_delay
-            self.retry_delay = min(self.retry_delay * 2, RETRY_MAX)
+            delay = self.retry_backoff.next()
             self.retry_at = self.clock() + delay
             self.metrics.inc("lbgen_watch_applies_total", result="failed")
             self.metrics.inc("lbgen_watch_apply_failures_total")
@@ -358,7 +330,7 @@ class Watcher:
                      took=_secs(self.clock() - started))
             return False
         took = self.clock() - started
-        self.retry_delay = 1.0
+        self.retry_backoff.reset()
         pools = build_pools(app.config, inventory, active, state.ejected_ids(), state.canary)
         if burst and result.changed:
             self.debouncer.fired(started)

@@ -1,10 +1,13 @@
 """When watch checks each service's health: at its own `health.interval`, or every `--interval` when one
-is given (`HealthSchedule`, pure: the caller passes the time); and the latest result per service."""
+is given (`HealthSchedule`, pure: the caller passes the time); and the latest result per service.
+`HealthRun` is a pass whose checks are out."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from lbgen.monitor import ServiceTargets
 from lbgen.report import HealthReport, ServiceHealth
 from lbgen.config import ServiceConfig
 
@@ -47,3 +50,12 @@ class HealthSchedule:
         order = list(services)
         merged = tuple(sorted(self.latest.values(), key=lambda s: order.index(s.name)))
         return dataclasses.replace(report, services=merged)
+
+
+@dataclass
+class HealthRun:
+    """A health pass whose checks are running (or done) outside the loop."""
+
+    services: tuple[ServiceTargets, ...]
+    checked_at: float
+    started: float
