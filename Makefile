@@ -28,6 +28,7 @@ demo: install images
 
 bench: install images
 	$(PYTHON) bench/render_bench.py
+	$(PYTHON) bench/shape_bench.py
 	$(PYTHON) bench/startup_bench.py
 	$(PYTHON) bench/apply_bench.py
 	$(PYTHON) bench/cutover.py --proxy nginx

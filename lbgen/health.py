@@ -131,6 +131,22 @@ def check_all(backends: Sequence[Backend], health: HealthConfig, checker: Checke
         return list(pool.map(lambda b: checker.check(b, health), backends))
 
 
+def check_groups(groups: Sequence[tuple[Sequence[Backend], HealthConfig]], checker: Checker,
+                 max_parallel: int = MAX_PARALLEL_CHECKS) -> list[list[CheckResult]]:
+    """One check of each backend of each group (backends, their service's health), results per group in
+    the order of its backends: all in one concurrent batch, so checking many services takes about one
+    `timeout` however many of them have a backend that hangs (up to `max_parallel`), not one per service."""
+    if isinstance(checker, BatchChecker):
+        return [checker.check_many(backends, health) if backends else [] for backends, health in groups]
+    jobs = [(i, b, health) for i, (backends, health) in enumerate(groups) for b in backends]
+    results: list[list[CheckResult]] = [[] for _ in groups]
+    if jobs:
+        with ThreadPoolExecutor(max_workers=min(max_parallel, len(jobs)), thread_name_prefix="lbgen-check") as pool:
+            for (i, _, _), result in zip(jobs, pool.map(lambda j: checker.check(j[1], j[2]), jobs)):
+                results[i].append(result)
+    return results
+
+
 @dataclass
 class GateResult:
     passed: bool

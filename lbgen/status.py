@@ -7,7 +7,7 @@ from typing import Any
 
 from lbgen.core import Core
 from lbgen.drift import Drift, find_drift
-from lbgen.health import check_all
+from lbgen.health import check_groups
 from lbgen.model import AnalysisRecord, Backend, Canary, HistoryEntry, Maintenance
 from lbgen.render import parse_meta
 from lbgen.routing import build_pools
@@ -79,8 +79,8 @@ class StatusReport:
 
 
 def build_status(core: Core) -> StatusReport:
-    """Read the world once, check every backend once (concurrently per service), and ask the proxy what
-    it serves."""
+    """Read the world once, check every backend once (those of every service in one concurrent batch), and
+    ask the proxy what it serves."""
     world = core.repair(core.read_world())
     rendered = core.desired(world)
     pools = build_pools(core.config, world.inventory, rendered.active, world.state.ejected_ids(),
@@ -93,8 +93,10 @@ def build_status(core: Core) -> StatusReport:
         routed = {(pool.service, b.name) for pool in pools for b in pool.servers}
     served = core.proxy.serving(world.live)
     services = []
-    for name, svc in core.config.services.items():
-        results = check_all(world.inventory.for_service(name), svc.health, core.checker)
+    names = list(core.config.services)
+    checked = check_groups([(world.inventory.for_service(name), core.config.services[name].health)
+                            for name in names], core.checker)
+    for name, results in zip(names, checked):
         by_backend = {d.backend: d for d in drift.get(name, ())}
         services.append(ServiceStatus(
             name=name, active_env=rendered.active.get(name), previous_env=world.state.previous.get(name),

@@ -512,3 +512,20 @@ def test_checks_of_one_pass_overlap(monkeypatch):
 
     app = Lbgen(w.config, w.engine, get=get, clock=w.clock, sleep=w.clock.sleep, log=w.logs.append)
     assert app.health().exit_code == OK
+
+
+def test_status_checks_the_backends_of_every_service_at_once():
+    """As a health pass does: a backend that hangs in each of 1,000 services costs status one timeout, not
+    one per service."""
+    w = standard_world()
+    barrier = threading.Barrier(5, timeout=2)  # web's four backends (blue and green) and api's one
+    real_get = w.get
+
+    def get(url: str, timeout: float):
+        if not url.endswith("/lbgen/status"):  # web's checks ask /health, api's /ping
+            barrier.wait()  # all five checks in flight at once, or this times out
+        return real_get(url, timeout)
+
+    app = Lbgen(w.config, w.engine, get=get, clock=w.clock, sleep=w.clock.sleep, log=w.logs.append)
+    services = {s.name: [row.backend.name for row in s.backends] for s in app.status().services}
+    assert services == {"web": ["web-1", "web-2", "web-3", "web-green-1"], "api": ["api-1"]}
