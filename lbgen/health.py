@@ -122,13 +122,7 @@ class HttpChecker:
 
 def check_all(backends: Sequence[Backend], health: HealthConfig, checker: Checker) -> list[CheckResult]:
     """One check of each backend, concurrently; results in the order of `backends`."""
-    if not backends:
-        return []
-    if isinstance(checker, BatchChecker):
-        return checker.check_many(backends, health)
-    workers = min(MAX_PARALLEL_CHECKS, len(backends))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lbgen-check") as pool:
-        return list(pool.map(lambda b: checker.check(b, health), backends))
+    return check_groups([(backends, health)], checker)[0]
 
 
 def check_groups(groups: Sequence[tuple[Sequence[Backend], HealthConfig]], checker: Checker,
