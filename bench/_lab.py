@@ -11,9 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _compiled import LBGEN, ensure_compiled  # noqa: E402 - LBGEN: the command every bench runs
-
-__all__ = ["LBGEN", "open_lab", "write_config", "timed", "baseline_commands"]
+from _compiled import ensure_compiled  # noqa: E402
 from dockerlab import DockerLab  # noqa: E402
 
 

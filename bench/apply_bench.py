@@ -13,7 +13,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from _lab import LBGEN, baseline_commands, open_lab, timed, write_config
+from _compiled import LBGEN
+from _lab import baseline_commands, open_lab, timed, write_config
 
 
 def main() -> None:

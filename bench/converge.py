@@ -33,7 +33,8 @@ from pathlib import Path
 
 import urllib3
 
-from _lab import LBGEN, open_lab, timed, write_config
+from _compiled import LBGEN
+from _lab import open_lab, timed, write_config
 from dockerlab import http_get
 from loadgen import Load
 

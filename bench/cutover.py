@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _lab import LBGEN, baseline_commands, open_lab, timed, write_config
+from _compiled import LBGEN
+from _lab import baseline_commands, open_lab, timed, write_config
 from loadgen import Load, Wrk
 
 

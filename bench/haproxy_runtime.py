@@ -25,7 +25,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _lab import LBGEN, open_lab, write_config
+from _compiled import LBGEN
+from _lab import open_lab, write_config
 from loadgen import Wrk
 
 from lbgen.docker_engine import DockerEngine

@@ -26,7 +26,8 @@ import threading
 import time
 from pathlib import Path
 
-from _lab import LBGEN, open_lab, write_config
+from _compiled import LBGEN
+from _lab import open_lab, write_config
 
 HEALTH = "{path: /health, interval: 500ms, timeout: 1s, rise: 2, fall: 2}"
 STALL = 0.5
