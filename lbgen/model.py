@@ -46,9 +46,10 @@ class Backend:
         quarter of the cost: a frozen dataclass's __init__ sets each of its 13 fields through
         object.__setattr__, which is most of reading a 50,000-backend inventory."""
         backend = object.__new__(cls)
-        backend.__dict__.update(service=service, env=env, name=name, id=id, address=address, port=port,
-                                weight=weight, backup=backup, docker_health=None, source=source, network=None,
-                                swarm_service=None, node=None)
+        object.__setattr__(backend, "__dict__", {
+            "service": service, "env": env, "name": name, "id": id, "address": address, "port": port,
+            "weight": weight, "backup": backup, "docker_health": None, "source": source, "network": None,
+            "swarm_service": None, "node": None})
         return backend
 
     def to_dict(self) -> dict[str, Any]:

@@ -63,26 +63,33 @@ def parse_inventory(text: str, source: str = "inventory", as_json: bool = False)
     seen: dict[str, int] = {}
     allowed, required = frozenset(FILE_KEYS), frozenset(("service", "name", "address", "port"))
     names_ok: set[str] = set()  # service and env names already checked (1,000 services, 50,000 entries)
+    name_ok, ipv4_ok = grammar.CONTAINER_NAME_RE.fullmatch, grammar.CANONICAL_IPV4_RE.fullmatch
     for i, raw in enumerate(items):
-        # The common case in one pass (50,000 entries are a shared edge's inventory); anything unusual
-        # goes through the careful path, which names the key path and line of the first problem.
+        # The common case in one pass (50,000 entries are a shared edge's inventory: the plain type and
+        # pattern checks below are the grammar's own, inlined); anything unusual goes through the
+        # grammar's checks, and anything wrong through the careful path, which names the key path and
+        # line of the first problem.
         try:
-            if not (isinstance(raw, dict) and raw.keys() <= allowed and required <= raw.keys()):
+            if not (type(raw) is dict and raw.keys() <= allowed and required <= raw.keys()):
                 raise ValueError
-            name = grammar.container_name(raw["name"])
-            if name in seen:
+            name, service, env, address, port = raw["name"], raw["service"], raw.get("env"), raw["address"], raw["port"]
+            if type(name) is not str or not name_ok(name) or name in seen:
                 raise ValueError
-            service, env = raw["service"], raw.get("env")
             if service not in names_ok:
                 names_ok.add(grammar.name(service))
             if env is not None and env not in names_ok:
                 names_ok.add(grammar.name(env))
-            backend = Backend.trusted(
-                service=service, env=env, name=name,
-                id=grammar.container_id(raw["id"]) if "id" in raw else name,
-                address=grammar.address(raw["address"]), port=grammar.port(raw["port"]),
-                weight=grammar.weight(raw["weight"]) if "weight" in raw else 1,
-                backup=grammar.boolean(raw["backup"]) if "backup" in raw else False, source="file")
+            if type(address) is not str or not ipv4_ok(address):
+                address = grammar.address(address)
+            if type(port) is not int or not 0 < port < 65536:
+                port = grammar.port(port)
+            weight = raw.get("weight", 1)
+            if type(weight) is not int or not 0 < weight < 257:
+                weight = grammar.weight(weight)
+            backend = Backend.trusted(service=service, env=env, name=name,
+                                      id=grammar.container_id(raw["id"]) if "id" in raw else name,
+                                      address=address, port=port, weight=weight, source="file",
+                                      backup=grammar.boolean(raw["backup"]) if "backup" in raw else False)
         except (ValueError, TypeError):  # TypeError: an unhashable env, caught below with its key path
             backend = _careful(parser, raw, f"backends[{i}]", items, i, seen)
         seen[backend.name] = i
