@@ -56,19 +56,37 @@ class HttpGet(Protocol):
 
 
 def http_get(url: str, timeout: float, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
-    """GET url -> (status, body); raises ConnectionError/TimeoutError with a short reason."""
-    import requests
+    """GET url (http://host:port/path) -> (status, body); raises ConnectionError/TimeoutError with a short
+    reason. Plain http.client, about a fifth of the CPU of `requests` per check (1,000 services are 4,000
+    checks a pass): no proxy from the environment (a check goes straight to the backend, as the proxy
+    would), no redirect followed, at most BODY_LIMIT bytes of the body read."""
+    from http.client import HTTPConnection, HTTPException
+    from urllib.parse import urlsplit
 
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn = HTTPConnection(parts.hostname or "", parts.port or 80, timeout=timeout)
     try:
-        response = requests.get(url, timeout=(timeout, timeout), allow_redirects=False,
-                                headers={"User-Agent": "lbgen", **(headers or {}), "Connection": "close"})
-        return response.status_code, response.text
-    except requests.exceptions.Timeout as e:
+        conn.request("GET", target, headers={"User-Agent": "lbgen", "Accept": "*/*", **(headers or {}),
+                                             "Connection": "close"})
+        response = conn.getresponse()
+        return response.status, _text(response.read(BODY_LIMIT), response.headers.get_content_charset())
+    except (socket.timeout, TimeoutError) as e:
         raise TimeoutError(f"timeout after {_secs(timeout)}") from e
-    except requests.exceptions.ConnectionError as e:
+    except (OSError, HTTPException) as e:
         raise ConnectionError(_reason(e)) from e
-    except requests.exceptions.RequestException as e:
-        raise ConnectionError(f"{type(e).__name__}") from e
+    finally:
+        conn.close()
+
+
+BODY_LIMIT = 64 * 1024  # a health or status answer is short; a larger body is cut, not refused
+
+
+def _text(body: bytes, charset: str | None) -> str:
+    try:
+        return body.decode(charset or "utf-8", "replace")
+    except LookupError:  # a charset Python does not know
+        return body.decode("utf-8", "replace")
 
 
 def tcp_connect(address: str, port: int, timeout: float) -> None:

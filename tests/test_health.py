@@ -1,6 +1,7 @@
 """The health gate and checks, with a scripted checker and a fake clock: no real waiting."""
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -194,3 +195,38 @@ def test_real_http_get_on_loopback():
     finally:
         server.shutdown()
         silent.close()
+
+
+def test_http_get_goes_straight_to_the_backend_and_reads_a_bounded_body(monkeypatch):
+    """A check is what the proxy would see: HTTP_PROXY in lbgen's environment (a CI runner's) is not used,
+    and a huge answer is cut at BODY_LIMIT, not read whole; its charset is honoured."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from lbgen.health import BODY_LIMIT, http_get
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = ("é" if self.path == "/latin" else "x" * (BODY_LIMIT * 4)).encode("latin-1")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=iso-8859-1")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    closed.close()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        assert http_get(f"http://127.0.0.1:{port}/latin", 1.0) == (200, "é")
+        status, body = http_get(f"http://127.0.0.1:{port}/big?x=1", 1.0)
+        assert (status, len(body)) == (200, BODY_LIMIT)
+    finally:
+        server.shutdown()
