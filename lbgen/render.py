@@ -18,6 +18,7 @@ from lbgen.errors import ConfigError
 from lbgen.model import Backend, Canary, Maintenance, Pool
 from lbgen.proxies import kind_named
 from lbgen.proxies.base import PreviousSlot, Slot
+from lbgen.proxies.nginx import server_names_hash_bucket_size
 from lbgen.sticky import StickyView, sticky_view
 from lbgen.templating import make_environment, render_template
 
@@ -345,6 +346,8 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
         "tls": bool(tls_ports),
         # nginx: some free text holds a `$`, which nginx_str writes as ${lbgen_dollar}
         "needs_dollar": any(v.maintenance is not None and "$" in v.maintenance.message for v in http),
+        # nginx: the server_names_hash_bucket_size the host names need; None when nginx's default holds them
+        "server_names_hash_bucket_size": server_names_hash_bucket_size(h for v in http for h in v.config.hosts),
         "status_body": "lbgen generation=" + GENERATION_PLACEHOLDER + named,
         "generation": GENERATION_PLACEHOLDER,
         # `mode: tcp` services: nginx's stream {} (in the main-context file), HAProxy's tcp frontends/backends

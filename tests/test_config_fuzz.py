@@ -105,13 +105,23 @@ def abs_path(v: Any) -> bool:
     return matches(r"/[A-Za-z0-9._/-]{1,255}")(v) and "/../" not in v + "/"
 
 
+NETWORK = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+
+
+def network(v: Any) -> bool:
+    """One Docker network name, or a non-empty list of distinct names."""
+    if isinstance(v, list):
+        return bool(v) and all(matches(NETWORK)(n) for n in v) and len(set(v)) == len(v)
+    return matches(NETWORK)(v)
+
+
 def host_list(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(h, str) and len(h) <= 253 and re.fullmatch(HOST, h) for h in v)
 
 
 WORK: list[Path] = []  # the `work` fixture's directory, which holds lbgen.yaml
 LEAVES = {  # key (relative to its mapping) -> is the value valid on its own
-    "network": matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"),
+    "network": network,
     "label_prefix": matches(r"[a-z0-9][a-z0-9._-]{0,62}"),
     # relative to lbgen.yaml, in the `work` directory; a directory that is not there is an error
     "templates_dir": lambda v: isinstance(v, str) and v != "" and os.path.isdir(os.path.join(WORK[0], v)),
@@ -244,8 +254,9 @@ hostile_value = st.one_of(
     st.lists(st.one_of(st.integers(), hostile_text), max_size=3),
     st.dictionaries(hostile_text, st.integers(), max_size=2),
 )
+_network_name = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True)
 valid_leaf = {
-    "network": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True),
+    "network": st.one_of(_network_name, st.lists(_network_name, min_size=1, max_size=3, unique=True)),
     "label_prefix": st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True),
     "templates_dir": st.sampled_from(["templates", "no-such-templates"]),
     "kind": st.sampled_from(["nginx", "haproxy"]),
@@ -466,3 +477,19 @@ def test_a_key_with_control_characters_stays_on_one_line(work):
 def test_a_duration_of_nan_or_infinity_is_out_of_range(work):
     for value in (".nan", ".inf", "-.inf"):
         assert_config_error(run(work, VALID.replace("timeout: 2s", f"timeout: {value}")), "services.web.health.timeout")
+
+
+@pytest.mark.parametrize("value,valid", [
+    ("0", True), (["0"], True), (["app-net", "other.net"], True),
+    ([], False), (["app-net", "app-net"], False), ([0], False), (["app net"], False), ([["app-net"]], False),
+], ids=["one-name", "one-item", "two-items", "empty", "duplicate", "not-a-string", "bad-name", "nested"])
+def test_network_is_one_name_or_a_non_empty_list_of_distinct_names(work, value, valid):
+    """Both branches of the oracle's `network` rule, and lbgen agreeing with it."""
+    assert bool(LEAVES["network"](value)) is valid
+    doc = copy.deepcopy(BASE)
+    doc["network"] = value
+    result = run(work, yaml.safe_dump(doc, sort_keys=False))
+    if valid:
+        assert_valid(work, result, doc["proxy"]["kind"])
+    else:
+        assert_config_error(result, "network")

@@ -47,6 +47,9 @@ class Scenario:
                 f"services:\n{self.services}")
 
 
+# The longest host name lbgen.grammar takes: 253 characters, labels of at most 63.
+LONGEST_HOST = ".".join(c * 63 for c in "abc") + "." + "d" * 61
+
 SCENARIOS = {
     # The smallest useful setup: one service, defaults everywhere, blue live and green waiting.
     "minimal": Scenario(
@@ -255,6 +258,24 @@ SCENARIOS = {
             backend("admin", "admin-1", "172.20.8.11"),
         ),
     ),
+    # Host names longer than nginx's default server_names_hash_bucket_size holds (46 characters): a
+    # realistic 50-character name (its first exact name is also the Host of the checks), a wildcard with a
+    # 63-character label, and the longest name lbgen takes (253 characters), which needs 512 bytes.
+    "long_hosts": Scenario(
+        services=f"""\
+  api:
+    hosts: [my-service-name.staging.eu-west-1.example.internal, "*.{"wildcard-label-".ljust(63, "w")}.example.com"]
+  archive:
+    hosts: [{LONGEST_HOST}]
+  site:
+    listen: 80
+""",
+        backends=(
+            backend("api", "api-1", "172.20.11.11"),
+            backend("archive", "archive-1", "172.20.11.21"),
+            backend("site", "site-1", "172.20.11.31"),
+        ),
+    ),
 }
 
 
@@ -391,6 +412,46 @@ def test_service_without_backends_answers_503(kind):
         assert lines_of(text, "backend lbgen_reports") == [
             f"    http-request return status 503 content-type text/plain string {body}"
         ]
+
+
+# --- long host names -----------------------------------------------------------------------------------
+
+def host_of(length: int) -> str:
+    """An exact host name of `length` characters (labels of 39)."""
+    return (("x" * 39 + ".") * 7)[:length]
+
+
+# (hosts, the server_names_hash_bucket_size nginx needs for them; None: its default, 64)
+HOST_LENGTH_CASES = [
+    ([host_of(46)], None),
+    ([host_of(47)], 128),
+    ([host_of(110), "short.example.com"], 128),
+    ([host_of(111)], 256),
+    ([LONGEST_HOST], 512),
+    (["*." + "w" * 46 + ".example.com"], None),  # a wildcard is hashed label by label
+    (["*." + "w" * 47 + ".example.com"], 128),
+    (["*." + host_of(251)], None),  # 253 characters, no label over 39
+]
+HOST_LENGTH_IDS = ["46", "47", "110", "111", "253", "wildcard-46", "wildcard-47", "wildcard-253"]
+
+
+def render_hosts(kind: str, hosts: list[str]) -> Rendered:
+    """A host-routed service with these names beside a host-less default on port 80."""
+    names = ", ".join(f'"{h}"' for h in hosts)
+    scenario = Scenario(services=f"  web:\n    hosts: [{names}]\n  site:\n    listen: 80\n",
+                        backends=(backend("web", "web-1", "172.20.12.11"), backend("site", "site-1", "172.20.12.21")))
+    return render_backends(scenario, kind, scenario.backends)
+
+
+@pytest.mark.parametrize("hosts, size", HOST_LENGTH_CASES, ids=HOST_LENGTH_IDS)
+def test_nginx_sets_server_names_hash_bucket_size_only_when_a_host_needs_more_than_its_default(hosts, size):
+    text = render_hosts("nginx", hosts).text
+    if size is None:
+        assert "server_names_hash_bucket_size" not in text
+    else:
+        assert text.count("server_names_hash_bucket_size") == 1
+        assert f"\nserver_names_hash_bucket_size {size};\n" in text
+    assert "server_names_hash_bucket_size" not in render_hosts("haproxy", hosts).text
 
 
 # --- meta header, status body, generation -------------------------------------------------------------

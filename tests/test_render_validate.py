@@ -4,6 +4,7 @@ nginx: the golden file is included inside http {} of a temporary main config, as
 by the stock nginx.conf, and tested with `nginx -t`; once with a bare http {} and once with the
 http-level directives the official and Debian nginx.conf set, to catch a duplicate of one of them.
 HAProxy: `haproxy -c -f FILE` (it binds nothing, the stats socket included).
+Also: rendered configs with host names around nginx's server_names_hash_bucket_size limits.
 
 A missing binary fails the test rather than skipping it: CI installs both.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from test_render import HOST_LENGTH_CASES, HOST_LENGTH_IDS, render_hosts
 from tlscerts import PrivateCA
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -161,3 +163,26 @@ def test_haproxy_accepts_golden_config(golden, tmp_path, ca):
     assert result.returncode == 0, f"haproxy -c rejected {golden.name}:\n{output}"
     # Warnings today are errors or removed keywords in a later HAProxy release.
     assert "[WARNING]" not in output and "[ALERT]" not in output, f"haproxy -c warned about {golden.name}:\n{output}"
+
+
+def nginx_check(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    """`nginx -t` of `text` included in a stock http {}."""
+    included = tmp_path / "lbgen.conf"
+    included.write_text(text)
+    main = tmp_path / "nginx.conf"
+    main.write_text(nginx_main_config(tmp_path, included, stock=True))
+    return subprocess.run([binary("nginx"), "-t", "-e", str(tmp_path / "error.log"), "-p", str(tmp_path),
+                           "-c", str(main)], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("hosts, size", HOST_LENGTH_CASES, ids=HOST_LENGTH_IDS)
+def test_nginx_accepts_long_host_names_with_the_smallest_bucket_size_that_holds_them(tmp_path, hosts, size):
+    """The rendered config passes `nginx -t`; half the bucket size lbgen chose would not."""
+    text = render_hosts("nginx", hosts).text
+    result = nginx_check(tmp_path, text)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "[warn]" not in output, output
+    if size is not None:
+        smaller = text.replace(f"server_names_hash_bucket_size {size};", f"server_names_hash_bucket_size {size // 2};")
+        result = nginx_check(tmp_path, smaller)
+        assert result.returncode != 0 and "could not build server_names_hash" in result.stderr, result.stderr

@@ -91,3 +91,16 @@ def test_the_example_template_is_used_and_nginx_accepts_its_output(tmp_path, sto
     output = checked.stdout + checked.stderr
     assert checked.returncode == 0, f"nginx -t rejected the example template's output:\n{output}"
     assert "[warn]" not in output, output
+
+
+def test_the_example_template_sets_the_bucket_size_a_long_host_needs(tmp_path):
+    """Like the built-in one: a host name over 46 characters gets server_names_hash_bucket_size."""
+    (tmp_path / "lbgen.yaml").write_text(
+        f"network: app-net\ntemplates_dir: {EXAMPLES / 'templates'}\nproxy: {{kind: nginx, container: edge}}\n"
+        "services:\n  web: {listen: 80, hosts: [my-service-name.staging.eu-west-1.example.internal]}\n")
+    (tmp_path / "inventory.yaml").write_text(INVENTORY)
+    result = CliRunner().invoke(cli, ["-c", str(tmp_path / "lbgen.yaml"), "render", "--from-file",
+                                      str(tmp_path / "inventory.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "\nlog_format lbgen_json escape=json " in result.output  # the example's, not the built-in
+    assert "\nserver_names_hash_bucket_size 128;\n" in result.output

@@ -1,10 +1,11 @@
 """nginx as a proxy kind: lbgen's file is one conf.d file validated through the whole config (`nginx -t`),
-reloaded by HUP to the master or `nginx -s reload`, and no backup servers with hashing algorithms.
+reloaded by HUP to the master or `nginx -s reload`, no backup servers with hashing algorithms, and the
+server_names_hash_bucket_size long host names need.
 Imports lbgen.proxies.base, lbgen.errors and lbgen.engine only."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from lbgen.engine import ROOT, ContainerInfo, Engine, ExecResult
 from lbgen.errors import ReloadFailed
@@ -15,6 +16,24 @@ if TYPE_CHECKING:
 
 # Algorithms that nginx forbids `backup` servers with.
 NO_BACKUP_ALGORITHMS = ("ip_hash", "hash", "random")
+# nginx's default server_names_hash_bucket_size: the CPU's cache line, 64 bytes on x86-64 and arm64.
+DEFAULT_SERVER_NAMES_BUCKET = 64
+
+
+def server_names_hash_bucket_size(hosts: Iterable[str]) -> int | None:
+    """The `server_names_hash_bucket_size` these server names need, or None when nginx's default holds them.
+
+    nginx (ngx_hash_init) stores a name in sizeof(void *) + align(len + 2, sizeof(void *)) bytes and needs
+    one more pointer per bucket, so the default 64 holds exact names up to 46 characters; a longer one fails
+    `nginx -t` ("could not build server_names_hash"). A wildcard (`*.example.com`) is hashed label by label,
+    so its longest label counts. The answer is the next power of two that holds the longest name: 512 at
+    most, as lbgen.grammar.host caps a name at 253 characters and a label at 63."""
+    longest = max((max(map(len, h[2:].split("."))) if h.startswith("*.") else len(h) for h in hosts), default=0)
+    need = 8 + (longest + 2 + 7) // 8 * 8 + 8
+    size = DEFAULT_SERVER_NAMES_BUCKET
+    while size < need:
+        size *= 2
+    return size if size > DEFAULT_SERVER_NAMES_BUCKET else None
 
 
 class Nginx(ProxyKind):
