@@ -151,6 +151,23 @@ class DockerEngine:
                     return extracted.read() if extracted else None
         raise OSError(f"{path} in container {container}: too many levels of symbolic links")
 
+    def read_files(self, container: str, directory: str) -> dict[str, bytes]:
+        with self._calls(f"read {directory} in container {container}", container):
+            try:
+                stream, _ = self.api.get_archive(container, directory)
+            except self._errors.NotFound as e:
+                if _no_such_container(e):
+                    raise
+                return {}
+            files: dict[str, bytes] = {}
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                for member in tar:  # `<directory's name>/<file>`; deeper entries and links are left out
+                    parts = member.name.split("/")
+                    extracted = tar.extractfile(member) if len(parts) == 2 and member.isreg() else None
+                    if extracted is not None:
+                        files[parts[1]] = extracted.read()
+            return files
+
     def logs(self, container: str, since: float, until: float) -> str:
         with self._calls(f"read the logs of container {container}", container):
             data = self.api.logs(container, stdout=True, stderr=True, timestamps=True, since=since, until=until)

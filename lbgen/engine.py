@@ -163,6 +163,10 @@ class Engine(Protocol):
     def read_file(self, container: str, path: str) -> bytes | None:
         """A file's bytes from the container, or None when it does not exist."""
 
+    def read_files(self, container: str, directory: str) -> dict[str, bytes]:
+        """The regular files directly in `directory` of the container (name -> bytes), in one round trip;
+        empty when the directory does not exist."""
+
     def signal(self, container: str, signal: str) -> None:
         """Send a signal (e.g. HUP, USR2) to the container's PID 1."""
 

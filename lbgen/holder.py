@@ -77,7 +77,8 @@ class Holder:
 
     def read(self) -> Slot | None:
         """The newest valid record; None when the holder holds none. ContainerNotFound when there is no holder."""
-        slots = [decode(path, self.engine.read_file(self.name, path)) for path in SLOTS]
+        files = self.engine.read_files(self.name, DIRECTORY)  # both slots in one round trip
+        slots = [decode(path, files.get(path.rsplit("/", 1)[1])) for path in SLOTS]
         valid = [s for s in slots if s is not None]
         return max(valid, key=lambda s: s.seq) if valid else None
 

@@ -270,6 +270,12 @@ class FakeEngine:
         self._call("read_file", container, path)
         return self.files.get(self._find(container).id, {}).get(path)
 
+    def read_files(self, container: str, directory: str) -> dict[str, bytes]:
+        self._call("read_files", container, directory)
+        prefix = directory.rstrip("/") + "/"
+        return {path[len(prefix):]: data for path, data in self.files.get(self._find(container).id, {}).items()
+                if path.startswith(prefix) and "/" not in path[len(prefix):]}
+
     def logs(self, container: str, since: float, until: float) -> str:
         """The lines of `log_lines[name]` ((epoch seconds, text) pairs) in [since, until), timestamped."""
         self._call("logs", container, since, until)

@@ -9,7 +9,7 @@ import pytest
 
 from lbgen.docker_convert import event_from_message, info_from_inspect, info_from_summary
 from lbgen.docker_engine import DockerEngine
-from lbgen.engine import ContainerInfo, EngineEvent, ExecResult
+from lbgen.engine import ContainerInfo, EngineEvent, ExecResult, FileSpec
 from lbgen.errors import ContainerNotFound, DockerUnavailable
 
 IMAGE_ID = "sha256:2d4074d660670da0ec88eb987834338a5a39d537df7d694d790a987a80372f16"
@@ -271,6 +271,24 @@ def test_files_in_a_stopped_container(lab, engine):
     box = lab.backend(net, "web", "blue", start=False)
     engine.put_file(box.name, "/tmp/x", b"x")
     assert engine.read_file(box.name, "/tmp/x") == b"x"
+    engine.put_files(box.name, "/tmp/st", [FileSpec("y", b"y")])
+    assert engine.read_files(box.name, "/tmp/st") == {"y": b"y"}  # the holder's case: a never-started container
+
+
+@pytest.mark.integration
+def test_read_files_reads_a_directory_in_one_archive(lab, engine):
+    """The regular files directly in the directory; not a subdirectory's files, not links; nothing for a
+    directory that does not exist; ContainerNotFound for a container that does not."""
+    net, _ = lab.network("eng")
+    box = lab.backend(net, "web", "blue")
+    data = bytes(range(256)) * 100
+    engine.put_files(box.name, "/tmp/rf", [FileSpec("a", data, 0o600), FileSpec("empty", b"")])
+    engine.put_files(box.name, "/tmp/rf/sub", [FileSpec("deeper", b"no")])
+    assert engine.exec(box.name, ["ln", "-s", "a", "/tmp/rf/link"]).exit_code == 0
+    assert engine.read_files(box.name, "/tmp/rf") == {"a": data, "empty": b""}
+    assert engine.read_files(box.name, "/tmp/nope") == {}
+    with pytest.raises(ContainerNotFound):
+        engine.read_files(lab.prefix + "nope", "/tmp")
 
 
 @pytest.mark.integration

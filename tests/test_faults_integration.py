@@ -147,7 +147,7 @@ def wrap(method):
         return result
     return call
 
-for name in ("ping", "list_containers", "get_container", "exec", "put_file", "read_file", "signal",
+for name in ("ping", "list_containers", "get_container", "exec", "put_file", "read_file", "read_files", "signal",
              "stop_container", "create_marker", "remove_container"):
     setattr(docker_engine.DockerEngine, name, wrap(getattr(docker_engine.DockerEngine, name)))
 try:

@@ -55,6 +55,19 @@ def test_two_slots_a_torn_write_leaves_the_previous_record():
     assert decode("x", b"garbage") is None and decode("x", None) is None
 
 
+def test_a_read_is_one_round_trip_and_a_write_two():
+    """Both slots come in one archive of the holder's directory (each engine call is about 0.1 s)."""
+    fp = FakeProxy()
+    holder = Holder(fp.engine, "proxy")
+    holder.write("one")
+    since = len(fp.engine.calls)
+    assert holder.read().body == "one"
+    assert [c[0] for c in fp.engine.calls[since:]] == ["read_files"]
+    since = len(fp.engine.calls)
+    holder.write("two")
+    assert [c[0] for c in fp.engine.calls[since:]] == ["read_files", "put_file"]
+
+
 def test_the_record_survives_recreating_the_proxy_and_wins_over_what_it_serves():
     fp, app, logs = make()
     app.apply()
