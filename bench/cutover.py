@@ -2,7 +2,9 @@
 """A blue-green cutover under sustained keep-alive load: requests sent, failures, and each switch's
 duration split into gate / render+install+validate / reload / verify; plus the bare `docker exec`
 validate+reload that everything after the gate replaces. `wrk -t2 -c8` (when installed) runs alongside:
-a client that never retries, so every keep-alive connection a reload closes under it is counted.
+a client that never retries, so every keep-alive connection a reload closes under it is counted. The
+load saturates both cores of a small machine, so the comparison with the bare pair is made afterwards,
+without load: --switches more switches, each followed by the bare pair (same machine, same moment).
 
     python3 bench/cutover.py --proxy nginx|haproxy [--switches 6] [--workers 4]
 
@@ -56,12 +58,23 @@ def main() -> None:
             load.stop()
             wrk_out = wrk.stop()
         base_cmds = baseline_commands(args.proxy, proxy.name)
-        baseline = statistics.median(sum(timed(c)[0] for c in base_cmds) for _ in range(5))
+        idle_rows, bare = [], []
+        for i in range(args.switches):  # without load: each switch, then the bare pair
+            time.sleep(1)
+            env = "blue" if i % 2 == 0 else "green"  # the loaded phase ended where its count left it
+            if args.switches % 2:
+                env = "green" if env == "blue" else "blue"
+            idle_rows.append(json.loads(timed([LBGEN, "-c", str(config), "switch", "--env", env, "--json"])[1].stdout)
+                             ["timings"])
+            bare.append(sum(timed(c)[0] for c in base_cmds))
+        baseline = statistics.median(bare)
         summary = load.summary()
         med = lambda key: statistics.median(t.get(key, 0.0) for _, t in rows)  # noqa: E731
         for _, t in rows:
             t["render_install_validate"] = sum(t.get(k, 0.0) for k in ("render", "deliver", "validate"))
-        after_gate = statistics.median(t["render_install_validate"] + t["reload"] + t["verify"] for _, t in rows)
+        post_gate = lambda t: sum(t.get(k, 0.0) for k in ("render", "deliver", "validate", "reload", "verify"))  # noqa: E731
+        after_gate = statistics.median(post_gate(t) for _, t in rows)
+        idle_after = statistics.median(post_gate(t) for t in idle_rows)
         print(f"{args.proxy}: {len(rows)} switches under load: requests sent {summary['sent']}, "
               f"failed {summary['failed']}, by env {summary['by_env']}")
         if summary["failed"]:
@@ -72,8 +85,13 @@ def main() -> None:
         print(f"  split (medians): gate {med('gate'):.3f}s, render+install+validate "
               f"{med('render_install_validate'):.3f}s, reload {med('reload'):.3f}s, verify {med('verify'):.3f}s, "
               f"in-process total {med('total'):.3f}s")
-        print(f"  after the gate {after_gate:.3f}s vs bare docker exec validate+reload {baseline:.3f}s: "
-              f"{after_gate / baseline:.2f}x")
+        phases = sorted({k for _, t in rows for k in t} - {"total", "render_install_validate"})
+        print("  every phase (medians): " + ", ".join(f"{k} {med(k):.3f}s" for k in phases))
+        print(f"  after the gate, under that load: {after_gate:.3f}s")
+        print(f"  without load, {len(idle_rows)} switches each followed by the bare pair: after the gate "
+              f"{idle_after:.3f}s vs bare docker exec validate+reload {baseline:.3f}s: {idle_after / baseline:.2f}x; "
+              f"every phase: " + ", ".join(f"{k} {statistics.median(t.get(k, 0.0) for t in idle_rows):.3f}s"
+                                          for k in sorted({k for t in idle_rows for k in t} - {"total"})))
     finally:
         lab.close()
 
