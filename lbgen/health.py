@@ -143,6 +143,22 @@ def check_all(backends: Sequence[Backend], health: HealthConfig, checker: Checke
     return check_groups([(backends, health)], checker)[0]
 
 
+def check_confirmed(backends: Sequence[Backend], health: HealthConfig, checker: Checker,
+                    sleep: Callable[[float], None]) -> list[CheckResult]:
+    """One check of each backend; one that fails is checked again, `health.interval` apart, until it passes
+    or has failed `health.fall` times in a row (the rule of the proxies' own checks): one slow answer from a
+    busy backend is not the backend going down. Results in the order of `backends`."""
+    results = check_all(backends, health, checker)
+    for _ in range(health.fall - 1):
+        failing = [r.backend for r in results if not r.ok]
+        if not failing:
+            break
+        sleep(health.interval)
+        again = dict(zip(failing, check_all(failing, health, checker)))
+        results = [again.get(r.backend, r) for r in results]
+    return results
+
+
 def check_groups(groups: Sequence[tuple[Sequence[Backend], HealthConfig]], checker: Checker,
                  max_parallel: int = MAX_PARALLEL_CHECKS) -> list[list[CheckResult]]:
     """One check of each backend of each group (backends, their service's health), results per group in

@@ -12,7 +12,7 @@ from lbgen.config import Config
 from lbgen.core import Core
 from lbgen.errors import ConfigError, HealthGateFailed, LbgenError, NoBackends, ReloadFailed, UsageError
 from lbgen.events import event
-from lbgen.health import GateProgress, GateResult, check_all, gate, required_count
+from lbgen.health import GateProgress, GateResult, check_all, check_confirmed, gate, required_count
 from lbgen.model import STICKY_KINDS, Backend, Canary, HistoryEntry, Inventory, Outcome
 from lbgen.routing import recorded_or_default, resolve_active_env
 from lbgen.state import State, holder_identity
@@ -205,7 +205,7 @@ def run_switch(core: Core, env: str, service: str | None = None, *, timeout: flo
                 if runtime is None:
                     core.proxy.wait_serving(rendered.generation)
                 if not force:
-                    after = check_all(plan.targets, health, core.checker)
+                    after = check_confirmed(plan.targets, health, core.checker, core.sleep)
                     if sum(r.ok for r in after) < plan.required:
                         failing = "; ".join(r.describe() for r in after if not r.ok)
                         raise ReloadFailed(f"{env} stopped passing its health check after the switch ({failing})")

@@ -153,6 +153,36 @@ def test_new_env_failing_after_the_swap_is_rolled_back():
     assert app.core.store.load().history[0].outcome == Outcome.ROLLED_BACK
 
 
+def test_one_slow_answer_after_the_swap_is_checked_again_not_rolled_back():
+    """After the swap a failing backend counts as failing only after `fall` (2 here) failures in a row,
+    `interval` apart: a busy backend's one timeout does not undo the switch; one that keeps failing does."""
+    for failures, outcome in ((1, "switched"), (2, "rolled_back")):
+        fp, app, _ = make()
+        app.apply()
+        original, seen = fp.get, {"gate": 0, "failed": 0}
+        slow = fp.engine.get_container("web-green-0").networks["lbnet"]
+
+        def slow_once(url, timeout, failures=failures):
+            if "/health" in url and f"//{slow}:" in url:
+                seen["gate"] += 1
+                if seen["gate"] > 2 and seen["failed"] < failures:  # after the gate's two rounds
+                    seen["failed"] += 1
+                    raise TimeoutError("timeout after 2s")
+            return original(url, timeout)
+
+        app.core.get = fp.get = slow_once
+        app.core._checker = None
+        app.core.proxy.get = slow_once
+        if outcome == "switched":
+            assert app.switch("green").outcome == "switched"
+            assert served_env(fp) == "green" and seen["failed"] == 1
+        else:
+            with pytest.raises(ReloadFailed, match="green stopped passing its health check after the switch "
+                                                   r"\(web-green-0: timeout after 2s\)"):
+                app.switch("green")
+            assert served_env(fp) == "blue"
+
+
 def test_dry_run_changes_nothing():
     fp, app, _ = make()
     app.apply()
