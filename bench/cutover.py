@@ -61,9 +61,7 @@ def main() -> None:
         idle_rows, bare = [], []
         for i in range(args.switches):  # without load: each switch, then the bare pair
             time.sleep(1)
-            env = "blue" if i % 2 == 0 else "green"  # the loaded phase ended where its count left it
-            if args.switches % 2:
-                env = "green" if env == "blue" else "blue"
+            env = "blue" if (args.switches + i) % 2 else "green"  # on from where the loaded switches ended
             idle_rows.append(json.loads(timed([LBGEN, "-c", str(config), "switch", "--env", env, "--json"])[1].stdout)
                              ["timings"])
             bare.append(sum(timed(c)[0] for c in base_cmds))
