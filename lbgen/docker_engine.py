@@ -10,6 +10,7 @@ import math
 import os
 import posixpath
 import re
+import socket
 import tarfile
 import time
 from contextlib import contextmanager
@@ -49,6 +50,7 @@ class DockerEngine:
         self.client = client
         # The low-level API: one HTTP call per operation, where the high-level objects inspect first.
         self.api = client.api
+        self.exec_input = not self.where.startswith("ssh://")
 
     # --- the Engine protocol ------------------------------------------------------------------------
 
@@ -71,14 +73,42 @@ class DockerEngine:
         with self._calls("inspect a container", ref):
             return info_from_inspect(self.api.inspect_container(ref))
 
-    def exec(self, container: str, argv: list[str], user: str = ROOT) -> ExecResult:
+    def exec(self, container: str, argv: list[str], user: str = ROOT, stdin: bytes | None = None) -> ExecResult:
         if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError(f"exec needs a non-empty list of strings, got {argv!r}")
         with self._calls(f"run {argv[0]} in container {container}", container):
-            exec_id = self.api.exec_create(container, list(argv), stdout=True, stderr=True, user=user)["Id"]
-            output = self.api.exec_start(exec_id)  # stdout and stderr, demultiplexed in arrival order
+            exec_id = self.api.exec_create(container, list(argv), stdout=True, stderr=True, user=user,
+                                           stdin=stdin is not None)["Id"]
+            if stdin is None:
+                output = self.api.exec_start(exec_id)  # stdout and stderr, demultiplexed in arrival order
+            else:
+                output = self._exec_with_input(exec_id, stdin)
             exit_code = self._exit_code(exec_id)
         return ExecResult(exit_code, (output or b"").decode("utf-8", errors="replace"))
+
+    def _exec_with_input(self, exec_id: str, data: bytes) -> bytes:
+        """Start the exec on a hijacked connection: write `data`, close our side for writing (the command
+        sees the end of its input), then read the multiplexed stdout/stderr frames until the daemon
+        closes the stream. The socket keeps the client's timeout."""
+        sock = self.api.exec_start(exec_id, socket=True)
+        raw = getattr(sock, "_sock", sock)  # the SDK gives a SocketIO over a unix socket (and over lbgen's ssh)
+        received = bytearray()
+        try:
+            raw.sendall(data)
+            raw.shutdown(socket.SHUT_WR)
+            while chunk := raw.recv(65536):
+                received += chunk
+        except OSError as e:  # a timeout, or the daemon gone: a transport failure, said as one
+            raise ConnectionError(f"exec stream: {e}") from e
+        finally:
+            sock.close()
+            raw.close()  # a hijacked connection is never reused
+        output, at = bytearray(), 0
+        while at + 8 <= len(received):  # frames: stream (1 byte), 3 zero bytes, size (4 bytes, big-endian)
+            size = int.from_bytes(received[at + 4:at + 8], "big")
+            output += received[at + 8:at + 8 + size]
+            at += 8 + size
+        return bytes(output)
 
     def _exit_code(self, exec_id: str) -> int:
         # The output stream can close a moment before the daemon records the exit code.

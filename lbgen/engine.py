@@ -135,6 +135,11 @@ def network_named(ref: str, networks: Iterable[str], network_ids: Mapping[str, s
 
 
 class Engine(Protocol):
+    #: Whether a file is best delivered on an exec's standard input (in the same round trip as the command
+    #: that uses it) rather than by an archive write first: true where a hijacked connection costs nothing
+    #: extra (a unix socket, TCP), false over ssh (the connection ends with the exec; the next call dials again).
+    exec_input: bool
+
     def ping(self) -> None:
         """Raise DockerUnavailable when the engine does not answer."""
 
@@ -147,9 +152,10 @@ class Engine(Protocol):
     def get_container(self, ref: str) -> ContainerInfo:
         """A container by name or id; ContainerNotFound when there is none."""
 
-    def exec(self, container: str, argv: list[str], user: str = ROOT) -> ExecResult:
+    def exec(self, container: str, argv: list[str], user: str = ROOT, stdin: bytes | None = None) -> ExecResult:
         """Run argv (no shell unless argv asks for one) in a running container, as `user` (root unless
-        told: lbgen's own steps must not depend on the user the image runs as)."""
+        told: lbgen's own steps must not depend on the user the image runs as); `stdin`: bytes the command
+        reads on its standard input, which is then closed (a file delivered in the same round trip)."""
 
     def put_file(self, container: str, path: str, data: bytes, mode: int = 0o644,
                  also: Mapping[str, bytes] | None = None) -> None:

@@ -149,19 +149,22 @@ class FakeProxy:
                     if here(directory, path):
                         (root / Path(path).name).write_bytes(data)
             args = [mapped(a) for a in argv[4:]]
+            stdin = engine.exec_inputs[-1] if "--stdin" in args[3:4] else None
             if install:  # its validator answers what self.validate says
                 new = Path(mapped(self.path + ".lbgen-new"))
+                if stdin is not None:  # what the script's `cat` is about to write
+                    new.write_bytes(stdin)
                 ok, msg = self.validate(new.read_bytes() if new.exists() else b"")
                 verdict = Path(tmp) / "validated.verdict"
                 verdict.write_text("ok" if ok else "no")
                 (Path(tmp) / "validated.msg").write_text(msg)
-                keep = 6 if "--also" in args[:4] else 3
+                keep = 3 + (3 if "--also" in args[3:5] else 0) + (1 if stdin is not None else 0)
                 args = args[:keep] + ["sh", "-c", f'test "$(cat {verdict})" = ok || '
                                       f'{{ cat {tmp}/validated.msg; exit 1; }}', "v"]
-            proc = subprocess.run(["sh", "-c", script, "sh", *args], capture_output=True, text=True)
+            proc = subprocess.run(["sh", "-c", script, "sh", *args], capture_output=True, input=stdin)
             for directory, root in roots.items():
                 for path in [p for p in files if here(directory, p)]:
                     del files[path]
                 for f in root.iterdir():
                     files[f"{directory}/{f.name}"] = f.read_bytes()
-        return ExecResult(proc.returncode, proc.stdout + proc.stderr)
+        return ExecResult(proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", errors="replace"))

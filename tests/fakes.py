@@ -91,6 +91,8 @@ class FakeEngine:
         self.calls: list[tuple[Any, ...]] = []
         self.execs: list[tuple[str, list[str]]] = []
         self.exec_users: list[str] = []
+        self.exec_inputs: list[bytes | None] = []  # each exec's stdin (handlers read the last one)
+        self.exec_input = True  # Engine.exec_input: a file may come on an exec's stdin (as on a unix socket)
         self.signals: list[tuple[str, str]] = []
         self.stopped: list[str] = []
         self.removed: list[str] = []
@@ -229,13 +231,14 @@ class FakeEngine:
         self._call("get_container", ref)
         return self._find(ref)
 
-    def exec(self, container: str, argv: list[str], user: str = ROOT) -> ExecResult:
+    def exec(self, container: str, argv: list[str], user: str = ROOT, stdin: bytes | None = None) -> ExecResult:
         self._call("exec", container, list(argv))
         if not argv:
             raise ValueError("exec needs a non-empty argv")
         info = self._running(container)
         self.execs.append((info.name, list(argv)))
         self.exec_users.append(user)
+        self.exec_inputs.append(stdin)
         handler = self.exec_handlers.get(argv[0]) or self.exec_handlers.get(posixpath.basename(argv[0]))
         if handler is not None:
             return handler(self, info, list(argv))

@@ -14,6 +14,7 @@ from lbgen.events import event
 from lbgen.app import Lbgen
 from lbgen.errors import (ConfigReadOnly, ConfigWriteFailed, ContainerNotFound, DockerUnavailable, HealthGateFailed, LockHeld, NoBackends, ProxyError,
                           ProxyRejectedConfig, ReloadFailed)
+from lbgen.proxies.scripts import INSTALL_SCRIPT
 from lbgen.render import parse_meta
 from lbgen.state import ProxyLock
 
@@ -59,6 +60,26 @@ def test_apply_installs_reloads_verifies_and_commits(kind):
     assert not app.apply().changed
     assert [c for c in fp.engine.calls if c[0] == "put_file"] == writes
     assert len(fp.engine.signals) == 1
+
+
+@pytest.mark.parametrize("exec_input", [True, False])
+def test_one_file_is_delivered_on_the_install_exec_where_the_engine_makes_that_cheaper(exec_input):
+    """On a local engine HAProxy's config goes in on the install script's stdin: delivery and validation in
+    one round trip. Over ssh (exec_input false) it is written first, in an archive; the result is the same."""
+    fp, app, _ = make("haproxy")
+    fp.engine.exec_input = exec_input
+    since = len(fp.engine.calls)
+    result = app.apply()
+    assert result.changed and fp.serving == result.generation
+    installs = [(argv, stdin) for (_, argv), stdin in zip(fp.engine.execs, fp.engine.exec_inputs)
+                if argv[:3] == ["sh", "-c", INSTALL_SCRIPT]]
+    assert len(installs) == 1
+    argv, stdin = installs[0]
+    writes = [c for c in fp.engine.calls[since:] if c[0] == "put_file"]
+    if exec_input:
+        assert argv[7] == "--stdin" and stdin == fp.live() and not writes
+    else:
+        assert "--stdin" not in argv and stdin is None and [w[2] for w in writes] == [fp.path + ".lbgen-new"]
 
 
 def test_a_rejected_config_leaves_the_live_file_byte_identical():

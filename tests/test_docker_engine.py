@@ -253,6 +253,22 @@ def test_put_file_and_read_file(lab, engine):
 
 
 @pytest.mark.integration
+def test_exec_reads_stdin_in_the_same_round_trip(lab, engine):
+    """exec(stdin=...): the bytes reach the command's standard input, which then ends; its output and exit
+    code come back as without stdin."""
+    net, _ = lab.network("eng")
+    box = lab.backend(net, "web", "blue")
+    data = bytes(range(256)) * 4096  # 1 MiB, far more than a pipe holds
+    result = engine.exec(box.name, ["sh", "-c", "cat > /tmp/in; wc -c < /tmp/in; echo err >&2; exit 3"], stdin=data)
+    assert (result.exit_code, result.output.split()) == (3, [str(len(data)), "err"])
+    assert engine.read_file(box.name, "/tmp/in") == data
+    assert engine.exec(box.name, ["cat"], stdin=b"") == ExecResult(0, "")
+    assert engine.exec(box.name, ["true"]) == ExecResult(0, "")  # the client still works after a hijacked one
+    with pytest.raises(ContainerNotFound):
+        engine.exec(lab.prefix + "nope", ["cat"], stdin=b"x")
+
+
+@pytest.mark.integration
 def test_read_file_follows_symlinks(lab, engine):
     net, _ = lab.network("eng")
     box = lab.backend(net, "web", "blue")

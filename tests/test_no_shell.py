@@ -129,8 +129,8 @@ def test_every_command_is_an_argv_list_of_whole_values():
     calls = exec_calls()
     assert len(calls) >= 4, "the audit should see the proxy driver's and state.py's execs"
     for at, call in calls:
-        assert len(call.args) == 2 and all(k.arg == "user" for k in call.keywords), \
-            f"{at}: exec(container, argv[, user=...]) expected"
+        assert len(call.args) == 2 and all(k.arg in ("user", "stdin") for k in call.keywords), \
+            f"{at}: exec(container, argv[, user=...][, stdin=...]) expected"
         argv = call.args[1]
         assert isinstance(argv, ast.List), f"{at}: argv must be a list literal, got {ast.unparse(argv)}"
         for item in argv.elts:
@@ -220,7 +220,8 @@ def test_apply_switch_and_rollback_exec_only_whole_values(kind):
 
     mode, validator = kind_named(kind).validate_mode, kind_named(kind).validator
     assert validator[0] == kind and mode == ("inplace" if kind == "nginx" else "candidate")
-    also = ("--also", HOSTILE_MAIN, "rename") if kind == "nginx" else ()
+    # nginx installs its main-context file with it (an archive first); HAProxy's one file comes on stdin
+    also = ("--also", HOSTILE_MAIN, "rename") if kind == "nginx" else ("--stdin",)
     allowed = {
         ("sh", "-c", proxy_module.INSTALL_SCRIPT, "sh", path, mode, "rename", *also, *validator),
         ("sh", "-c", proxy_module.RESTORE_SCRIPT, "sh", path, "rename"),

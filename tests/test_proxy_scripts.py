@@ -49,6 +49,35 @@ def test_rejected_config_leaves_the_live_file_byte_identical(tmp_path, mode):
     assert not (tmp_path / "lbgen.conf.lbgen-prev").exists()
 
 
+@pytest.mark.parametrize("mode", ["candidate", "inplace"])
+@pytest.mark.parametrize("swap", ["rename", "overwrite"])
+def test_the_new_config_can_come_on_stdin_and_is_validated_in_the_same_run(tmp_path, mode, swap):
+    """`--stdin`: the config is delivered by the same exec that validates it (one round trip to the engine):
+    written 0644, validated and swapped in; a refused one leaves the live file as it was; one that cannot be
+    written is exit 5 with nothing changed."""
+    live = tmp_path / "lbgen.conf"
+    live.write_text("old\n")
+    live.chmod(0o600)
+    seen = tmp_path / "seen"
+    check = f'cat "$1" > {seen}' if mode == "candidate" else f'cat {live} > {seen}'
+    data = b"new\n" + bytes(range(1, 256)) * 400  # any bytes, more than a pipe's buffer
+    run = lambda *validator: subprocess.run(  # noqa: E731
+        ["sh", "-c", INSTALL_SCRIPT, "sh", str(live), mode, swap, "--stdin", *validator], input=data,
+        capture_output=True)
+    result = run("sh", "-c", check, "v")
+    assert result.returncode == 0, result.stdout
+    assert live.read_bytes() == seen.read_bytes() == data
+    assert (tmp_path / "lbgen.conf.lbgen-prev").read_text() == "old\n"
+    assert not (tmp_path / "lbgen.conf.lbgen-new").exists()
+    assert oct(live.stat().st_mode & 0o777) == (oct(0o644) if swap == "rename" else oct(0o600))  # overwrite keeps the inode
+    result = run("sh", "-c", "echo refused >&2; exit 1", "v")
+    assert (result.returncode, result.stdout.strip()) == (3, b"refused") and live.read_bytes() == data
+    gone = tmp_path / "no-such-dir" / "lbgen.conf"
+    result = subprocess.run(["sh", "-c", INSTALL_SCRIPT, "sh", str(gone), mode, swap, "--stdin", "true"],
+                            input=data, capture_output=True)
+    assert result.returncode == 5 and b"no-such-dir" in result.stdout + result.stderr
+
+
 def test_candidate_mode_validates_the_new_file_itself(tmp_path):
     live = tmp_path / "haproxy.cfg"
     (tmp_path / "haproxy.cfg.lbgen-new").write_text("good\n")

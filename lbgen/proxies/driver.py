@@ -272,14 +272,17 @@ class Proxy:
 
     def _install(self, text: str, main: str | None = None, timings: Timings | None = None) -> None:
         also: list[str] = []
+        extra: dict[str, bytes] = {}
+        if main is not None and self.main_path is not None:
+            extra[self.main_path + ".lbgen-new"] = main.encode()
+            also = ["--also", self.main_path, self.swap_mode(self.main_path)]
+        # One file, on an engine where that is cheaper: it goes in on the install script's standard input,
+        # delivery and validation in one round trip. Otherwise both files in one archive first.
+        stdin = text.encode() if not extra and getattr(self.engine, "exec_input", False) else None
         try:
             with phase(timings, "deliver"):
-                extra: dict[str, bytes] = {}
-                if main is not None and self.main_path is not None:
-                    extra[self.main_path + ".lbgen-new"] = main.encode()
-                    also = ["--also", self.main_path, self.swap_mode(self.main_path)]
-                # Both files in one archive: one round trip to the engine.
-                self.engine.put_file(self.ref(), self.path + ".lbgen-new", text.encode(), 0o644, also=extra)
+                if stdin is None:
+                    self.engine.put_file(self.ref(), self.path + ".lbgen-new", text.encode(), 0o644, also=extra)
         except PermissionError as e:
             raise ConfigReadOnly(f"cannot write {self.path} in proxy container {self.name}: {e} (read-only); "
                                  f"make it writable; nothing was changed") from e
@@ -292,10 +295,14 @@ class Proxy:
             raise ConfigWriteFailed(f"cannot write {self.path} in proxy container {self.name}: {e}; "
                                     f"the previous config is still live") from e
         swap = self.swap_mode()
-        with phase(timings, "validate"):
+        given = ["--stdin"] if stdin is not None else []
+        with phase(timings, "validate"):  # with `stdin`, the delivery too
             result = self.engine.exec(self.ref(), ["sh", "-c", INSTALL_SCRIPT, "sh", self.path,
-                                                  self.kind.validate_mode, swap, *also, *self.kind.validator],
-                                      user=ROOT)
+                                                  self.kind.validate_mode, swap, *given, *also,
+                                                  *self.kind.validator], user=ROOT, stdin=stdin)
+        if result.exit_code == 5:
+            raise ConfigWriteFailed(f"cannot write {self.path} in proxy container {self.name}: "
+                                    f"{first_error(result.output)}; the previous config is still live")
         if result.exit_code == 3:
             raise ProxyRejectedConfig(
                 f"{self.config.kind} rejected the rendered config: {first_error(result.output)}; "

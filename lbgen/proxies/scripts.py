@@ -2,8 +2,10 @@
 Every value reaches them as a positional argument, never as script text. No imports."""
 from __future__ import annotations
 
-# Runs inside the proxy container, as root, as `sh -c INSTALL_SCRIPT sh PATH MODE SWAP [--also PATH2 SWAP2]
-# VALIDATOR...`: every value is a positional argument, never part of the script text. MODE (the kind's
+# Runs inside the proxy container, as root, as `sh -c INSTALL_SCRIPT sh PATH MODE SWAP [--stdin] [--also PATH2
+# SWAP2] VALIDATOR...`: every value is a positional argument, never part of the script text. `--stdin`: the
+# new config comes on standard input (written to PATH.lbgen-new, mode 0644, exit 5 when it cannot be), in
+# the same exec as its validation; without it, PATH.lbgen-new was delivered before (an archive write). MODE (the kind's
 # validate_mode) `candidate` validates the new file on its own before the swap (HAProxy owns its whole
 # config); `inplace` swaps first and validates the whole proxy config, swapping back on failure (nginx
 # validates conf.d files only through nginx.conf). SWAP `rename` moves the new file over the old one
@@ -14,6 +16,10 @@ from __future__ import annotations
 # sh: it runs under dash (Debian images) and BusyBox sh (Alpine images) alike.
 INSTALL_SCRIPT = r"""
 path=$1; mode=$2; swap=$3; shift 3
+if [ "$1" = --stdin ]; then
+  shift
+  if ! { cat > "$path.lbgen-new" && chmod 644 "$path.lbgen-new"; }; then rm -f "$path.lbgen-new"; exit 5; fi
+fi
 path2=""; swap2=""
 if [ "$1" = --also ]; then path2=$2; swap2=$3; shift 3; fi
 put() { if [ "$3" = overwrite ]; then cat "$1" > "$2" && rm -f "$1"; else mv -f "$1" "$2"; fi; }
