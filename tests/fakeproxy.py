@@ -152,13 +152,14 @@ class FakeProxy:
             stdin = engine.exec_inputs[-1] if "--stdin" in args[3:4] else None
             if install:  # its validator answers what self.validate says
                 new = Path(mapped(self.path + ".lbgen-new"))
-                if stdin is not None:  # what the script's `cat` is about to write
-                    new.write_bytes(stdin)
+                if stdin is not None:  # what the script's `head -c N` is about to write
+                    new.write_bytes(stdin[:int(args[4])])
                 ok, msg = self.validate(new.read_bytes() if new.exists() else b"")
                 verdict = Path(tmp) / "validated.verdict"
                 verdict.write_text("ok" if ok else "no")
                 (Path(tmp) / "validated.msg").write_text(msg)
-                keep = 3 + (3 if "--also" in args[3:5] else 0) + (1 if stdin is not None else 0)
+                keep = 3 + (2 if stdin is not None else 0)
+                keep += 3 if args[keep:keep + 1] == ["--also"] else 0
                 args = args[:keep] + ["sh", "-c", f'test "$(cat {verdict})" = ok || '
                                       f'{{ cat {tmp}/validated.msg; exit 1; }}', "v"]
             proc = subprocess.run(["sh", "-c", script, "sh", *args], capture_output=True, input=stdin)

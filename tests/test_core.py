@@ -9,7 +9,7 @@ import pytest
 
 from fakeproxy import FakeProxy
 from lbgen.model import Outcome
-from lbgen.engine import Mount
+from lbgen.engine import ExecResult, Mount
 from lbgen.events import event
 from lbgen.app import Lbgen
 from lbgen.errors import (ConfigReadOnly, ConfigWriteFailed, ContainerNotFound, DockerUnavailable, HealthGateFailed, LockHeld, NoBackends, ProxyError,
@@ -77,7 +77,7 @@ def test_one_file_is_delivered_on_the_install_exec_where_the_engine_makes_that_c
     argv, stdin = installs[0]
     writes = [c for c in fp.engine.calls[since:] if c[0] == "put_file"]
     if exec_input:
-        assert argv[7] == "--stdin" and stdin == fp.live() and not writes
+        assert argv[7:9] == ["--stdin", str(len(fp.live()))] and stdin == fp.live() and not writes
     else:
         assert "--stdin" not in argv and stdin is None and [w[2] for w in writes] == [fp.path + ".lbgen-new"]
 
@@ -292,6 +292,7 @@ def test_a_read_only_proxy_filesystem_is_a_clear_error():
     app.apply()
     before = fp.live()
     fp.backend("web-blue-9", "blue")
+    fp.engine.exec_input = False  # the archive write (over ssh) is what says "read-only"
     fp.engine.fail_on["put_file"] = PermissionError("read-only file system")
     with pytest.raises(ConfigReadOnly, match="cannot write /etc/nginx/conf.d/lbgen.conf in proxy container proxy: "
                                              "read-only file system \\(read-only\\); make it writable; "
@@ -325,8 +326,30 @@ def test_a_docker_error_while_writing_the_config_is_exit_4_and_changes_nothing()
     app.apply()
     before = fp.live()
     fp.backend("web-blue-9", "blue")
+    fp.engine.exec_input = False  # the archive write first (over ssh)
     fp.engine.fail_on["put_file"] = DockerUnavailable("the Docker daemon could not write: no space left on device")
     with pytest.raises(ConfigWriteFailed, match="the previous config is still live") as raised:
+        app.apply()
+    assert raised.value.exit_code == 4
+    assert fp.live() == before
+
+
+def test_a_config_the_install_cannot_write_from_stdin_is_exit_4_and_changes_nothing():
+    """The install script's exit 5 (the file on its stdin could not be written) is a write failure."""
+    fp, app, _ = make()
+    app.apply()
+    before = fp.live()
+    fp.backend("web-blue-9", "blue")
+    real_sh = fp.engine.exec_handlers["sh"]
+
+    def full_disk(engine, container, argv):
+        if argv[2] == INSTALL_SCRIPT:
+            return ExecResult(5, "sh: 1: cannot create /etc/nginx/conf.d/lbgen.conf.lbgen-new: No space left on device\n")
+        return real_sh(engine, container, argv)
+
+    fp.engine.exec_handlers["sh"] = full_disk
+    with pytest.raises(ConfigWriteFailed, match="^cannot write /etc/nginx/conf.d/lbgen.conf in proxy container proxy: "
+                                                ".*No space left on device; the previous config is still live$") as raised:
         app.apply()
     assert raised.value.exit_code == 4
     assert fp.live() == before

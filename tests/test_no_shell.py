@@ -220,8 +220,8 @@ def test_apply_switch_and_rollback_exec_only_whole_values(kind):
 
     mode, validator = kind_named(kind).validate_mode, kind_named(kind).validator
     assert validator[0] == kind and mode == ("inplace" if kind == "nginx" else "candidate")
-    # nginx installs its main-context file with it (an archive first); HAProxy's one file comes on stdin
-    also = ("--also", HOSTILE_MAIN, "rename") if kind == "nginx" else ("--stdin",)
+    # the files come on the install's stdin (`--stdin N`, N the config's length); nginx's main-context file too
+    also = ("--stdin", "N", *(("--also", HOSTILE_MAIN, "rename") if kind == "nginx" else ()))
     allowed = {
         ("sh", "-c", proxy_module.INSTALL_SCRIPT, "sh", path, mode, "rename", *also, *validator),
         ("sh", "-c", proxy_module.RESTORE_SCRIPT, "sh", path, "rename"),
@@ -229,6 +229,8 @@ def test_apply_switch_and_rollback_exec_only_whole_values(kind):
         ("mv", "-f", f"{state}/state.json", f"{state}/state.json.carried-over"),  # carrying over an old record
     }
     execs = [tuple(argv) for _, argv in fp.engine.execs]
+    assert all(argv[8].isdigit() for argv in execs if "--stdin" in argv[7:8])
+    execs = [(*argv[:8], "N", *argv[9:]) if "--stdin" in argv[7:8] else argv for argv in execs]
     assert execs and set(execs) <= allowed, set(execs) - allowed
     assert set(fp.engine.exec_users) == {"0"}  # lbgen's steps run as root whatever the image's user
     assert sum(argv[2] == proxy_module.INSTALL_SCRIPT for argv in execs if argv[0] == "sh") == 3

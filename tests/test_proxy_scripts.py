@@ -2,6 +2,7 @@
 against a temp dir: the swap, the validation and the restore, and that values never become code."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -52,30 +53,51 @@ def test_rejected_config_leaves_the_live_file_byte_identical(tmp_path, mode):
 @pytest.mark.parametrize("mode", ["candidate", "inplace"])
 @pytest.mark.parametrize("swap", ["rename", "overwrite"])
 def test_the_new_config_can_come_on_stdin_and_is_validated_in_the_same_run(tmp_path, mode, swap):
-    """`--stdin`: the config is delivered by the same exec that validates it (one round trip to the engine):
+    """`--stdin N`: the config is delivered by the same exec that validates it (one round trip to the engine):
     written 0644, validated and swapped in; a refused one leaves the live file as it was; one that cannot be
-    written is exit 5 with nothing changed."""
+    written, or that comes short of N bytes, is exit 5 with nothing changed."""
     live = tmp_path / "lbgen.conf"
     live.write_text("old\n")
     live.chmod(0o600)
     seen = tmp_path / "seen"
     check = f'cat "$1" > {seen}' if mode == "candidate" else f'cat {live} > {seen}'
     data = b"new\n" + bytes(range(1, 256)) * 400  # any bytes, more than a pipe's buffer
-    run = lambda *validator: subprocess.run(  # noqa: E731
-        ["sh", "-c", INSTALL_SCRIPT, "sh", str(live), mode, swap, "--stdin", *validator], input=data,
-        capture_output=True)
+
+    def run(*validator: str, path: Path = live, size: int = len(data)) -> subprocess.CompletedProcess:
+        return subprocess.run(["sh", "-c", INSTALL_SCRIPT, "sh", str(path), mode, swap, "--stdin", str(size),
+                               *validator], input=data, capture_output=True)
+
     result = run("sh", "-c", check, "v")
     assert result.returncode == 0, result.stdout
     assert live.read_bytes() == seen.read_bytes() == data
     assert (tmp_path / "lbgen.conf.lbgen-prev").read_text() == "old\n"
     assert not (tmp_path / "lbgen.conf.lbgen-new").exists()
-    assert oct(live.stat().st_mode & 0o777) == (oct(0o644) if swap == "rename" else oct(0o600))  # overwrite keeps the inode
+    assert live.stat().st_mode & 0o777 == (0o644 if swap == "rename" else 0o600)  # overwrite keeps the inode
     result = run("sh", "-c", "echo refused >&2; exit 1", "v")
     assert (result.returncode, result.stdout.strip()) == (3, b"refused") and live.read_bytes() == data
-    gone = tmp_path / "no-such-dir" / "lbgen.conf"
-    result = subprocess.run(["sh", "-c", INSTALL_SCRIPT, "sh", str(gone), mode, swap, "--stdin", "true"],
-                            input=data, capture_output=True)
+    result = run("true", size=len(data) + 1)  # the stream ended early
+    assert result.returncode == 5 and live.read_bytes() == data
+    assert not (tmp_path / "lbgen.conf.lbgen-new").exists()
+    result = run("true", path=tmp_path / "no-such-dir" / "lbgen.conf")
     assert result.returncode == 5 and b"no-such-dir" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("shell", ["sh", "busybox"])
+def test_two_files_on_stdin_are_split_at_n_bytes_and_installed_together(tmp_path, shell):
+    """nginx's config and its main-context file in one stream: the first N bytes are the config's."""
+    argv0 = ["sh"] if shell == "sh" else ["busybox", "sh"]
+    if shell == "busybox" and not shutil.which("busybox"):
+        pytest.skip("busybox is not installed here")
+    conf, main = tmp_path / "lbgen.conf", tmp_path / "main.conf"
+    conf.write_text("old conf\n")
+    main.write_text("old main\n")
+    first, second = b"c" * 70000 + b"\n", b"m" * 90000 + b"\n"
+    result = subprocess.run([*argv0, "-c", INSTALL_SCRIPT, "sh", str(conf), "inplace", "rename", "--stdin",
+                             str(len(first)), "--also", str(main), "rename", "true"], input=first + second,
+                            capture_output=True)
+    assert result.returncode == 0, result.stderr
+    assert (conf.read_bytes(), main.read_bytes()) == (first, second)
+    assert (tmp_path / "main.conf.lbgen-prev").read_text() == "old main\n"
 
 
 def test_candidate_mode_validates_the_new_file_itself(tmp_path):

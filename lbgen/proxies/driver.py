@@ -276,13 +276,15 @@ class Proxy:
         if main is not None and self.main_path is not None:
             extra[self.main_path + ".lbgen-new"] = main.encode()
             also = ["--also", self.main_path, self.swap_mode(self.main_path)]
-        # One file, on an engine where that is cheaper: it goes in on the install script's standard input,
-        # delivery and validation in one round trip. Otherwise both files in one archive first.
-        stdin = text.encode() if not extra and getattr(self.engine, "exec_input", False) else None
+        # On an engine where that is cheaper, the files go in on the install script's standard input (the
+        # config's bytes, then the main-context file's): delivery and validation in one round trip.
+        # Otherwise both in one archive first.
+        data = text.encode()
+        stdin = data + b"".join(extra.values()) if getattr(self.engine, "exec_input", False) else None
         try:
             with phase(timings, "deliver"):
                 if stdin is None:
-                    self.engine.put_file(self.ref(), self.path + ".lbgen-new", text.encode(), 0o644, also=extra)
+                    self.engine.put_file(self.ref(), self.path + ".lbgen-new", data, 0o644, also=extra)
         except PermissionError as e:
             raise ConfigReadOnly(f"cannot write {self.path} in proxy container {self.name}: {e} (read-only); "
                                  f"make it writable; nothing was changed") from e
@@ -295,7 +297,7 @@ class Proxy:
             raise ConfigWriteFailed(f"cannot write {self.path} in proxy container {self.name}: {e}; "
                                     f"the previous config is still live") from e
         swap = self.swap_mode()
-        given = ["--stdin"] if stdin is not None else []
+        given = ["--stdin", str(len(data))] if stdin is not None else []
         with phase(timings, "validate"):  # with `stdin`, the delivery too
             result = self.engine.exec(self.ref(), ["sh", "-c", INSTALL_SCRIPT, "sh", self.path,
                                                   self.kind.validate_mode, swap, *given, *also,

@@ -2,10 +2,12 @@
 Every value reaches them as a positional argument, never as script text. No imports."""
 from __future__ import annotations
 
-# Runs inside the proxy container, as root, as `sh -c INSTALL_SCRIPT sh PATH MODE SWAP [--stdin] [--also PATH2
-# SWAP2] VALIDATOR...`: every value is a positional argument, never part of the script text. `--stdin`: the
-# new config comes on standard input (written to PATH.lbgen-new, mode 0644, exit 5 when it cannot be), in
-# the same exec as its validation; without it, PATH.lbgen-new was delivered before (an archive write). MODE (the kind's
+# Runs inside the proxy container, as root, as `sh -c INSTALL_SCRIPT sh PATH MODE SWAP [--stdin N] [--also PATH2
+# SWAP2] VALIDATOR...`: every value is a positional argument, never part of the script text. `--stdin N`: the
+# new files come on standard input, in the same exec as their validation: its first N bytes are PATH's, the
+# rest PATH2's (each written to .lbgen-new, mode 0644; exit 5 when they cannot be, or fewer than N bytes
+# came); without it, the .lbgen-new files were delivered before (an archive write). `head -c` reads no
+# further than N bytes, in coreutils and BusyBox alike. MODE (the kind's
 # validate_mode) `candidate` validates the new file on its own before the swap (HAProxy owns its whole
 # config); `inplace` swaps first and validates the whole proxy config, swapping back on failure (nginx
 # validates conf.d files only through nginx.conf). SWAP `rename` moves the new file over the old one
@@ -16,12 +18,14 @@ from __future__ import annotations
 # sh: it runs under dash (Debian images) and BusyBox sh (Alpine images) alike.
 INSTALL_SCRIPT = r"""
 path=$1; mode=$2; swap=$3; shift 3
-if [ "$1" = --stdin ]; then
-  shift
-  if ! { cat > "$path.lbgen-new" && chmod 644 "$path.lbgen-new"; }; then rm -f "$path.lbgen-new"; exit 5; fi
-fi
+n=""
+if [ "$1" = --stdin ]; then n=$2; shift 2; fi
 path2=""; swap2=""
 if [ "$1" = --also ]; then path2=$2; swap2=$3; shift 3; fi
+if [ -n "$n" ] && ! { head -c "$n" > "$path.lbgen-new" && [ $(($(wc -c < "$path.lbgen-new"))) -eq "$n" ] \
+    && chmod 644 "$path.lbgen-new" && { [ -z "$path2" ] || { cat > "$path2.lbgen-new" && chmod 644 "$path2.lbgen-new"; }; }; }; then
+  rm -f "$path.lbgen-new"; if [ -n "$path2" ]; then rm -f "$path2.lbgen-new"; fi; exit 5
+fi
 put() { if [ "$3" = overwrite ]; then cat "$1" > "$2" && rm -f "$1"; else mv -f "$1" "$2"; fi; }
 unput() { if [ -e "$1.lbgen-prev" ]; then put "$1.lbgen-prev" "$1" "$2"; elif [ "$2" = overwrite ]; then : > "$1"; else rm -f "$1"; fi; }
 stage() { if [ -e "$1" ]; then cp -p "$1" "$1.lbgen-prev" || return 1; fi; put "$1.lbgen-new" "$1" "$2"; }
