@@ -94,10 +94,16 @@ class DockerEngine:
         raw = getattr(sock, "_sock", sock)  # the SDK gives a SocketIO over a unix socket (and over lbgen's ssh)
         received = bytearray()
         try:
-            raw.sendall(data)
-            raw.shutdown(socket.SHUT_WR)
-            while chunk := raw.recv(65536):
-                received += chunk
+            try:
+                raw.sendall(data)
+                raw.shutdown(socket.SHUT_WR)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the command ended before reading all of it: its output and exit code say why
+            try:
+                while chunk := raw.recv(65536):
+                    received += chunk
+            except ConnectionResetError:
+                pass  # the daemon dropped a stream we had not finished writing, after the command ended
         except OSError as e:  # a timeout, or the daemon gone: a transport failure, said as one
             raise ConnectionError(f"exec stream: {e}") from e
         finally:

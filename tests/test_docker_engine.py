@@ -264,6 +264,8 @@ def test_exec_reads_stdin_in_the_same_round_trip(lab, engine):
     assert engine.read_file(box.name, "/tmp/in") == data
     assert engine.exec(box.name, ["cat"], stdin=b"") == ExecResult(0, "")
     assert engine.exec(box.name, ["true"]) == ExecResult(0, "")  # the client still works after a hijacked one
+    # A command that ends without reading its input: its exit code and output, not a broken pipe.
+    assert engine.exec(box.name, ["sh", "-c", "echo early; exit 7"], stdin=data) == ExecResult(7, "early\n")
     with pytest.raises(ContainerNotFound):
         engine.exec(lab.prefix + "nope", ["cat"], stdin=b"x")
 

@@ -24,6 +24,7 @@ path2=""; swap2=""
 if [ "$1" = --also ]; then path2=$2; swap2=$3; shift 3; fi
 if [ -n "$n" ] && ! { head -c "$n" > "$path.lbgen-new" && [ $(($(wc -c < "$path.lbgen-new"))) -eq "$n" ] \
     && chmod 644 "$path.lbgen-new" && { [ -z "$path2" ] || { cat > "$path2.lbgen-new" && chmod 644 "$path2.lbgen-new"; }; }; }; then
+  cat > /dev/null  # the rest of the stream read, so the engine sees the input taken and ends the exec at once
   rm -f "$path.lbgen-new"; if [ -n "$path2" ]; then rm -f "$path2.lbgen-new"; fi; exit 5
 fi
 put() { if [ "$3" = overwrite ]; then cat "$1" > "$2" && rm -f "$1"; else mv -f "$1" "$2"; fi; }
