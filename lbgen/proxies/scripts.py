@@ -2,28 +2,29 @@
 Every value reaches them as a positional argument, never as script text. No imports."""
 from __future__ import annotations
 
-# Runs inside the proxy container, as root, as `sh -c INSTALL_SCRIPT sh PATH MODE SWAP [--stdin N] [--also PATH2
-# SWAP2] VALIDATOR...`: every value is a positional argument, never part of the script text. `--stdin N`: the
-# new files come on standard input, in the same exec as their validation: its first N bytes are PATH's, the
-# rest PATH2's (each written to .lbgen-new, mode 0644; exit 5 when they cannot be, or fewer than N bytes
-# came); without it, the .lbgen-new files were delivered before (an archive write). `head -c` reads no
-# further than N bytes, in coreutils and BusyBox alike. MODE (the kind's
-# validate_mode) `candidate` validates the new file on its own before the swap (HAProxy owns its whole
-# config); `inplace` swaps first and validates the whole proxy config, swapping back on failure (nginx
-# validates conf.d files only through nginx.conf). SWAP `rename` moves the new file over the old one
-# (atomic); `overwrite` writes the new content over the old file, keeping its inode, for a config that is
-# itself a bind-mounted file (a rename over a mount point fails with EBUSY, and would not reach the host's
-# file anyway). `--also` (inplace only) installs a second file in the same step, nginx's main-context file:
-# both are swapped in, validated together, and both swapped back when the proxy refuses them. Plain POSIX
-# sh: it runs under dash (Debian images) and BusyBox sh (Alpine images) alike.
+# Runs inside the proxy container, as root, as `sh -c INSTALL_SCRIPT sh PATH MODE SWAP [--stdin N]
+# [--also PATH2 SWAP2] VALIDATOR...`: every value is a positional argument, never part of the script text.
+# `--stdin N`: the new files come on standard input, in the same exec as their validation: the first N
+# bytes are PATH's, the rest PATH2's, each written to .lbgen-new with mode 0644 (exit 5, the input drained,
+# when they cannot be or fewer than N bytes came; `head -c` reads no further than N bytes, in coreutils
+# and BusyBox alike); without it, the .lbgen-new files were delivered before (an archive write).
+# MODE (the kind's validate_mode) `candidate` validates the new file on its own before the swap (HAProxy
+# owns its whole config); `inplace` swaps first and validates the whole proxy config, swapping back on
+# failure (nginx validates conf.d files only through nginx.conf). SWAP `rename` moves the new file over the
+# old one (atomic); `overwrite` writes the new content over the old file, keeping its inode, for a config
+# that is itself a bind-mounted file (a rename over a mount point fails with EBUSY, and would not reach the
+# host's file anyway). `--also` (inplace only) installs a second file in the same step, nginx's
+# main-context file: both are swapped in, validated together, and both swapped back when the proxy refuses
+# them. Plain POSIX sh: it runs under dash (Debian images) and BusyBox sh (Alpine images) alike.
 INSTALL_SCRIPT = r"""
 path=$1; mode=$2; swap=$3; shift 3
 n=""
 if [ "$1" = --stdin ]; then n=$2; shift 2; fi
 path2=""; swap2=""
 if [ "$1" = --also ]; then path2=$2; swap2=$3; shift 3; fi
-if [ -n "$n" ] && ! { head -c "$n" > "$path.lbgen-new" && [ $(($(wc -c < "$path.lbgen-new"))) -eq "$n" ] \
-    && chmod 644 "$path.lbgen-new" && { [ -z "$path2" ] || { cat > "$path2.lbgen-new" && chmod 644 "$path2.lbgen-new"; }; }; }; then
+take() { head -c "$n" > "$path.lbgen-new" && [ $(($(wc -c < "$path.lbgen-new"))) -eq "$n" ] &&
+  chmod 644 "$path.lbgen-new" && { [ -z "$path2" ] || { cat > "$path2.lbgen-new" && chmod 644 "$path2.lbgen-new"; }; }; }
+if [ -n "$n" ] && ! take; then
   cat > /dev/null  # the rest of the stream read, so the engine sees the input taken and ends the exec at once
   rm -f "$path.lbgen-new"; if [ -n "$path2" ]; then rm -f "$path2.lbgen-new"; fi; exit 5
 fi
