@@ -155,7 +155,9 @@ class Engine(Protocol):
     def exec(self, container: str, argv: list[str], user: str = ROOT, stdin: bytes | None = None) -> ExecResult:
         """Run argv (no shell unless argv asks for one) in a running container, as `user` (root unless
         told: lbgen's own steps must not depend on the user the image runs as); `stdin`: bytes the command
-        reads on its standard input, which is then closed (a file delivered in the same round trip)."""
+        reads on its standard input, which is then closed (a file delivered in the same round trip). The
+        command should read all of it: Docker keeps the stream of one that exits leaving a large input
+        unread open for seconds (lbgen's install script drains what it does not use)."""
 
     def put_file(self, container: str, path: str, data: bytes, mode: int = 0o644,
                  also: Mapping[str, bytes] | None = None) -> None:

@@ -11,6 +11,7 @@ from lbgen.docker_convert import event_from_message, info_from_inspect, info_fro
 from lbgen.docker_engine import DockerEngine
 from lbgen.engine import ContainerInfo, EngineEvent, ExecResult, FileSpec
 from lbgen.errors import ContainerNotFound, DockerUnavailable
+from lbgen.proxies.scripts import INSTALL_SCRIPT
 
 IMAGE_ID = "sha256:2d4074d660670da0ec88eb987834338a5a39d537df7d694d790a987a80372f16"
 CID = "b40d6faa8666a076dc9e66499fc307c5a3b42035e03e50f4cd1444e8a86a49be"
@@ -264,8 +265,13 @@ def test_exec_reads_stdin_in_the_same_round_trip(lab, engine):
     assert engine.read_file(box.name, "/tmp/in") == data
     assert engine.exec(box.name, ["cat"], stdin=b"") == ExecResult(0, "")
     assert engine.exec(box.name, ["true"]) == ExecResult(0, "")  # the client still works after a hijacked one
-    # A command that ends without reading its input: its exit code and output, not a broken pipe.
-    assert engine.exec(box.name, ["sh", "-c", "echo early; exit 7"], stdin=data) == ExecResult(7, "early\n")
+    # A command that ends without reading its (short) input: its exit code and output.
+    assert engine.exec(box.name, ["sh", "-c", "echo early; exit 7"], stdin=b"x" * 1000) == ExecResult(7, "early\n")
+    # The install script that cannot write reads the rest of its input before it exits 5: the engine ends
+    # the exec at once (a command that leaves a large input unread keeps the stream open for seconds).
+    result = engine.exec(box.name, ["sh", "-c", INSTALL_SCRIPT, "sh", "/nonexistent/dir/lbgen.conf", "candidate",
+                                    "rename", "--stdin", str(len(data)), "true"], stdin=data)
+    assert result.exit_code == 5 and "/nonexistent/dir/lbgen.conf.lbgen-new" in result.output
     with pytest.raises(ContainerNotFound):
         engine.exec(lab.prefix + "nope", ["cat"], stdin=b"x")
 
