@@ -20,6 +20,7 @@ import atexit
 import hashlib
 import itertools
 import os
+import http.client
 import socket
 import subprocess
 import threading
@@ -58,6 +59,8 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
         if isinstance(e.reason, (socket.timeout, TimeoutError)):
             raise TimeoutError(f"timeout after {timeout:g}s") from e
         raise ConnectionError(str(e.reason)) from e
+    except http.client.HTTPException as e:  # e.g. IncompleteRead: the proxy went away mid-answer
+        raise ConnectionError(f"{type(e).__name__}: {e}") from e
     except (socket.timeout, TimeoutError) as e:
         raise TimeoutError(f"timeout after {timeout:g}s") from e
     except (ConnectionError, OSError) as e:
