@@ -182,10 +182,16 @@ class DockerLab:
     def _remove_network(self, network_id: str) -> None:
         import docker
 
-        try:
-            self.api.remove_network(network_id)
-        except docker.errors.NotFound:
-            pass
+        for attempt in range(50):  # a container removal already in progress elsewhere may still hold an endpoint
+            try:
+                self.api.remove_network(network_id)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as e:
+                if "active endpoints" not in str(e) or attempt == 49:
+                    raise
+                time.sleep(0.1)
 
     @staticmethod
     def _parallel(function: Any, items: Iterable[str]) -> None:
