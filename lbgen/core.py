@@ -25,7 +25,7 @@ from lbgen.render import LiveMeta, Rendered, parse_meta, render, with_base
 from lbgen.routing import build_pools
 from lbgen.sources import Source
 from lbgen.state import Origin, ProxyLock, State, StateStore
-from lbgen.timings import Timings, phase
+from lbgen.timings import Timings, bulk, phase
 
 
 @dataclass(frozen=True)
@@ -374,9 +374,10 @@ class Core:
         """Render (reading and checking the TLS certificates lbgen.yaml names) and log its warnings. A
         service with a `canary` routes to both envs, weighted, and logs each request for the analysis;
         `layout` keeps HAProxy's live server slots (runtime API)."""
-        rendered = render(self.config, build_pools(self.config, inventory, active, ejected, canary),
-                          proxy_version=proxy_version, maintenance=maintenance, logged=logged, layout=layout,
-                          canary=canary)
+        with bulk():
+            rendered = render(self.config, build_pools(self.config, inventory, active, ejected, canary),
+                              proxy_version=proxy_version, maintenance=maintenance, logged=logged, layout=layout,
+                              canary=canary)
         if log:
             self.render_warnings(rendered)
         return rendered

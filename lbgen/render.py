@@ -239,6 +239,10 @@ def pool_lines(services: Sequence[ServiceView]) -> list[str]:
     lines = []
     for view in services:
         head = f"{POOL_PREFIX}{view.name} {view.active_env or '-'}"
+        line = " ".join([head, *[backend.name for backend in view.servers]])
+        if len(line) <= POOL_LINE_MAX:  # the common case: all of them on one line
+            lines.append(line)
+            continue
         line = head
         for backend in view.servers:
             if len(line) + 1 + len(backend.name) > POOL_LINE_MAX and line != head:

@@ -632,8 +632,8 @@ def test_hostile_inventories_fail_naming_the_key_path_or_render_exactly(entries,
         "labels": {f"lbgen.{k}": e[k] for k in ("service", "env", "port", "weight", "backup")
                    if e.get(k) is not None}}) for e in loaded]
     # The label oracle reads strings; the file may give ints and booleans, which the grammar also takes.
-    assert backends == expected
-    inventory = Inventory(sort_backends(backends))
+    assert backends == list(sort_backends(expected))
+    inventory = Inventory(tuple(backends))
     for kind, config in CONFIGS.items():
         pools = build_pools(config, inventory)
         rendered = render(config, pools)

@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from lbgen.errors import ConfigError
 from lbgen.model import Backend, Inventory
-from lbgen.sources.inventory import FileSource, parse_inventory
+from lbgen.sources import sort_backends
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lbgen.config import _Parser
+from lbgen.sources.inventory import FileSource, _careful, _columns, parse_inventory
 
 
 GOOD_YAML = """\
@@ -135,19 +141,71 @@ def test_a_missing_inventory_file(tmp_path):
     assert str(e.value) == f"{tmp_path / 'nope.yaml'}: no such inventory file"
 
 
-def test_the_one_pass_reading_gives_what_the_constructor_gives():
-    """Valid entries are read in one pass into `Backend.trusted`: equal (and hashing equal) to Backends
-    built field by field, defaults included."""
+def test_inventory_entries_give_what_the_constructor_gives():
+    """Valid entries become Backends equal (and hashing equal) to Backends built field by field, defaults
+    included, in the one order every source returns."""
     text = json.dumps({"backends": [
         {"service": "web", "env": "blue", "name": "web-1", "address": "10.1.0.1", "port": "8080"},
         {"service": "web", "name": "web-2", "address": "fd00::0:1", "port": 80, "weight": 3, "backup": "true",
          "id": "abc"},
         {"service": "api", "env": None, "name": "api-1", "address": "10.1.0.3", "port": 81, "backup": False}]})
     expected = [
-        Backend("web", "blue", "web-1", "web-1", "10.1.0.1", 8080, source="file"),
+        Backend("api", None, "api-1", "api-1", "10.1.0.3", 81, source="file"),
         Backend("web", None, "web-2", "abc", "fd00::1", 80, weight=3, backup=True, source="file"),
-        Backend("api", None, "api-1", "api-1", "10.1.0.3", 81, source="file")]
+        Backend("web", "blue", "web-1", "web-1", "10.1.0.1", 8080, source="file")]
     got = parse_inventory(text, "inv.json", as_json=True)
     assert got == expected
     assert [hash(b) for b in got] == [hash(b) for b in expected]
     assert [b.to_dict() for b in got] == [b.to_dict() for b in expected]
+
+
+def careful_reading(items):
+    parser, seen, backends = _Parser("inv.json", Path.cwd()), {}, []
+    for i, raw in enumerate(items):
+        backends.append(_careful(parser, raw, f"backends[{i}]", items, i, seen))
+        seen[backends[-1].name] = i
+    return list(sort_backends(backends))
+
+
+NAME = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,8}", fullmatch=True)
+OCTET = st.integers(0, 255).map(str)
+COLUMN_ENTRY = st.fixed_dictionaries(
+    {"service": NAME | st.sampled_from(["web", "api"]), "address": st.tuples(OCTET, OCTET, OCTET, OCTET).map(".".join),
+     "port": st.integers(1, 65535)},
+    optional={"env": st.none() | NAME | st.sampled_from(["blue", "green"]), "weight": st.integers(1, 256), "backup": st.booleans(),
+              "id": st.from_regex(r"[A-Za-z0-9_.-]{1,12}", fullmatch=True)})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(COLUMN_ENTRY, max_size=12))
+def test_the_column_reading_gives_what_the_careful_reading_gives(entries):
+    """The common case (canonical IPv4, int ports and weights, real booleans, any mix of optional keys)
+    is read column by column; the result equals, hashes equal to and is in the same order as the entry-by-entry
+    reading."""
+    items = [{"name": f"c{i}", **e} for i, e in enumerate(entries)][::-1]  # names out of order too
+    columns = _columns(items)
+    assert columns is not None
+    expected = careful_reading(items)
+    assert columns == expected
+    assert [hash(b) for b in columns] == [hash(b) for b in expected]
+    assert [b.__dict__ for b in columns] == [b.__dict__ for b in expected]
+
+
+@pytest.mark.parametrize("unusual", [
+    {"port": "8080"}, {"address": "fd00::0:1"}, {"backup": "true"}, {"weight": "2"}])
+def test_a_valid_but_unusual_entry_is_read_entry_by_entry_to_the_same_backends(unusual):
+    items = [{"service": "web", "name": "web-0", "address": "10.1.0.9", "port": 80},
+             {"service": "web", "name": "web-1", "address": "10.1.0.1", "port": 8080, **unusual}]
+    assert _columns(items) is None
+    assert parse_inventory(json.dumps({"backends": items}), "inv.json", as_json=True) == careful_reading(items)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"name": "web-0"}, {"id": None}, {"id": ""}, {"env": ["blue"]}, {"service": None}, {"port": True},
+    {"weight": 0}, {"backup": None}, {"address": "10.1.0.256"}, {"wieght": 2}])
+def test_the_column_reading_refuses_what_the_grammar_refuses(overrides):
+    """Each of these is an error; the column reading hands it to the careful one (which names it)."""
+    items = json.loads(entry(**overrides))["backends"]
+    assert _columns(items) is None
+    with pytest.raises(ConfigError):
+        careful_reading(items)

@@ -119,8 +119,9 @@ class ProxyKind:
     def slots(self, servers: Sequence[Backend], previous: Sequence[PreviousSlot] | None,
               spares: int) -> tuple[Slot, ...] | None:
         """The server slots to render for a service; None when `previous` cannot hold `servers` (a fresh
-        layout is rendered then). By default one per server, named after it."""
-        return tuple(Slot(b.name, b, b.backup) for b in servers)
+        layout is rendered then). By default none: a kind that changes servers only by a reload renders
+        `servers` as they are."""
+        return ()
 
     def runtime(self, engine: Engine, container: str, text: str | None) -> Any:
         """The runtime API of the proxy serving `text` in `container` (make_live, mismatched, sync), or None
