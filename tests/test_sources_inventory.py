@@ -202,7 +202,7 @@ def test_a_valid_but_unusual_entry_is_read_entry_by_entry_to_the_same_backends(u
 
 @pytest.mark.parametrize("overrides", [
     {"name": "web-0"}, {"id": None}, {"id": ""}, {"env": ["blue"]}, {"service": None}, {"port": True},
-    {"weight": 0}, {"backup": None}, {"address": "10.1.0.256"}, {"wieght": 2}])
+    {"weight": 0}, {"backup": None}, {"address": "10.1.0.256"}, {"wieght": 2}, {"port": DROP}])
 def test_the_column_reading_refuses_what_the_grammar_refuses(overrides):
     """Each of these is an error; the column reading hands it to the careful one (which names it)."""
     items = json.loads(entry(**overrides))["backends"]

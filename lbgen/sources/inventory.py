@@ -76,7 +76,7 @@ def parse_inventory(text: str, source: str = "inventory", as_json: bool = False)
     return backends
 
 
-_ABSENT = object()  # a key an entry does not have
+_ABSENT, _MISSING = object(), object()  # no default (the key is required); an `id` an entry does not give
 
 
 def _columns(items: list[Any]) -> list[Backend] | None:
@@ -89,22 +89,25 @@ def _columns(items: list[Any]) -> list[Backend] | None:
     try:
         if not all(issubclass(t, dict) for t in set(map(type, items))):
             return None
-        keysets = set(map(frozenset, items))
-        if not all(_REQUIRED <= keys <= _ALLOWED for keys in keysets):
+        present = set().union(*items)  # every key some entry has
+        if not present <= _ALLOWED:
             return None
-        everywhere, somewhere = frozenset.intersection(*keysets), frozenset.union(*keysets)
 
         def column(key: str, default: Any = _ABSENT) -> list[Any]:
-            if key not in somewhere:
+            """Every entry's `key`; a KeyError when a required one (no default) is missing."""
+            if key not in present and default is not _ABSENT:
                 return [default] * len(items)
-            getter = itemgetter(key) if key in everywhere else methodcaller("get", key, default)
-            return list(map(getter, items))
+            try:
+                return list(map(itemgetter(key), items))
+            except KeyError:
+                if default is _ABSENT:
+                    raise
+                return list(map(methodcaller("get", key, default), items))
 
         names, services, addresses, ports = column("name"), column("service"), column("address"), column("port")
         envs, weights, backups = column("env", None), column("weight", 1), column("backup", False)
-        ids = names
-        if "id" in somewhere:
-            ids = [name if given is _ABSENT else given for given, name in zip(column("id"), names)]
+        ids = names if "id" not in present else [
+            name if given is _MISSING else given for given, name in zip(column("id", _MISSING), names)]
         ok = (_all_str(names) and all(map(grammar.CONTAINER_NAME_RE.fullmatch, names))
               and len(set(names)) == len(names)
               and all(type(s) is str and grammar.NAME_RE.fullmatch(s) for s in set(services))
@@ -113,7 +116,7 @@ def _columns(items: list[Any]) -> list[Backend] | None:
               and _ints_within(ports, 1, 65535) and _ints_within(weights, 1, 256)
               and set(map(type, backups)) == {bool}
               and (ids is names or (_all_str(ids) and all(map(grammar.CONTAINER_ID_RE.fullmatch, ids)))))
-    except TypeError:  # an unhashable value (a list where a name belongs)
+    except (KeyError, TypeError):  # a required key missing; an unhashable value (a list where a name belongs)
         return None
     if not ok:
         return None
