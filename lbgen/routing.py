@@ -5,6 +5,7 @@ This is the one place that decides the active env: a recorded switch wins, then 
 """
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Callable, Collection, Mapping
 
 from lbgen.canary import split_weights
@@ -31,6 +32,9 @@ def resolve_active_env(service: ServiceConfig, inventory: Inventory, recorded: s
     )
 
 
+_SERVER_ORDER = attrgetter("backup", "name", "address", "port")  # a pool's servers: primaries first, then by name
+
+
 def build_pools(config: Config, inventory: Inventory, active: Mapping[str, str | None] | None = None,
                 ejected: Collection[str] = (), canary: Mapping[str, Canary] | None = None) -> list[Pool]:
     """One Pool per configured service, in config order.
@@ -53,7 +57,7 @@ def build_pools(config: Config, inventory: Inventory, active: Mapping[str, str |
             extra = _routable(inventory, name, ejected, lambda b: b.env == step.env and not b.backup)
             weighted = split_weights([b for b in kept if not b.backup], extra, step.weight)
             kept = list(weighted) + [b for b in kept if b.backup]
-        servers = tuple(sorted(kept, key=lambda b: (b.backup, b.name, b.address, b.port)))
+        servers = tuple(sorted(kept, key=_SERVER_ORDER))
         pools.append(Pool(service=name, active_env=env, servers=servers))
     return pools
 
