@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -452,6 +454,37 @@ def test_nginx_sets_server_names_hash_bucket_size_only_when_a_host_needs_more_th
         assert text.count("server_names_hash_bucket_size") == 1
         assert f"\nserver_names_hash_bucket_size {size};\n" in text
     assert "server_names_hash_bucket_size" not in render_hosts("haproxy", hosts).text
+
+
+def random_hosts(count: int, length: int, seed: int) -> list[str]:
+    """`count` distinct exact host names of `length` characters, random but the same for a seed."""
+    rng = random.Random(seed)
+    hosts: set[str] = set()
+    while len(hosts) < count:
+        hosts.add("h" + "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(length - 4)) + ".io")
+    return sorted(hosts)
+
+
+# (hosts, the server_names_hash_bucket_size and _max_size nginx needs for them; None: its default)
+MANY_HOSTS_CASES = [
+    (random_hosts(15, 20, 1), None, None),  # with the default server's `_`: 16 names, nginx's defaults hold them
+    (random_hosts(16, 20, 2), 256, None),  # 17: four 32-byte names to a bucket
+    (random_hosts(16, 10, 3), 128, None),  # four 24-byte names
+    (random_hosts(16, 47, 4), 512, None),  # four 64-byte names
+    (random_hosts(300, 30, 5), 256, 1204),  # and 4 table slots per name
+    (random_hosts(2000, 46, 6), 256, 8004),
+]
+MANY_HOSTS_IDS = ["15", "16", "16-short", "16-long", "300", "2000"]
+
+
+@pytest.mark.parametrize("hosts, bucket, max_size", MANY_HOSTS_CASES, ids=MANY_HOSTS_IDS)
+def test_nginx_sizes_the_server_names_hash_for_many_names(hosts, bucket, max_size):
+    text = render_hosts("nginx", hosts).text
+    for directive, value in (("server_names_hash_bucket_size", bucket), ("server_names_hash_max_size", max_size)):
+        if value is None:
+            assert directive not in text
+        else:
+            assert text.count(directive) == 1 and f"\n{directive} {value};\n" in text
 
 
 # --- meta header, status body, generation -------------------------------------------------------------

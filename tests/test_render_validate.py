@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from test_render import HOST_LENGTH_CASES, HOST_LENGTH_IDS, render_hosts
+from test_render import HOST_LENGTH_CASES, HOST_LENGTH_IDS, MANY_HOSTS_CASES, MANY_HOSTS_IDS, render_hosts
 from tlscerts import PrivateCA
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -186,3 +186,17 @@ def test_nginx_accepts_long_host_names_with_the_smallest_bucket_size_that_holds_
         smaller = text.replace(f"server_names_hash_bucket_size {size};", f"server_names_hash_bucket_size {size // 2};")
         result = nginx_check(tmp_path, smaller)
         assert result.returncode != 0 and "could not build server_names_hash" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("hosts, bucket, max_size", MANY_HOSTS_CASES, ids=MANY_HOSTS_IDS)
+def test_nginx_hashes_many_host_names_without_a_warning(tmp_path, hosts, bucket, max_size):
+    """The rendered config passes `nginx -t` without "could not build optimal server_names_hash" (a warning at
+    every reload); from 300 names on, nginx's defaults in its place give exactly that warning."""
+    text = render_hosts("nginx", hosts).text
+    result = nginx_check(tmp_path, text)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "[warn]" not in output, output
+    if len(hosts) >= 300:
+        defaults = "\n".join(line for line in text.splitlines() if not line.startswith("server_names_hash_"))
+        result = nginx_check(tmp_path, defaults)
+        assert "could not build optimal server_names_hash" in result.stderr, result.stderr

@@ -1,11 +1,11 @@
 """nginx as a proxy kind: lbgen's file is one conf.d file validated through the whole config (`nginx -t`),
 reloaded by HUP to the master or `nginx -s reload`, no backup servers with hashing algorithms, and the
-server_names_hash_bucket_size long host names need.
+server_names_hash settings long host names and many names need.
 Imports lbgen.proxies.base, lbgen.errors and lbgen.engine only."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple
 
 from lbgen.engine import ROOT, ContainerInfo, Engine, ExecResult
 from lbgen.errors import ReloadFailed
@@ -16,24 +16,52 @@ if TYPE_CHECKING:
 
 # Algorithms that nginx forbids `backup` servers with.
 NO_BACKUP_ALGORITHMS = ("ip_hash", "hash", "random")
-# nginx's default server_names_hash_bucket_size: the CPU's cache line, 64 bytes on x86-64 and arm64.
+# nginx's defaults: server_names_hash_bucket_size is the CPU's cache line (64 bytes on x86-64 and arm64),
+# server_names_hash_max_size 512.
 DEFAULT_SERVER_NAMES_BUCKET = 64
+DEFAULT_SERVER_NAMES_MAX = 512
+# Up to this many server names nginx's defaults build the names' hash. Measured with nginx 1.22 and random
+# names of 7-46 characters on one port: 25 always built; 32 failed once in ten; 75 nearly always failed
+# ("could not build optimal server_names_hash", a warning at every test and reload).
+FEW_SERVER_NAMES = 16
 
 
-def server_names_hash_bucket_size(hosts: Iterable[str]) -> int | None:
-    """The `server_names_hash_bucket_size` these server names need, or None when nginx's default holds them.
+class ServerNamesHash(NamedTuple):
+    """The server_names_hash settings a config's host names need; None where nginx's default holds them."""
 
-    nginx (ngx_hash_init) stores a name in sizeof(void *) + align(len + 2, sizeof(void *)) bytes and needs
-    one more pointer per bucket, so the default 64 holds exact names up to 46 characters; a longer one fails
-    `nginx -t` ("could not build server_names_hash"). A wildcard (`*.example.com`) is hashed label by label,
-    so its longest label counts. The answer is the next power of two that holds the longest name: 512 at
-    most, as lbgen.grammar.host caps a name at 253 characters and a label at 63."""
-    longest = max((max(map(len, h[2:].split("."))) if h.startswith("*.") else len(h) for h in hosts), default=0)
-    need = 8 + (longest + 2 + 7) // 8 * 8 + 8
-    size = DEFAULT_SERVER_NAMES_BUCKET
-    while size < need:
-        size *= 2
-    return size if size > DEFAULT_SERVER_NAMES_BUCKET else None
+    bucket_size: int | None
+    max_size: int | None
+
+
+def server_names_hash(hosts: Iterable[str]) -> ServerNamesHash:
+    """The `server_names_hash_bucket_size` and `server_names_hash_max_size` these server names need.
+
+    nginx (ngx_hash_init) stores a name in sizeof(void *) + align(len + 2, sizeof(void *)) bytes, a bucket
+    holds bucket_size minus one pointer of them, and the hash is built at the first table size up to
+    max_size where no bucket overflows. So the default bucket (64) holds one exact name of up to 46
+    characters; a longer one fails `nginx -t` ("could not build server_names_hash"). A wildcard
+    (`*.example.com`) is hashed label by label, so its longest label counts.
+
+    Up to FEW_SERVER_NAMES names a bucket needs to hold one name; past that, four of the longest, with room
+    for up to four table slots per name (the default server's `_` counted too), which leaves nginx many
+    sizes that work (measured with up to 50,000 random names). Bucket sizes are powers of two."""
+    names = set(hosts)
+    longest = max((_entry_size(h) for h in names), default=0)
+    count = len(names) + 1
+    many = count > FEW_SERVER_NAMES
+    need = 8 + (4 if many else 1) * longest
+    bucket = DEFAULT_SERVER_NAMES_BUCKET
+    while bucket < need:
+        bucket *= 2
+    max_size = max(DEFAULT_SERVER_NAMES_MAX, 4 * count) if many else DEFAULT_SERVER_NAMES_MAX
+    return ServerNamesHash(bucket if bucket > DEFAULT_SERVER_NAMES_BUCKET else None,
+                           max_size if max_size > DEFAULT_SERVER_NAMES_MAX else None)
+
+
+def _entry_size(host: str) -> int:
+    """Bytes of one name in nginx's hash (a wildcard: of its longest label) on a 64-bit machine."""
+    key = max(map(len, host[2:].split("."))) if host.startswith("*.") else len(host)
+    return 8 + (key + 2 + 7) // 8 * 8
 
 
 class Nginx(ProxyKind):
