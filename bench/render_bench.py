@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """`lbgen render --from-file` of 5,000 backends in 100 services: wall time of the whole command
 (median of several runs), whether the result passes the real `nginx -t` (without a warning) /
-`haproxy -c`, and whether every backend's address is in it. `--shape` also renders a tenth of the backends and services and
-prints the ratio (linear: 10x the input costs about 10x the time, never 100x).
+`haproxy -c`, and whether every backend's address is in it. `--shape` also renders a tenth of the
+backends and services and prints the ratio (linear: 10x the input costs about 10x the time, never 100x).
 
     python3 bench/render_bench.py [--runs 5] [--backends 5000] [--services 100] [--shape]
 
