@@ -18,7 +18,6 @@ from lbgen.errors import ConfigError
 from lbgen.model import Backend, Canary, Maintenance, Pool
 from lbgen.proxies import kind_named
 from lbgen.proxies.base import PreviousSlot, Slot
-from lbgen.proxies.nginx import server_names_hash
 from lbgen.sticky import StickyView, sticky_view
 from lbgen.templating import make_environment, render_template
 
@@ -334,7 +333,6 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
         default = next((v for v in on_port if not v.config.hosts), None)
         ports.append(port_view(port, on_port, default, port in tls_ports))
     active = {v.name: v.active_env for v in views}
-    names_hash = server_names_hash(h for v in http for h in v.config.hosts)
     meta = {"generation": GENERATION_PLACEHOLDER, "v": 2}
     named = "".join(f" {v.name}={v.active_env or '-'}" for v in views[:STATUS_BODY_SERVICES])
     if len(views) > STATUS_BODY_SERVICES:
@@ -351,9 +349,8 @@ def render(config: Config, pools: Sequence[Pool], certs: Mapping[str, CertPair] 
         "tls": bool(tls_ports),
         # nginx: some free text holds a `$`, which nginx_str writes as ${lbgen_dollar}
         "needs_dollar": any(v.maintenance is not None and "$" in v.maintenance.message for v in http),
-        # nginx: the server_names_hash settings the host names need; None where nginx's default holds them
-        "server_names_hash_bucket_size": names_hash.bucket_size,
-        "server_names_hash_max_size": names_hash.max_size,
+        # nginx: the server_names_hash sizes the host names need
+        **kind.host_settings(h for v in http for h in v.config.hosts),
         "status_body": "lbgen generation=" + GENERATION_PLACEHOLDER + named,
         "generation": GENERATION_PLACEHOLDER,
         # `mode: tcp` services: nginx's stream {} (in the main-context file), HAProxy's tcp frontends/backends

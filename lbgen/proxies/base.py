@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple, Sequence
 
 from lbgen.engine import ContainerInfo, Engine, ExecResult
 
@@ -72,6 +72,11 @@ class ProxyKind:
     def render_options(self, version: tuple[int, ...] | None) -> Mapping[str, Any]:
         """Syntax choices the template makes by the proxy's version (None: unknown, e.g. render --from-file,
         where the choice must work on every version lbgen supports)."""
+        return {}
+
+    def host_settings(self, hosts: Iterable[str]) -> Mapping[str, Any]:
+        """Template values that the HTTP services' host names decide (nginx: its server names' hash sizes);
+        none by default."""
         return {}
 
     def tls_dir(self, config_path: str) -> str:

@@ -87,6 +87,11 @@ class Nginx(ProxyKind):
         older versions need; an unknown version gets the old syntax, which every version accepts."""
         return {"http2_directive": version is not None and version >= (1, 25, 1)}
 
+    def host_settings(self, hosts: Iterable[str]) -> Mapping[str, Any]:
+        """The server_names_hash sizes the names need (server_names_hash); None where nginx's default holds."""
+        sizes = server_names_hash(hosts)
+        return {"server_names_hash_bucket_size": sizes.bucket_size, "server_names_hash_max_size": sizes.max_size}
+
     def include_directive(self, path: str) -> str:
         """The line nginx.conf needs, at its top level, to read `path`: a glob, so that nginx also starts
         before lbgen has written the file (an include of a glob matching nothing is no error)."""
