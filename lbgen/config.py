@@ -15,6 +15,7 @@ from lbgen.config_tcp import MODES, check_tcp_keys, check_tcp_ports
 from lbgen.errors import ConfigError
 from lbgen.proxies import KINDS, kind_named
 from lbgen.proxies.base import ProxyKind
+from lbgen.timings import bulk
 from lbgen.yamlfile import LineDict, LineList, load_yaml
 
 # `checks:` values (lbgen.probe uses them): where health checks and the proxy's status listener are reached from.
@@ -159,6 +160,7 @@ def load_config(path: str | Path) -> Config:
     return parse_config(text, source=str(path), base_dir=path.resolve().parent)
 
 
+@bulk()  # 1,000 services are 11,000 YAML nodes, and no cycle
 def parse_config(text: str, source: str = "lbgen.yaml", base_dir: Path | None = None) -> Config:
     data = load_yaml(text, source)
     return _Parser(source, base_dir or Path.cwd()).config(data)

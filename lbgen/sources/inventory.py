@@ -46,6 +46,7 @@ class FileSource:
             raise ConfigError(f"{self.path}: cannot read: {e}") from e
 
 
+@bulk()
 def parse_inventory(text: str, source: str = "inventory", as_json: bool = False) -> list[Backend]:
     """The backends of an inventory document, in the one order every source returns (sort_backends); a
     ConfigError for the first thing wrong in it."""
@@ -63,16 +64,15 @@ def parse_inventory(text: str, source: str = "inventory", as_json: bool = False)
     items = top["backends"]
     if not isinstance(items, list):
         raise parser.fail("backends", f"expected a list of backends, got {_kind(items)}", top, "backends")
-    with bulk():
-        backends = _columns(items)
-        if backends is None:  # something unusual or wrong: entry by entry, naming the first problem
-            seen: dict[str, int] = {}
-            backends = []
-            for i, raw in enumerate(items):
-                backend = _careful(parser, raw, f"backends[{i}]", items, i, seen)
-                seen[backend.name] = i
-                backends.append(backend)
-            backends = list(sort_backends(backends))
+    backends = _columns(items)
+    if backends is None:  # something unusual or wrong: entry by entry, naming the first problem
+        seen: dict[str, int] = {}
+        backends = []
+        for i, raw in enumerate(items):
+            backend = _careful(parser, raw, f"backends[{i}]", items, i, seen)
+            seen[backend.name] = i
+            backends.append(backend)
+        backends = list(sort_backends(backends))
     return backends
 
 
