@@ -13,7 +13,6 @@ import binascii
 import calendar
 import hashlib
 import re
-import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +121,8 @@ def _no_password() -> bytes:
 
 def _check_match(cert_file: Path, key_file: Path, key_where: str, shown_cert: str) -> None:
     """The check nginx and HAProxy make at load: OpenSSL loads both and compares the public keys."""
+    import ssl  # here: a config without TLS never loads it
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         context.load_cert_chain(str(cert_file), str(key_file), password=_no_password)

@@ -9,9 +9,7 @@ without waiting.
 from __future__ import annotations
 
 import math
-import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -60,6 +58,7 @@ def http_get(url: str, timeout: float, headers: Mapping[str, str] | None = None)
     reason. Plain http.client, about a fifth of the CPU of `requests` per check (1,000 services are 4,000
     checks a pass): no proxy from the environment (a check goes straight to the backend, as the proxy
     would), no redirect followed, at most BODY_LIMIT bytes of the body read."""
+    import socket  # here, like http.client: `lbgen render` starts without them
     from http.client import HTTPConnection, HTTPException
     from urllib.parse import urlsplit
 
@@ -92,6 +91,8 @@ def _text(body: bytes, charset: str | None) -> str:
 def tcp_connect(address: str, port: int, timeout: float) -> None:
     """Open and close a TCP connection to address:port (nothing is sent); ConnectionError/TimeoutError
     with a short reason when it is not accepted."""
+    import socket
+
     try:
         with socket.create_connection((address.strip("[]"), port), timeout=timeout):
             return
@@ -166,6 +167,8 @@ def check_groups(groups: Sequence[tuple[Sequence[Backend], HealthConfig]], check
     `timeout` however many of them have a backend that hangs (up to `max_parallel`), not one per service."""
     if isinstance(checker, BatchChecker):
         return [checker.check_many(backends, health) if backends else [] for backends, health in groups]
+    from concurrent.futures import ThreadPoolExecutor
+
     jobs = [(i, b, health) for i, (backends, health) in enumerate(groups) for b in backends]
     results: list[list[CheckResult]] = [[] for _ in groups]
     if jobs:

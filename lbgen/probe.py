@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from typing import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -265,6 +264,8 @@ def docker_host_is_remote(docker_host: str | None) -> bool:
 def can_reach(address: str, port: int, timeout: float = REACH_TIMEOUT) -> bool:
     """A TCP connection to address:port is answered, by an accept or a refusal: the network is routable
     from here. A timeout, or no route, means it is not (Docker drops traffic from other bridges)."""
+    import socket
+
     try:
         with socket.create_connection((address.strip("[]"), port), timeout=timeout):
             return True

@@ -9,7 +9,6 @@ import enum
 import getpass
 import json
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
@@ -171,12 +170,18 @@ class StateStore:
         return None if data is None else data.decode("utf-8", errors="replace")
 
 
+def _hostname() -> str:
+    import socket  # here: `lbgen render` starts without it
+
+    return socket.gethostname()
+
+
 def holder_identity() -> dict[str, str]:
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
-    return {"user": user, "host": socket.gethostname(), "pid": str(os.getpid())}
+    return {"user": user, "host": _hostname(), "pid": str(os.getpid())}
 
 
 class ProxyLock:
@@ -265,7 +270,7 @@ class ProxyLock:
             return True
         if self.clock() > expires:
             return True
-        if labels.get("lbgen.lock.host") == socket.gethostname():
+        if labels.get("lbgen.lock.host") == _hostname():
             pid = labels.get("lbgen.lock.pid", "")
             return pid.isdigit() and not _pid_alive(int(pid))
         return False
