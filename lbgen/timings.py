@@ -1,6 +1,7 @@
 """Per-phase timings of one change (connect (the Docker SDK's import and the engine client, once per
 process), lock, reconcile, discover, gate, render, deliver, validate, runtime
-(HAProxy's runtime API instead of a reload), reload, verify, record): one recorder filled as the change runs, read by apply, switch and watch."""
+(HAProxy's runtime API instead of a reload), reload, verify, record): one recorder filled as the change runs, read by apply, switch and watch.
+And `bulk()`: the garbage collector paused while a large inventory or lbgen.yaml is read or rendered."""
 from __future__ import annotations
 
 import gc

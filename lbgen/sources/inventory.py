@@ -82,8 +82,9 @@ _ABSENT, _MISSING = object(), object()  # no default (the key is required); an `
 def _columns(items: list[Any]) -> list[Backend] | None:
     """The common case read column by column, each check one C-level pass over every entry (50,000 entries
     are a shared edge's inventory): the Backends in sort_backends' order, or None when any entry is unusual
-    (an IPv6 or non-canonical address, a port or boolean given as a string, ...) or wrong. None sends the whole list
-    through `_careful`, which gives the same Backends for valid entries and names the first problem."""
+    (an IPv6 or non-canonical address, a port or boolean given as a string, ...) or wrong. None sends the
+    whole list through `_careful`, which gives the same Backends for valid entries and names the first
+    problem."""
     if not items:
         return []
     try:
