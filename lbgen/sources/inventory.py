@@ -18,8 +18,8 @@ from lbgen.sources import sort_backends
 from lbgen.timings import bulk
 
 FILE_KEYS = ("service", "env", "name", "id", "address", "port", "weight", "backup")
+REQUIRED_KEYS = ("service", "name", "address", "port")
 _ALLOWED = frozenset(FILE_KEYS)
-_REQUIRED = frozenset(("service", "name", "address", "port"))
 
 
 class FileSource:
@@ -138,7 +138,7 @@ def _ints_within(values: list[Any], low: int, high: int) -> bool:
 
 def _careful(parser: _Parser, raw: Any, path: str, items: list[Any], i: int, seen: dict[str, int]) -> Backend:
     """One entry checked key by key: a ConfigError for the first thing wrong, with its key path."""
-    entry = parser.mapping(raw, path, FILE_KEYS, ("service", "name", "address", "port"), items, i)
+    entry = parser.mapping(raw, path, FILE_KEYS, REQUIRED_KEYS, items, i)
     name = parser.field(entry, "name", path, grammar.container_name)
     if name in seen:
         raise parser.fail(f"{path}.name", f"{name} is already backends[{seen[name]}]", entry, "name")
