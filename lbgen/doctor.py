@@ -8,13 +8,13 @@ import time
 import json
 import re
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Callable, Generator, Iterator
 
 from lbgen.core import Core
 from lbgen.doctor_stream import stream_module_checks
 from lbgen.probe import ENGINE
 from lbgen.proxies.base import ConfigDump
-from lbgen.engine import ROOT, ContainerInfo
+from lbgen.engine import ROOT, ContainerInfo, Engine
 from lbgen.errors import ConfigReadOnly, ContainerNotFound, LbgenError, ProxyError
 from lbgen.health import check_all
 from lbgen.expiry import served_certs
@@ -90,28 +90,28 @@ def diagnose(core: Core) -> DoctorReport:
 
 def _checks(core: Core) -> Iterator[Check]:
     config = core.config
+
+    # Docker: the engine lbgen discovers on, and the proxy's when proxy.docker_host names another (each
+    # connected here, so that an engine that does not answer is this check's verdict).
+    host = config.proxy.docker_host
+    engines: list[tuple[str, Callable[[], Engine], str, str]] = [
+        ("docker", lambda: core.engine, "", "point DOCKER_HOST at it")]
+    if host is not None:
+        engines.append(("proxy-docker", lambda: core.proxy_engine, f" at {host}",
+                        f"set proxy.docker_host to it ({host} now)"))
+    for name, engine, at, point in engines:
+        try:
+            version = engine().version()
+        except LbgenError as e:
+            yield Check(name, CRITICAL, f"{e}", f"start the Docker daemon, or {point}")
+            raise Stop from None
+        yield Check(name, OK, f"Docker {version} answers{at}")
+
+    # The proxy container (or the one running task of the Swarm service it names): exists, runs, is the
+    # configured kind.
+    info = yield from _proxy_check(core)
     proxy = core.proxy
     kind = proxy.kind
-    engine = core.engine
-
-    # Docker
-    try:
-        version = engine.version()
-    except LbgenError as e:
-        yield Check("docker", CRITICAL, f"{e}", "start the Docker daemon, or point DOCKER_HOST at it")
-        raise Stop from None
-    yield Check("docker", OK, f"Docker {version} answers")
-
-    # The proxy container: exists, runs, is the configured kind.
-    try:
-        info = engine.get_container(proxy.name)
-    except ContainerNotFound:
-        yield Check("proxy", CRITICAL, f"no container named {proxy.name}",
-                    f"start the {kind.name} container, or set proxy.container in {config.source}")
-        raise Stop from None
-    if not info.running:
-        yield Check("proxy", CRITICAL, f"container {proxy.name} is not running", f"docker start {proxy.name}")
-        raise Stop from None
     yield _kind_check(core, info)
     try:
         kind.preflight(info, proxy.path, proxy.read_live())
@@ -124,12 +124,8 @@ def _checks(core: Core) -> Iterator[Check]:
             f"`{kind.binary} -s reload`"
         yield Check("reload", OK, f"{kind.name} reloads gracefully ({how})")
 
-    # The network lbgen routes on, and reaching the proxy from here.
-    if config.network not in info.networks:
-        yield Check("network", CRITICAL, f"proxy container {proxy.name} is not attached to network "
-                    f"{config.network}", f"docker network connect {config.network} {proxy.name}")
-    else:
-        yield Check("network", OK, f"{proxy.name} is on {config.network} at {info.networks[config.network]}")
+    # The networks lbgen routes on, and reaching the proxy from here.
+    attached = yield from _network_checks(core, info)
 
     yield from _config_path_checks(core, info)
     if proxy.main_path is not None:
@@ -141,12 +137,61 @@ def _checks(core: Core) -> Iterator[Check]:
     yield _exec_user_check(core, info)
     yield _state_check(core)
     yield from _tls_checks(core)
-    if config.network in info.networks:
+    if attached:
         yield _checks_mode_check(core)
         yield _status_check(core)
         yield from _backend_checks(core)
     if config.templates_dir is not None:
         yield _templates_check(core)
+
+
+def _proxy_check(core: Core) -> Generator[Check, None, ContainerInfo]:
+    """The proxy's container, after its check; Stop when there is none to drive."""
+    proxy = core.proxy
+    name, kind = proxy.name, proxy.kind
+    try:
+        info = proxy.engine.get_container(name)
+    except ContainerNotFound:
+        service = proxy.named_service()
+        if service is None:
+            yield Check("proxy", CRITICAL, f"no container named {name}",
+                        f"start the {kind.name} container, or set proxy.container in {core.config.source}")
+            raise Stop from None
+        try:
+            return proxy.info()
+        except ContainerNotFound as e:
+            yield Check("proxy", CRITICAL, str(e).split("; ")[0], f"docker service scale {name}=1")
+            raise Stop from None
+    if not info.running:
+        yield Check("proxy", CRITICAL, f"container {name} is not running", f"docker start {name}")
+        raise Stop from None
+    return info
+
+
+def _network_checks(core: Core, info: ContainerInfo) -> Generator[Check, None, bool]:
+    """One check per network lbgen.yaml lists: CRITICAL when the proxy is on none of them (nothing can be
+    routed), WARNING for each listed one it is not on (backends found only there are not routed)."""
+    proxy = core.proxy
+    networks = core.config.networks
+    attached = [n for n in networks if n in info.networks]
+    service = proxy.name if proxy.ref() != proxy.name else None  # proxy.container names a Swarm service
+
+    def connect(network: str) -> str:
+        if service is not None:
+            return f"docker service update --network-add {network} {service}"
+        return f"docker network connect {network} {proxy.name}"
+
+    if not attached:
+        listed = networks[0] if len(networks) == 1 else f"any of {', '.join(networks)}"
+        yield Check("network", CRITICAL, f"proxy container {info.name} is not attached to network {listed}",
+                    connect(networks[0]))
+        return False
+    yield Check("network", OK, f"{info.name} is on " + ", ".join(f"{n} at {info.networks[n]}" for n in attached))
+    for network in networks:
+        if network not in attached:
+            yield Check("network", WARNING, f"proxy container {info.name} is not attached to network {network}: "
+                        f"backends found only there are not routed", connect(network))
+    return True
 
 
 def _kind_check(core: Core, info: ContainerInfo) -> Check:
@@ -177,7 +222,7 @@ def _config_path_checks(core: Core, info: ContainerInfo) -> Iterator[Check]:
         yield Check("config-path", CRITICAL, message + " (read-only)",
                     fix.replace("; nothing was changed", "") or "mount it read-write")
         return
-    result = core.engine.exec(info.name, ["sh", "-c", PROBE_SCRIPT, "sh", proxy.path], user=ROOT)
+    result = core.proxy_engine.exec(proxy.ref(), ["sh", "-c", PROBE_SCRIPT, "sh", proxy.path], user=ROOT)
     if result.exit_code != 0:
         what = proxy.path if result.exit_code == 5 else f"the directory of {proxy.path}"
         detail = (result.output.strip().splitlines() or ["no output"])[-1]
@@ -188,7 +233,7 @@ def _config_path_checks(core: Core, info: ContainerInfo) -> Iterator[Check]:
 
 
 def _exec_user_check(core: Core, info: ContainerInfo) -> Check:
-    result = core.engine.exec(info.name, ["id", "-u"], user=ROOT)
+    result = core.proxy_engine.exec(core.proxy.ref(), ["id", "-u"], user=ROOT)
     runs_as = info.user or "root"
     if result.exit_code != 0 or result.output.strip() != "0":
         return Check("exec-user", CRITICAL, f"cannot run commands as root in {info.name} "

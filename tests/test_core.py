@@ -12,7 +12,7 @@ from lbgen.model import Outcome
 from lbgen.engine import ExecResult, Mount
 from lbgen.events import event
 from lbgen.app import Lbgen
-from lbgen.errors import (ConfigReadOnly, ConfigWriteFailed, ContainerNotFound, DockerUnavailable, HealthGateFailed, LockHeld, NoBackends, ProxyError,
+from lbgen.errors import (ConfigReadOnly, ConfigWriteFailed, ContainerNotFound, DockerUnavailable, HealthGateFailed, LockHeld, NoBackends,
                           ProxyRejectedConfig, ReloadFailed)
 from lbgen.proxies.scripts import INSTALL_SCRIPT
 from lbgen.render import parse_meta

@@ -130,7 +130,7 @@ def test_a_second_lbgen_in_another_container_reads_and_writes_the_same_record(la
     def other_lbgen(*args: str) -> tuple[int, str]:
         created = lab.api.create_container(
             lab.image, command=["python3", "-m", "lbgen", "-c", "/cfg/lbgen.yaml", *args],
-            environment={"PYTHONPATH": f"/src:/deps"}, labels=lab.labels,
+            environment={"PYTHONPATH": "/src:/deps"}, labels=lab.labels,
             host_config=lab.api.create_host_config(network_mode=s.net, binds={
                 str(src): {"bind": "/src", "mode": "ro"}, site: {"bind": "/deps", "mode": "ro"},
                 str(tmp_path): {"bind": "/cfg", "mode": "ro"},

@@ -26,7 +26,8 @@ from lbgen.app import Lbgen
 from lbgen.config import parse_config
 from lbgen.core import Core
 from lbgen.docker_engine import DockerEngine
-from lbgen.model import Outcome
+from lbgen.doctor import diagnose
+from lbgen.model import OK, WARNING, Outcome
 from lbgen.watch.log import EventLog
 from lbgen.watch.loop import Watcher
 
@@ -84,7 +85,7 @@ class Swarm:
 
         return self.lab.client.services.create(
             self.lab.image, ["/usr/local/bin/lbgen-test-backend"], name=f"{self.lab.prefix}{name}",
-            env=[f"PORT=8080", f"LBGEN_TEST_ENV={env}", "LBGEN_TEST_NAME={{.Task.Name}}"],
+            env=["PORT=8080", f"LBGEN_TEST_ENV={env}", "LBGEN_TEST_NAME={{.Task.Name}}"],
             labels={LABEL: self.lab.session, **(labels or {})}, container_labels=container_labels or {},
             networks=[network], mode=docker.types.ServiceMode("replicated", replicas=replicas),
             stop_grace_period=2_000_000_000)
@@ -238,6 +239,14 @@ def test_the_seeds_per_env_networks_on_plain_bridges(lab):
     assert result.outcome is Outcome.SWITCHED
     assert load.failed == 0, load.errors
     assert load.envs["blue"] > 0 and load.envs["green"] > 0
+
+    # doctor checks every listed network: all attached, then the proxy taken off green's
+    [network] = [c for c in diagnose(app.core).checks if c.name == "network"]
+    assert network.status == OK and blue_net in network.message and green_net in network.message
+    lab.client.networks.get(green_net).disconnect(proxy)
+    checks = [c for c in diagnose(app.core).checks if c.name == "network"]
+    assert [c.status for c in checks] == [OK, WARNING] and green_net in checks[1].message
+    assert checks[1].fix == f"docker network connect {green_net} {proxy.name}"
 
 
 def seen_through(url: str, names: set[str], timeout: float) -> set[str]:

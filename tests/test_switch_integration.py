@@ -163,7 +163,7 @@ def test_a_lock_left_by_a_dead_lbgen_is_recovered(lab, tmp_path):
     s = Scenario(lab, tmp_path, "nginx")
     s.app().apply()
     app = s.app()
-    info = app.core.proxy.info()
+    app.core.proxy.info()
     dead = ProxyLock(app.core.engine, s.proxy.name, "switch (killed)")
     labels = dead._labels()
     labels["lbgen.lock.pid"] = "999999"  # no such process on this host

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from lbgen.config import ProxyConfig
-from lbgen.engine import ROOT, ContainerInfo, Engine, FileSpec, Mount, network_named
+from lbgen.engine import ROOT, ContainerInfo, Engine, FileSpec, Mount, ServiceInfo, network_named
 from lbgen.errors import (ConfigReadOnly, ConfigWriteFailed, ContainerNotFound, DockerUnavailable, ProxyError,
                           ProxyRejectedConfig, ReloadFailed, RuntimeApiError)
 from lbgen.health import HttpGet
@@ -86,8 +86,13 @@ class Proxy:
                 self._ref = self._task_container(e)
         return self._ref
 
+    def named_service(self) -> ServiceInfo | None:
+        """The Swarm service `proxy.container` names, or None (an engine that is no Swarm manager is not
+        asked)."""
+        return self.manager.get_service(self.name) if self.manager.swarm_manager() else None
+
     def _task_container(self, missing: ContainerNotFound) -> str:
-        service = self.manager.get_service(self.name) if self.manager.swarm_manager() else None
+        service = self.named_service()
         if service is None:
             raise missing
         running = [t for t in self.manager.list_tasks([service.id])
