@@ -164,11 +164,20 @@ def check_groups(groups: Sequence[tuple[Sequence[Backend], HealthConfig]], check
                  max_parallel: int = MAX_PARALLEL_CHECKS) -> list[list[CheckResult]]:
     """One check of each backend of each group (backends, their service's health), results per group in
     the order of its backends: all in one concurrent batch, so checking many services takes about one
-    `timeout` however many of them have a backend that hangs (up to `max_parallel`), not one per service."""
-    if isinstance(checker, BatchChecker):
-        return [checker.check_many(backends, health) if backends else [] for backends, health in groups]
+    `timeout` however many of them have a backend that hangs (up to `max_parallel`), not one per service.
+    A BatchChecker checks each group in one go (EngineChecker: one exec per service), the groups concurrently."""
     from concurrent.futures import ThreadPoolExecutor
 
+    if isinstance(checker, BatchChecker):
+        batches = [(backends, health) for backends, health in groups if backends]
+        if len(batches) <= 1:
+            checked = [checker.check_many(backends, health) for backends, health in batches]
+        else:
+            workers = min(max_parallel, len(batches))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lbgen-check") as pool:
+                checked = list(pool.map(lambda g: checker.check_many(*g), batches))
+        answers = iter(checked)
+        return [next(answers) if backends else [] for backends, _ in groups]
     jobs = [(i, b, health) for i, (backends, health) in enumerate(groups) for b in backends]
     results: list[list[CheckResult]] = [[] for _ in groups]
     if jobs:

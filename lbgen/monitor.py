@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
@@ -16,7 +15,7 @@ from lbgen.core import ApplyResult, Core, World
 from lbgen.drift import Drift, find_drift
 from lbgen.errors import LbgenError
 from lbgen.expiry import served_certs
-from lbgen.health import MAX_PARALLEL_CHECKS, Checker, CheckResult
+from lbgen.health import MAX_PARALLEL_CHECKS, Checker, CheckResult, check_groups
 from lbgen.model import Backend, HealthCount, Inventory
 from lbgen.render import parse_meta
 from lbgen.report import BackendHealth, HealthReport, ServiceHealth, Transition
@@ -58,15 +57,10 @@ def targets_for(config: Config, inventory: Inventory, active: Mapping[str, str |
 
 def run_checks(services: Sequence[ServiceTargets], checker: Checker,
                max_parallel: int = MAX_PARALLEL_CHECKS) -> dict[str, tuple[CheckResult, ...]]:
-    """One check of every backend of every service, all in one concurrent batch, so a pass takes about
-    one `timeout` however many backends hang (up to `max_parallel` of them)."""
-    jobs = [(s.name, b, s.health) for s in services for b in s.backends]
-    results: dict[str, list[CheckResult]] = {s.name: [] for s in services}
-    if jobs:
-        with ThreadPoolExecutor(max_workers=min(max_parallel, len(jobs)), thread_name_prefix="lbgen-health") as pool:
-            for (name, _, _), result in zip(jobs, pool.map(lambda j: checker.check(j[1], j[2]), jobs)):
-                results[name].append(result)
-    return {name: tuple(r) for name, r in results.items()}
+    """One check of every backend of every service, all in one concurrent batch (lbgen.health.check_groups),
+    so a pass takes about one `timeout` however many backends hang (up to `max_parallel` of them)."""
+    checked = check_groups([(s.backends, s.health) for s in services], checker, max_parallel)
+    return {s.name: tuple(results) for s, results in zip(services, checked)}
 
 
 # --- hysteresis --------------------------------------------------------------------------------------

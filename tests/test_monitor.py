@@ -399,6 +399,30 @@ def test_run_checks_is_concurrent_across_services():
     assert elapsed < 3 * hang, f"took {elapsed:.2f}s"
 
 
+def test_a_batch_checker_checks_each_service_in_one_go_and_the_services_at_once():
+    """Engine mode (lbgen.probe.EngineChecker): one exec per service, not one per backend, and all the
+    services' execs in flight together (each waits at a barrier for the others)."""
+    services = [ServiceTargets(f"s{s}", None, HealthConfig(), tuple(
+        Backend(f"s{s}", None, f"b-{s}-{i}", f"id{s}-{i}", "10.0.0.1", 80) for i in range(3))) for s in range(4)]
+    services.insert(2, ServiceTargets("empty", None, HealthConfig(), ()))
+    together = threading.Barrier(4, timeout=10)
+    batches: list[list[str]] = []
+
+    class Batch:
+        def check(self, backend: Backend, health: HealthConfig) -> CheckResult:
+            raise AssertionError(f"{backend.name} checked on its own")
+
+        def check_many(self, backends, health: HealthConfig) -> list[CheckResult]:
+            batches.append([b.name for b in backends])
+            together.wait()
+            return [CheckResult(b, not b.name.endswith("-0"), "HTTP 200") for b in backends]
+
+    results = run_checks(services, Batch())
+    assert sorted(batches) == [[f"b-{s}-{i}" for i in range(3)] for s in range(4)]
+    assert list(results) == ["s0", "s1", "empty", "s2", "s3"] and results["empty"] == ()
+    assert [[r.backend.name, r.ok] for r in results["s2"]] == [["b-2-0", False], ["b-2-1", True], ["b-2-2", True]]
+
+
 # --- the textfile ----------------------------------------------------------------------------------------
 
 def test_textfile_is_replaced_atomically(tmp_path):
