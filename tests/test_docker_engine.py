@@ -156,11 +156,62 @@ def test_daemon_errors_become_lbgen_errors():
             engine.read_file("edge", "/etc/nginx/conf.d/lbgen.conf")
 
 
+NOT_A_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
+                 'this node to swarm and try again.')
+WORKER = ("This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run "
+          "this command on a manager node or promote the current node to a manager.")
+NO_LEADER = "The swarm does not have a leader. It's possible that too few managers are online."
+LOCKED = "Swarm is encrypted and needs to be unlocked before it can be used."
+
+
+@pytest.mark.parametrize("status, message, info, manager", [
+    (200, None, None, True),  # /swarm answers a manager only
+    (503, NOT_A_MANAGER, None, False),  # in no Swarm: /info is not asked
+    (503, WORKER, None, False),
+    (503, NO_LEADER, {"LocalNodeState": "active", "ControlAvailable": True}, True),  # still a manager
+    (503, LOCKED, {"LocalNodeState": "locked", "ControlAvailable": False}, False),
+])
+def test_the_swarm_state_is_read_from_swarm_and_from_info_when_swarm_cannot_tell(status, message, info, manager):
+    import docker
+    import responses
+
+    engine = DockerEngine(client=docker.DockerClient(base_url="tcp://127.0.0.1:1", version="1.41"))
+    base = "http://127.0.0.1:1/v1.41"
+    with responses.RequestsMock() as mock:  # a request nothing is registered for fails the call
+        mock.get(f"{base}/swarm", status=status, json={"message": message} if message else {"ID": "x"})
+        if info is not None:
+            mock.get(f"{base}/info", json={"Swarm": info})
+        assert engine.swarm_manager() is manager
+
+
+@pytest.mark.parametrize("header, asked_version", [("1.43", False), (None, True)])
+def test_the_api_version_is_the_daemons_from_its_ping(header, asked_version):
+    import responses
+
+    with responses.RequestsMock() as mock:
+        mock.get("http://127.0.0.1:1/_ping", body="OK", headers={"Api-Version": header} if header else {})
+        if asked_version:  # a daemon (or a proxy in front of it) without the header: /version, as the SDK asks
+            mock.get("http://127.0.0.1:1/version", json={"ApiVersion": "1.40", "Version": "19.03.15"})
+        engine = DockerEngine(base_url="tcp://127.0.0.1:1")
+    assert engine.api.api_version == (header or "1.40")
+
+
 # --- against the real daemon ---------------------------------------------------------------------
 
 @pytest.fixture
 def engine(docker_lab) -> DockerEngine:
     return DockerEngine()
+
+
+@pytest.mark.integration
+def test_the_real_daemon_is_talked_to_in_its_own_api_version_and_is_no_swarm_manager(engine):
+    import subprocess
+
+    said = subprocess.run(["docker", "version", "--format", "{{.Server.APIVersion}}"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert engine.api.api_version == said
+    if engine.api.info()["Swarm"]["LocalNodeState"] == "inactive":  # the Swarm tests' own Swarm is gone by now
+        assert engine.swarm_manager() is False
 
 
 @pytest.mark.integration
