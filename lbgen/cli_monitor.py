@@ -66,7 +66,8 @@ def health(ctx: click.Context, service: str | None, as_json: bool, apply_: bool,
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool) -> None:
     """Check every precondition of lbgen on this set-up, trying what can be tried (never changing
-    anything): Docker, the proxy container and its kind, graceful reload, the network, the config path's
+    anything): Docker (and the engine proxy.docker_host names), the proxy container (or a Swarm service's
+    one running task) and its kind, graceful reload, each network lbgen.yaml lists, the config path's
     mount and writability, the exec user, the state, the status listener, each service's backends, the
     template override directory. One line per check: OK, WARNING or CRITICAL and the fix.
 
