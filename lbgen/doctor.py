@@ -146,26 +146,24 @@ def _checks(core: Core) -> Iterator[Check]:
 
 
 def _proxy_check(core: Core) -> Generator[Check, None, ContainerInfo]:
-    """The proxy's container, after its check; Stop when there is none to drive."""
+    """The proxy's container (a Swarm service's one running task when proxy.container names a service),
+    after its check; Stop when there is none to drive."""
     proxy = core.proxy
     name, kind = proxy.name, proxy.kind
     try:
-        info = proxy.engine.get_container(name)
-    except ContainerNotFound:
-        service = proxy.named_service()
-        if service is None:
+        proxy.ref()
+    except ContainerNotFound as e:
+        if proxy.named_service() is None:
             yield Check("proxy", CRITICAL, f"no container named {name}",
                         f"start the {kind.name} container, or set proxy.container in {core.config.source}")
-            raise Stop from None
-        try:
-            return proxy.info()
-        except ContainerNotFound as e:
+        else:
             yield Check("proxy", CRITICAL, str(e).split("; ")[0], f"docker service scale {name}=1")
-            raise Stop from None
-    if not info.running:
+        raise Stop from None
+    try:
+        return proxy.info()  # kept by the proxy for the checks after this one
+    except ContainerNotFound:
         yield Check("proxy", CRITICAL, f"container {name} is not running", f"docker start {name}")
         raise Stop from None
-    return info
 
 
 def _network_checks(core: Core, info: ContainerInfo) -> Generator[Check, None, bool]:
@@ -174,7 +172,7 @@ def _network_checks(core: Core, info: ContainerInfo) -> Generator[Check, None, b
     proxy = core.proxy
     networks = core.config.networks
     attached = [n for n in networks if n in info.networks]
-    service = proxy.name if proxy.ref() != proxy.name else None  # proxy.container names a Swarm service
+    service = proxy.name if proxy.is_service_task else None
 
     def connect(network: str) -> str:
         if service is not None:

@@ -98,3 +98,12 @@ def test_an_engine_that_does_not_answer_is_the_docker_check(monkeypatch):
     assert docker.name == "docker" and docker.status == CRITICAL and report.exit_code == 2
     assert docker.message.startswith("cannot reach the Docker daemon") and \
         docker.fix == "start the Docker daemon, or point DOCKER_HOST at it"
+
+
+def test_a_stopped_proxy_container_stops_the_report_with_docker_start():
+    fp = fake()
+    fp.engine.containers[fp.info.id] = dataclasses.replace(fp.info, running=False)
+    report = diagnose(app(fp)[0].core)
+    assert [(c.name, c.status, c.message, c.fix) for c in report.checks] == [
+        ("docker", OK, "Docker 0.0-fake answers", ""),
+        ("proxy", CRITICAL, "container proxy is not running", "docker start proxy")]

@@ -86,6 +86,12 @@ class Proxy:
                 self._ref = self._task_container(e)
         return self._ref
 
+    @property
+    def is_service_task(self) -> bool:
+        """Whether the container driven is the task of the Swarm service `proxy.container` names."""
+        self.ref()
+        return self._service_id is not None
+
     def named_service(self) -> ServiceInfo | None:
         """The Swarm service `proxy.container` names, or None (an engine that is no Swarm manager is not
         asked)."""
