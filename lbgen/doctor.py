@@ -159,11 +159,11 @@ def _proxy_check(core: Core) -> Generator[Check, None, ContainerInfo]:
         else:
             yield Check("proxy", CRITICAL, str(e).split("; ")[0], f"docker service scale {name}=1")
         raise Stop from None
-    try:
-        return proxy.info()  # kept by the proxy for the checks after this one
-    except ContainerNotFound:
+    info = proxy.engine.get_container(proxy.ref())  # as it is now, not as the proxy last saw it
+    if not info.running:
         yield Check("proxy", CRITICAL, f"container {name} is not running", f"docker start {name}")
         raise Stop from None
+    return info
 
 
 def _network_checks(core: Core, info: ContainerInfo) -> Generator[Check, None, bool]:

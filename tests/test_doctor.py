@@ -107,3 +107,14 @@ def test_a_stopped_proxy_container_stops_the_report_with_docker_start():
     assert [(c.name, c.status, c.message, c.fix) for c in report.checks] == [
         ("docker", OK, "Docker 0.0-fake answers", ""),
         ("proxy", CRITICAL, "container proxy is not running", "docker start proxy")]
+
+
+def test_a_second_report_from_the_same_core_sees_the_container_as_it_is_now():
+    fp = with_proxy(fake(), networks=("lbnet", "green-net"))
+    lbgen = app(fp)[0]
+    lbgen.apply()  # the proxy has seen its container
+    assert [c.status for c in by_name(diagnose(lbgen.core), "network")] == [OK, WARNING]
+    fp.engine.containers[fp.info.id] = dataclasses.replace(
+        fp.info, networks={**fp.info.networks, "green-net": "192.0.2.200"})
+    [network] = by_name(diagnose(lbgen.core), "network")
+    assert network.status == OK and "green-net at 192.0.2.200" in network.message
