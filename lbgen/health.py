@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Callable, Mapping, Protocol, Sequence, TypeVar, runtime_checkable
 
 from lbgen.config import HealthConfig
 from lbgen.model import Backend
 
 MAX_PARALLEL_CHECKS = 64
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -166,25 +168,25 @@ def check_groups(groups: Sequence[tuple[Sequence[Backend], HealthConfig]], check
     the order of its backends: all in one concurrent batch, so checking many services takes about one
     `timeout` however many of them have a backend that hangs (up to `max_parallel`), not one per service.
     A BatchChecker checks each group in one go (EngineChecker: one exec per service), the groups concurrently."""
-    from concurrent.futures import ThreadPoolExecutor
-
     if isinstance(checker, BatchChecker):
         batches = [(backends, health) for backends, health in groups if backends]
-        if len(batches) <= 1:
-            checked = [checker.check_many(backends, health) for backends, health in batches]
-        else:
-            workers = min(max_parallel, len(batches))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lbgen-check") as pool:
-                checked = list(pool.map(lambda g: checker.check_many(*g), batches))
-        answers = iter(checked)
+        answers = iter(_at_once(lambda g: checker.check_many(*g), batches, max_parallel))
         return [next(answers) if backends else [] for backends, _ in groups]
     jobs = [(i, b, health) for i, (backends, health) in enumerate(groups) for b in backends]
     results: list[list[CheckResult]] = [[] for _ in groups]
-    if jobs:
-        with ThreadPoolExecutor(max_workers=min(max_parallel, len(jobs)), thread_name_prefix="lbgen-check") as pool:
-            for (i, _, _), result in zip(jobs, pool.map(lambda j: checker.check(j[1], j[2]), jobs)):
-                results[i].append(result)
+    for (i, _, _), result in zip(jobs, _at_once(lambda j: checker.check(j[1], j[2]), jobs, max_parallel)):
+        results[i].append(result)
     return results
+
+
+def _at_once(call: Callable[[T], R], jobs: Sequence[T], max_parallel: int) -> list[R]:
+    """call(job) for each job, up to `max_parallel` at a time (one job runs here); results in job order."""
+    if len(jobs) <= 1:
+        return [call(job) for job in jobs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(max_parallel, len(jobs)), thread_name_prefix="lbgen-check") as pool:
+        return list(pool.map(call, jobs))
 
 
 @dataclass
