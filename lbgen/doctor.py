@@ -172,11 +172,11 @@ def _network_checks(core: Core, info: ContainerInfo) -> Generator[Check, None, b
     proxy = core.proxy
     networks = core.config.networks
     attached = [n for n in networks if n in info.networks]
-    service = proxy.name if proxy.is_service_task else None
+    service = proxy.is_service_task
 
     def connect(network: str) -> str:
-        if service is not None:
-            return f"docker service update --network-add {network} {service}"
+        if service:
+            return f"docker service update --network-add {network} {proxy.name}"
         return f"docker network connect {network} {proxy.name}"
 
     if not attached:
